@@ -1,0 +1,86 @@
+/*
+ * route: topic templates, matching and expansion. Pure.
+ *
+ * A template is text whose placeholders are "{name}". In topic templates a
+ * placeholder fills one whole level. A request topic template becomes the
+ * subscription filter (each placeholder -> '+'); matching a received topic
+ * against it captures the placeholder values into a struct vars, which then
+ * expands the route's other templates.
+ */
+#ifndef CMDGATE_ROUTE_H
+#define CMDGATE_ROUTE_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "sbuf.h"
+
+#define VARS_MAX 16
+
+/* Name/value views; the strings belong to whoever filled the struct. */
+struct vars {
+	size_t n;
+	const char *name[VARS_MAX];
+	const char *value[VARS_MAX];
+};
+
+void vars_set(struct vars *v, const char *name, const char *value);
+const char *vars_get(const struct vars *v, const char *name);
+
+enum param_type { PT_NONE = 0, PT_S, PT_B, PT_I, PT_L, PT_D, PT_BIN, PT_UL };
+/* "S" -> PT_S ...; PT_NONE when unknown. */
+enum param_type param_type_parse(const char *s);
+const char *param_type_name(enum param_type t);
+
+struct param_type_entry {
+	char *name;
+	enum param_type type;
+};
+
+/* One route; all strings owned (freed by route_clean_up). */
+struct route {
+	char *request_topic;
+	char *reply_topic;
+	char *target_arn;
+	char *command_arn;
+	char *thing;   /* fixed thing name, or NULL when captured */
+	char *command; /* fixed command name, or NULL when captured */
+	char **commands; /* allow-list; n_commands == 0: any */
+	size_t n_commands;
+	struct param_type_entry *ptypes;
+	size_t n_ptypes;
+	long execution_timeout; /* 0: none */
+	char *filter;           /* derived: request_topic with '+' */
+	char *ph_names[VARS_MAX]; /* derived: placeholder names, in order */
+	size_t n_ph;
+};
+
+void route_clean_up(struct route *r);
+
+/* Fill r->filter from r->request_topic. Fails when a placeholder does not fill
+ * a whole level, a name repeats, or the template has MQTT wildcards. */
+enum cg_err route_compile(struct route *r, char *err);
+
+/*
+ * Match topic against the request template. On success the captured values
+ * are stored into storage (a copy of topic, which the caller frees) and
+ * pointed to from caps. Returns 1 on match, 0 otherwise.
+ */
+int route_match(const struct route *r, const char *topic, char **storage, struct vars *caps);
+
+/* Check a captured value against the rule for its placeholder name. */
+enum cg_err route_check_capture(const char *name, const char *value, char *err);
+
+/* Expand "{name}" placeholders from vars; an unknown name is an error. */
+enum cg_err template_expand(const char *tmpl, const struct vars *v, struct sbuf *out, char *err);
+
+/* Every placeholder name in tmpl must satisfy known(); used by config checks. */
+int template_uses(const char *tmpl, const char *name);
+
+/* Whether a reply topic produced from reply_tmpl could match filter_tmpl. */
+int route_reply_could_loop(const char *reply_tmpl, const char *request_tmpl);
+
+enum param_type route_param_type(const struct route *r, const char *name);
+int route_command_allowed(const struct route *r, const char *command);
+
+#endif

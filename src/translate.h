@@ -1,0 +1,48 @@
+/*
+ * translate: a device's request payload -> the StartCommandExecution body.
+ * Pure: the random token is passed in, nothing is read from the clock.
+ *
+ * Validation follows SPEC section 3; the body follows section 1. On failure
+ * the error text names the offending member or parameter, and out->id is still
+ * set when the payload carried a usable id, so the reply can echo it.
+ */
+#ifndef CMDGATE_TRANSLATE_H
+#define CMDGATE_TRANSLATE_H
+
+#include <jansson.h>
+
+#include "err.h"
+#include "route.h"
+#include "sbuf.h"
+
+#define CLIENT_TOKEN_MAX 64
+
+enum token_kind { TOKEN_NONE = 0, TOKEN_EXPLICIT, TOKEN_DERIVED, TOKEN_RANDOM };
+
+struct translated {
+	json_t *id; /* owned reference; NULL when the request had none */
+	enum token_kind token_kind;
+	char client_token[CLIENT_TOKEN_MAX + 1];
+	struct sbuf body; /* the exact bytes that are hashed, signed and sent */
+};
+
+void translated_init(struct translated *t);
+void translated_clean_up(struct translated *t);
+
+/*
+ * vars must hold thing, command and every name the route's ARN templates
+ * use. random_token (a UUIDv4 text) is used only when the request has neither
+ * clientToken nor id.
+ */
+enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
+			      size_t len, const char *random_token, struct translated *out,
+			      char *err);
+
+/* Lowercase hex SHA-256 of thing "\n" command "\n" id. */
+void client_token_derive(const char *thing, const char *command, const char *id_text,
+			 char out[65]);
+
+/* "^[\x21-\x7E]{1,64}$" */
+int client_token_valid(const char *s);
+
+#endif

@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""A local stand-in for the AWS IoT Jobs data plane, for tests and the demo.
+
+Serves POST /command-executions (StartCommandExecution) over HTTP and HTTPS on
+loopback and checks what AWS checks, with its own SigV4 implementation (not
+the C one): the Authorization header, the credential scope (day, region,
+service iot-jobs-data), the signed host/x-amz-date/x-amz-security-token
+headers, the payload hash over the exact body bytes and the request time
+(5 minutes either way, against its own possibly skewed clock). The body is
+validated against the AWS model rules; clientToken gives AWS's idempotency
+(same token and body: same executionId; same token, other body: 409).
+
+Tests steer it through /_control (JSON):
+  {"rules": [{"thing": "t1", "times": 2, "status": 429,
+              "code": "ThrottlingException", "message": "slow down",
+              "where": "header|body|type|none", "drop": false,
+              "delay_ms": 0}],
+   "delay_ms": 0, "skew_s": 0, "reset": true}
+A rule without "thing" applies to any request; "times" counts down (absent:
+forever). GET /_log returns every request seen, in order.
+"""
+import argparse
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SERVICE = "iot-jobs-data"
+
+
+# ---- SigV4, written independently of src/sigv4.c -------------------------
+
+def _enc(s, safe="-_.~"):
+    return urllib.parse.quote(s, safe=safe)
+
+
+def canonical_request(method, path, query, headers, signed, payload_hash):
+    segs = []
+    for seg in path.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if segs:
+                segs.pop()
+            continue
+        segs.append(seg)
+    cpath = "/" + "/".join(_enc(urllib.parse.unquote(s)) for s in segs)
+    if path.endswith("/") and segs:
+        cpath += "/"
+    pairs = []
+    if query:
+        for part in query.split("&"):
+            if not part:
+                continue
+            k, _, v = part.partition("=")
+            pairs.append((_enc(urllib.parse.unquote(k)), _enc(urllib.parse.unquote(v))))
+    cquery = "&".join(f"{k}={v}" for k, v in sorted(pairs))
+    lines = []
+    for name in signed:
+        vals = [" ".join(v.split()) for (n, v) in headers if n.lower() == name]
+        lines.append(f"{name}:{','.join(vals)}\n")
+    return "\n".join([method, cpath, cquery, "".join(lines), ";".join(signed), payload_hash])
+
+
+def signing_key(secret, day, region, service):
+    k = ("AWS4" + secret).encode()
+    for part in (day, region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return k
+
+
+def sign(secret, amz_date, region, service, creq):
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                     hashlib.sha256(creq.encode()).hexdigest()])
+    return hmac.new(signing_key(secret, amz_date[:8], region, service),
+                    sts.encode(), hashlib.sha256).hexdigest()
+
+
+# ---- the StartCommandExecution model rules --------------------------------
+
+PARAM_NAME = re.compile(r"^[.$a-zA-Z0-9_-]{1,192}$")
+TOKEN = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+def validate_value(name, v):
+    if not isinstance(v, dict) or len(v) != 1:
+        return f"parameters.{name} must have exactly one of S B I L D BIN UL"
+    (t, x), = v.items()
+    ok = {
+        "S": lambda: isinstance(x, str) and len(x) >= 1,
+        "B": lambda: isinstance(x, bool),
+        "I": lambda: type(x) is int and -2**31 <= x < 2**31,
+        "L": lambda: type(x) is int and -2**63 <= x < 2**63,
+        "D": lambda: type(x) in (int, float) and x == x and abs(x) != float("inf"),
+        "BIN": lambda: isinstance(x, str) and len(x) > 0 and len(base64.b64decode(x, validate=True)) > 0,
+        "UL": lambda: isinstance(x, str) and re.fullmatch(r"[0-9]{1,20}", x) is not None and int(x) <= 2**64 - 1,
+    }.get(t)
+    try:
+        good = ok is not None and ok()
+    except Exception:
+        good = False
+    return None if good else f"parameters.{name}.{t} is invalid"
+
+
+def validate_body(raw):
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except Exception:
+        return None, "body is not JSON"
+    if not isinstance(body, dict):
+        return None, "body is not an object"
+    allowed = {"targetArn", "commandArn", "parameters", "executionTimeoutSeconds", "clientToken"}
+    extra = set(body) - allowed
+    if extra:
+        return None, f"unknown members {sorted(extra)}"
+    t = body.get("targetArn")
+    if not isinstance(t, str) or not 1 <= len(t) <= 2048:
+        return None, "targetArn is required, at most 2048 characters"
+    if not isinstance(body.get("commandArn"), str) or not body["commandArn"]:
+        return None, "commandArn is required"
+    if "parameters" in body:
+        p = body["parameters"]
+        if not isinstance(p, dict) or len(p) < 1:
+            return None, "parameters must be a non-empty map"
+        for k, v in p.items():
+            if not PARAM_NAME.match(k):
+                return None, f"parameter name {k!r} is invalid"
+            e = validate_value(k, v)
+            if e:
+                return None, e
+    if "executionTimeoutSeconds" in body:
+        x = body["executionTimeoutSeconds"]
+        if type(x) is not int or x < 1:
+            return None, "executionTimeoutSeconds must be an integer >= 1"
+    if "clientToken" in body:
+        if not isinstance(body["clientToken"], str) or not TOKEN.match(body["clientToken"]):
+            return None, "clientToken is invalid"
+    return body, None
+
+
+# ---- the server -----------------------------------------------------------
+
+class State:
+    def __init__(self, args):
+        self.lock = threading.Lock()
+        self.args = args
+        self.reset()
+
+    def reset(self):
+        self.rules = []
+        self.delay_ms = 0
+        self.skew_s = 0
+        self.log = []
+        self.tokens = {}
+        self.executions = 0
+
+    def take_rule(self, thing):
+        with self.lock:
+            for r in self.rules:
+                if r.get("thing") not in (None, thing):
+                    continue
+                if "times" in r:
+                    if r["times"] <= 0:
+                        continue
+                    r["times"] -= 1
+                return dict(r)
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-aws"
+
+    def log_message(self, fmt, *a):
+        if self.server.state.args.verbose:
+            sys.stderr.write("fake_aws: " + (fmt % a) + "\n")
+
+    def reply(self, status, obj, headers=()):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def error(self, status, code, message, where="header"):
+        st = self.server.state
+        now = time.time() + st.skew_s
+        hdrs = [("Date", formatdate(now, usegmt=True))]
+        body = {"message": message}
+        if where == "header":
+            hdrs.append(("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/coral/com.amazon.iot/"))
+        elif where == "body":
+            body["__type"] = f"com.amazonaws.iot#{code}"
+        elif where == "code":
+            body = {"code": code, "Message": message}
+        self.reply(status, body, hdrs)
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def do_GET(self):
+        if self.path == "/_log":
+            with self.server.state.lock:
+                self.reply(200, self.server.state.log)
+        else:
+            self.reply(404, {"message": "not found"})
+
+    def do_POST(self):
+        st = self.server.state
+        raw = self.read_body()
+        if self.path == "/_control":
+            ctl = json.loads(raw or b"{}")
+            with st.lock:
+                if ctl.get("reset"):
+                    st.reset()
+                st.rules.extend(ctl.get("rules", []))
+                st.delay_ms = ctl.get("delay_ms", st.delay_ms)
+                st.skew_s = ctl.get("skew_s", st.skew_s)
+            self.reply(200, {"ok": True})
+            return
+        path, _, query = self.path.partition("?")
+        if path != "/command-executions":
+            self.error(404, "UnknownOperationException", "no such operation")
+            return
+        entry = {"time": time.time(), "body": raw.decode("utf-8", "replace"),
+                 "headers": {k.lower(): v for k, v in self.headers.items()}}
+        try:
+            doc = json.loads(raw)
+        except Exception:
+            doc = {}
+        entry["clientToken"] = doc.get("clientToken") if isinstance(doc, dict) else None
+        thing = ""
+        if isinstance(doc, dict) and isinstance(doc.get("targetArn"), str):
+            thing = doc["targetArn"].rsplit("/", 1)[-1]
+        entry["thing"] = thing
+        with st.lock:
+            st.log.append(entry)
+            delay = st.delay_ms
+        rule = st.take_rule(thing)
+        delay = (rule or {}).get("delay_ms", delay)
+        if delay:
+            time.sleep(delay / 1000.0)
+        if rule and rule.get("drop"):
+            entry["outcome"] = "dropped"
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        problem = self.check_signature(raw, path, query)
+        if problem:
+            entry["outcome"] = problem[1]
+            self.error(403, problem[1], problem[2])
+            return
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            entry["outcome"] = "content-type"
+            self.error(400, "ValidationException", "Content-Type must be application/json")
+            return
+        if rule and rule.get("status"):
+            entry["outcome"] = rule.get("code") or str(rule["status"])
+            if rule.get("where") == "none":
+                self.reply(rule["status"], {})
+            else:
+                self.error(rule["status"], rule.get("code", "UnknownError"),
+                           rule.get("message", "injected"), rule.get("where", "header"))
+            return
+        body, msg = validate_body(raw)
+        if msg:
+            entry["outcome"] = "ValidationException"
+            self.error(400, "ValidationException", msg)
+            return
+        token = body.get("clientToken")
+        key = json.dumps({k: v for k, v in body.items() if k != "clientToken"}, sort_keys=True)
+        with st.lock:
+            if token is not None and token in st.tokens:
+                prev_key, exec_id = st.tokens[token]
+                if prev_key != key:
+                    entry["outcome"] = "ConflictException"
+                    self.error(409, "ConflictException",
+                               "clientToken was used with a different request")
+                    return
+                entry["outcome"] = "replayed"
+            else:
+                st.executions += 1
+                exec_id = str(uuid.uuid4())
+                if token is not None:
+                    st.tokens[token] = (key, exec_id)
+                entry["outcome"] = "started"
+            entry["executionId"] = exec_id
+        self.reply(200, {"executionId": exec_id})
+
+    def check_signature(self, raw, path, query):
+        """None when the request is signed as AWS requires, else (status, code, message)."""
+        a = self.server.state.args
+        st = self.server.state
+        auth = self.headers.get("Authorization", "")
+        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+                         r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})", auth)
+        if not m:
+            return (403, "IncompleteSignatureException", "Authorization header is malformed")
+        akid, day, region, service, signed, sig = m.groups()
+        if akid != a.access_key:
+            return (403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+        amz_date = self.headers.get("X-Amz-Date", "")
+        signed_list = signed.split(";")
+        for need in ("host", "x-amz-date"):
+            if need not in signed_list:
+                return (403, "InvalidSignatureException", f"{need} must be signed")
+        if a.session_token:
+            if self.headers.get("X-Amz-Security-Token") != a.session_token:
+                return (403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+            if "x-amz-security-token" not in signed_list:
+                return (403, "InvalidSignatureException", "x-amz-security-token must be signed")
+        if day != amz_date[:8] or region != a.region or service != SERVICE:
+            return (403, "InvalidSignatureException", "Credential should be scoped correctly")
+        try:
+            t = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            return (403, "IncompleteSignatureException", "X-Amz-Date is malformed")
+        now = time.time() + st.skew_s
+        if abs(now - t) > 300:
+            nowtxt = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+            return (403, "InvalidSignatureException",
+                    f"Signature expired: {amz_date} is now earlier than {nowtxt} (5 min.)"
+                    if t < now else f"Signature not yet current: {amz_date} is still later than {nowtxt} (5 min.)")
+        headers = list(self.headers.items())
+        creq = canonical_request(self.command, path, query, headers, signed_list,
+                                 hashlib.sha256(raw).hexdigest())
+        if not hmac.compare_digest(sign(a.secret, amz_date, region, service, creq), sig):
+            return (403, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided.")
+        return None
+
+
+def serve(server):
+    server.serve_forever(poll_interval=0.2)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--region", default="eu-west-1")
+    p.add_argument("--access-key", default="AKIDCMDGATETEST")
+    p.add_argument("--secret", default="cmdgate-test-secret")
+    p.add_argument("--session-token", default="")
+    p.add_argument("--port-file", required=True, help="writes 'HTTP_PORT HTTPS_PORT'")
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args()
+    state = State(args)
+    servers = []
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    servers.append(plain)
+    if args.cert:
+        tls = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+        servers.append(tls)
+    for s in servers:
+        s.daemon_threads = True
+        s.state = state
+        threading.Thread(target=serve, args=(s,), daemon=True).start()
+    ports = " ".join(str(s.server_address[1]) for s in servers)
+    with open(args.port_file + ".tmp", "w") as f:
+        f.write(ports + "\n")
+    import os
+    os.rename(args.port_file + ".tmp", args.port_file)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

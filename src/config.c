@@ -1,0 +1,533 @@
+/*
+ * config: the option table is the single description of every key: its
+ * type, bounds, default and whether SIGHUP may change it. Parsing walks the
+ * file's tree and refuses any key the table does not know; filling walks the
+ * table and takes defaults for absent keys. Routes have their own small
+ * table because they form a list.
+ */
+#include "config.h"
+
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type { OPT_STR, OPT_INT, OPT_DBL, OPT_GROUP };
+
+struct option {
+	const char *path;
+	enum opt_type type;
+	size_t off;
+	double min, max;
+	const char *def_s;
+	double def_n;
+	int reloadable;
+};
+
+#define O(field) offsetof(struct config, field)
+#define STR(p, f, d, rl) {p, OPT_STR, O(f), 0, 0, d, 0, rl}
+#define INT(p, f, lo, hi, d, rl) {p, OPT_INT, O(f), lo, hi, NULL, d, rl}
+#define DBL(p, f, lo, hi, d, rl) {p, OPT_DBL, O(f), lo, hi, NULL, d, rl}
+#define GRP(p) {p, OPT_GROUP, 0, 0, 0, NULL, 0, 1}
+
+static const struct option options[] = {
+	GRP("mqtt"),
+	STR("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0),
+	STR("mqtt.client_id", mqtt.client_id, "cmdgate", 0),
+	INT("mqtt.version", mqtt.version, 4, 5, 5, 0),
+	STR("mqtt.username", mqtt.username, "", 0),
+	STR("mqtt.password_file", mqtt.password_file, "", 0),
+	STR("mqtt.ca_file", mqtt.ca_file, "", 0),
+	STR("mqtt.cert_file", mqtt.cert_file, "", 0),
+	STR("mqtt.key_file", mqtt.key_file, "", 0),
+	INT("mqtt.keepalive", mqtt.keepalive, 1, 65535, 30, 0),
+	INT("mqtt.qos", mqtt.qos, 0, 2, 1, 0),
+	STR("mqtt.shared_group", mqtt.shared_group, "", 0),
+	STR("mqtt.status_topic", mqtt.status_topic, "cmdgate/{client_id}/status", 0),
+	GRP("aws"),
+	STR("aws.region", aws.region, "", 1),
+	STR("aws.account", aws.account, "", 1),
+	STR("aws.endpoint", aws.endpoint, "", 1),
+	STR("aws.ca_file", aws.ca_file, "", 0),
+	INT("aws.connect_timeout_ms", aws.connect_timeout_ms, 1, 600000, 3000, 0),
+	INT("aws.request_timeout_ms", aws.request_timeout_ms, 1, 600000, 10000, 1),
+	INT("aws.max_attempts", aws.max_attempts, 1, 100, 3, 1),
+	DBL("aws.max_rate", aws.max_rate, 0, 1e9, 0, 1),
+	GRP("aws.credentials"),
+	STR("aws.credentials.source", aws.credentials.source, "chain", 0),
+	STR("aws.credentials.access_key_id", aws.credentials.access_key_id, "", 0),
+	STR("aws.credentials.secret_access_key_file", aws.credentials.secret_access_key_file, "",
+	    0),
+	STR("aws.credentials.profile", aws.credentials.profile, "", 0),
+	GRP("aws.credentials.iot"),
+	STR("aws.credentials.iot.endpoint", aws.credentials.iot.endpoint, "", 0),
+	STR("aws.credentials.iot.role_alias", aws.credentials.iot.role_alias, "", 0),
+	STR("aws.credentials.iot.thing_name", aws.credentials.iot.thing_name, "", 0),
+	STR("aws.credentials.iot.cert_file", aws.credentials.iot.cert_file, "", 0),
+	STR("aws.credentials.iot.key_file", aws.credentials.iot.key_file, "", 0),
+	STR("aws.credentials.iot.ca_file", aws.credentials.iot.ca_file, "", 0),
+	GRP("gateway"),
+	INT("gateway.max_inflight", gateway.max_inflight, 1, 65536, 64, 1),
+	INT("gateway.queue_size", gateway.queue_size, 0, 10000000, 4096, 1),
+	INT("gateway.max_payload", gateway.max_payload, 2, 268435455, 16384, 1),
+	INT("gateway.deadline_ms", gateway.deadline_ms, 1, 86400000, 30000, 1),
+	INT("gateway.drain_ms", gateway.drain_ms, 0, 3600000, 10000, 1),
+	DBL("gateway.per_thing_rate", gateway.per_thing_rate, 0, 1e9, 0, 1),
+	STR("gateway.spool_dir", gateway.spool_dir, "", 0),
+	INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),
+	GRP("log"),
+	STR("log.level", log.level, "info", 1),
+	STR("log.format", log.format, "text", 1),
+	GRP("stats"),
+	STR("stats.topic", stats.topic, "", 1),
+	INT("stats.interval", stats.interval, 1, 86400, 60, 1),
+	STR("stats.file", stats.file, "", 1),
+};
+
+static const char *const route_keys[] = {"request_topic", "reply_topic", "target_arn",
+					 "command_arn", "thing", "command", "commands",
+					 "parameter_types", "execution_timeout"};
+
+static const char *default_route[] = {
+	"commands/{thing}/{command}/start",
+	"commands/{thing}/{command}/start/{status}",
+	"arn:aws:iot:{region}:{account}:thing/{thing}",
+	"arn:aws:iot:{region}:{account}:command/{command}",
+};
+
+static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s,
+			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s,
+			   const char *fmt, ...)
+{
+	unsigned line = s ? (unsigned)config_setting_source_line(s) : 0;
+	const char *f = s && config_setting_source_file(s) ? config_setting_source_file(s) : file;
+	char msg[ERR_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line == 0)
+		return cg_fail(err, CG_CONFIG, "%s: %s", f, msg);
+	return cg_fail(err, CG_CONFIG, "%s:%u: %s", f, line, msg);
+}
+
+static const struct option *find_option(const char *path)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (strcmp(options[i].path, path) == 0)
+			return &options[i];
+	return NULL;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s ? s : "");
+	if (!d)
+		abort();
+	return d;
+}
+
+/* Refuse keys the table does not know, recursively. */
+static enum cg_err check_known(const config_setting_t *group, const char *prefix,
+			       const char *file, char *err)
+{
+	int n = config_setting_length(group);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+		char path[256];
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
+		if (strcmp(path, "routes") == 0)
+			continue;
+		const struct option *o = find_option(path);
+		if (!o)
+			return fail_at(err, file, s, "unknown key '%s'", path);
+		if (o->type == OPT_GROUP) {
+			if (!config_setting_is_group(s))
+				return fail_at(err, file, s, "'%s' must be a group { ... }", path);
+			enum cg_err rc = check_known(s, path, file, err);
+			if (rc)
+				return rc;
+		}
+	}
+	return CG_OK;
+}
+
+static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct option *o,
+			       const char *file, char *err)
+{
+	if (o->type == OPT_GROUP)
+		return CG_OK;
+	config_setting_t *s = config_lookup(cfg, o->path);
+	char *base = (char *)c + o->off;
+	int t = s ? config_setting_type(s) : CONFIG_TYPE_NONE;
+	if (o->type == OPT_STR) {
+		if (s && t != CONFIG_TYPE_STRING)
+			return fail_at(err, file, s, "'%s' must be a string", o->path);
+		*(char **)base = xstrdup(s ? config_setting_get_string(s) : o->def_s);
+		return CG_OK;
+	}
+	double v = o->def_n;
+	if (s) {
+		if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+			v = (double)config_setting_get_int64(s);
+		else if (t == CONFIG_TYPE_FLOAT && o->type == OPT_DBL)
+			v = config_setting_get_float(s);
+		else
+			return fail_at(err, file, s, "'%s' must be %s", o->path,
+				       o->type == OPT_INT ? "an integer" : "a number");
+		if (v < o->min || v > o->max) {
+			char range[96];
+			snprintf(range, sizeof(range), " (allowed %g to %g)", o->min, o->max);
+			return fail_at(err, file, s, "'%s' is out of range%s", o->path, range);
+		}
+	}
+	if (o->type == OPT_INT)
+		*(long *)base = (long)v;
+	else
+		*(double *)base = v;
+	return CG_OK;
+}
+
+static enum cg_err route_string(config_setting_t *rs, const char *key, const char *def,
+				char **out, const char *file, char *err)
+{
+	config_setting_t *s = config_setting_get_member(rs, key);
+	if (s && config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail_at(err, file, s, "route '%s' must be a string", key);
+	const char *v = s ? config_setting_get_string(s) : def;
+	*out = v ? xstrdup(v) : NULL;
+	return CG_OK;
+}
+
+static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, const char *file,
+				     char *err)
+{
+	config_setting_t *s = config_setting_get_member(rs, "commands");
+	if (s) {
+		if (!config_setting_is_array(s) && !config_setting_is_list(s))
+			return fail_at(err, file, s, "route 'commands' must be an array");
+		int n = config_setting_length(s);
+		r->commands = calloc((size_t)n + 1, sizeof(char *));
+		for (int i = 0; i < n; i++) {
+			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				return fail_at(err, file, e, "route 'commands' holds strings");
+			r->commands[r->n_commands++] = xstrdup(config_setting_get_string(e));
+		}
+	}
+	s = config_setting_get_member(rs, "parameter_types");
+	if (s) {
+		if (!config_setting_is_group(s))
+			return fail_at(err, file, s, "route 'parameter_types' must be a group");
+		int n = config_setting_length(s);
+		r->ptypes = calloc((size_t)n + 1, sizeof(*r->ptypes));
+		for (int i = 0; i < n; i++) {
+			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+			enum param_type t = config_setting_type(e) == CONFIG_TYPE_STRING
+						    ? param_type_parse(config_setting_get_string(e))
+						    : PT_NONE;
+			if (t == PT_NONE)
+				return fail_at(err, file, e,
+					       "parameter type of '%s' must be one of S B I L D BIN "
+					       "UL",
+					       config_setting_name(e));
+			r->ptypes[r->n_ptypes].name = xstrdup(config_setting_name(e));
+			r->ptypes[r->n_ptypes++].type = t;
+		}
+	}
+	s = config_setting_get_member(rs, "execution_timeout");
+	if (s) {
+		if (config_setting_type(s) != CONFIG_TYPE_INT || config_setting_get_int(s) < 0)
+			return fail_at(err, file, s,
+				       "route 'execution_timeout' must be an integer >= 0");
+		r->execution_timeout = config_setting_get_int(s);
+	}
+	return CG_OK;
+}
+
+static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char *file,
+			       char *err)
+{
+	if (!config_setting_is_group(rs))
+		return fail_at(err, file, rs, "each route must be a group { ... }");
+	int n = config_setting_length(rs);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(rs, (unsigned)i);
+		int known = 0;
+		for (size_t k = 0; k < sizeof(route_keys) / sizeof(route_keys[0]); k++)
+			known |= strcmp(config_setting_name(s), route_keys[k]) == 0;
+		if (!known)
+			return fail_at(err, file, s, "unknown route key '%s'",
+				       config_setting_name(s));
+	}
+	enum cg_err rc;
+	if ((rc = route_string(rs, "request_topic", default_route[0], &r->request_topic, file,
+			       err)) ||
+	    (rc = route_string(rs, "reply_topic", default_route[1], &r->reply_topic, file, err)) ||
+	    (rc = route_string(rs, "target_arn", default_route[2], &r->target_arn, file, err)) ||
+	    (rc = route_string(rs, "command_arn", default_route[3], &r->command_arn, file,
+			       err)) ||
+	    (rc = route_string(rs, "thing", NULL, &r->thing, file, err)) ||
+	    (rc = route_string(rs, "command", NULL, &r->command, file, err)))
+		return rc;
+	return parse_route_lists(rs, r, file, err);
+}
+
+static enum cg_err parse_routes(struct config *c, const config_t *cfg, const char *file,
+				char *err)
+{
+	config_setting_t *list = config_lookup(cfg, "routes");
+	if (!list) {
+		c->routes = calloc(1, sizeof(struct route));
+		c->n_routes = 1;
+		c->routes[0].request_topic = xstrdup(default_route[0]);
+		c->routes[0].reply_topic = xstrdup(default_route[1]);
+		c->routes[0].target_arn = xstrdup(default_route[2]);
+		c->routes[0].command_arn = xstrdup(default_route[3]);
+		return CG_OK;
+	}
+	if (!config_setting_is_list(list) || config_setting_length(list) < 1)
+		return fail_at(err, file, list, "'routes' must be a non-empty list ( { ... } )");
+	size_t n = (size_t)config_setting_length(list);
+	c->routes = calloc(n, sizeof(struct route));
+	c->n_routes = n;
+	for (size_t i = 0; i < n; i++) {
+		enum cg_err rc =
+			parse_route(config_setting_get_elem(list, (unsigned)i), &c->routes[i], file,
+				    err);
+		if (rc)
+			return rc;
+	}
+	return CG_OK;
+}
+
+static int one_of(const char *v, const char *const *set)
+{
+	for (; *set; set++)
+		if (strcmp(v, *set) == 0)
+			return 1;
+	return 0;
+}
+
+static int placeholders_known(const char *tmpl, const struct route *r, int allow_status,
+			      char *bad, size_t n)
+{
+	for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
+		const char *e = strchr(p, '}');
+		if (!e)
+			break;
+		size_t len = (size_t)(e - p - 1);
+		snprintf(bad, n, "%.*s", (int)len, p + 1);
+		int ok = strcmp(bad, "region") == 0 || strcmp(bad, "account") == 0 ||
+			 strcmp(bad, "client_id") == 0 || strcmp(bad, "thing") == 0 ||
+			 strcmp(bad, "command") == 0 || (allow_status && strcmp(bad, "status") == 0);
+		for (size_t i = 0; i < r->n_ph && !ok; i++)
+			ok = strcmp(r->ph_names[i], bad) == 0;
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+static int captures(const struct route *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_ph; i++)
+		if (strcmp(r->ph_names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Cross-field rules of one route; s is its setting (for the line), or NULL. */
+static enum cg_err check_route(const struct config *c, struct route *r, config_setting_t *s,
+			       const char *file, char *err)
+{
+	char msg[ERR_LEN];
+	if (route_compile(r, msg))
+		return fail_at(err, file, s, "%s", msg);
+	const char *fixed[2] = {r->thing, r->command};
+	const char *names[2] = {"thing", "command"};
+	for (int i = 0; i < 2; i++) {
+		if (fixed[i] && captures(r, names[i]))
+			return fail_at(err, file, s,
+				       "route both captures {%s} and fixes %s = ...; choose one",
+				       names[i], names[i]);
+		if (!fixed[i] && !captures(r, names[i]))
+			return fail_at(err, file, s,
+				       "route needs {%s} in request_topic or a fixed %s = ...",
+				       names[i], names[i]);
+		if (fixed[i] && route_check_capture(names[i], fixed[i], NULL))
+			return fail_at(err, file, s, "route %s = \"%s\" is not a valid name",
+				       names[i], fixed[i]);
+	}
+	char bad[130];
+	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
+	for (int i = 0; i < 3; i++)
+		if (!placeholders_known(tmpls[i], r, i == 0, bad, sizeof(bad)))
+			return fail_at(err, file, s, "unknown placeholder {%s} in \"%s\"", bad,
+				       tmpls[i]);
+	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
+		return fail_at(err, file, s, "reply_topic \"%s\" must be a topic name without "
+					     "wildcards", r->reply_topic);
+	for (size_t i = 0; i < c->n_routes; i++)
+		if (route_reply_could_loop(r->reply_topic, c->routes[i].request_topic))
+			return fail_at(err, file, s,
+				       "reply_topic \"%s\" could match request_topic \"%s\": "
+				       "replies would loop back as requests",
+				       r->reply_topic, c->routes[i].request_topic);
+	for (int i = 0; i < 3; i++)
+		if (template_uses(tmpls[i], "account") && !*c->aws.account)
+			return fail_at(err, file, s,
+				       "aws.account is required: \"%s\" uses {account}", tmpls[i]);
+	return CG_OK;
+}
+
+static enum cg_err check_globals(struct config *c, const config_t *cfg, const char *file,
+				 char *err)
+{
+	static const char *const sources[] = {"chain",     "static", "env", "profile", "iot",
+					      "container", "imds",   NULL};
+	static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+	static const char *const formats[] = {"text", "json", NULL};
+	static const char *const schemes[] = {"tcp", "ssl", "ws", "wss", "mqtt", "mqtts", NULL};
+	config_setting_t *root = config_root_setting(cfg);
+#define AT(path) (config_lookup(cfg, path) ? config_lookup(cfg, path) : root)
+	if (!*c->aws.region)
+		return fail_at(err, file, AT("aws"), "aws.region is required");
+	for (const char *p = c->aws.region; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+			return fail_at(err, file, AT("aws.region"),
+				       "aws.region \"%s\" is not a region name", c->aws.region);
+	char scheme[16] = "";
+	const char *sep = strstr(c->mqtt.uri, "://");
+	if (sep && (size_t)(sep - c->mqtt.uri) < sizeof(scheme))
+		snprintf(scheme, sizeof(scheme), "%.*s", (int)(sep - c->mqtt.uri), c->mqtt.uri);
+	if (!one_of(scheme, schemes))
+		return fail_at(err, file, AT("mqtt.uri"),
+			       "mqtt.uri \"%s\" must start with tcp:// ssl:// ws:// or wss://", c->mqtt.uri);
+	if (!*c->mqtt.client_id)
+		return fail_at(err, file, AT("mqtt.client_id"), "mqtt.client_id is empty");
+	if (!one_of(c->aws.credentials.source, sources))
+		return fail_at(err, file, AT("aws.credentials.source"),
+			       "aws.credentials.source \"%s\" is not one of chain static env "
+			       "profile iot container imds", c->aws.credentials.source);
+	if (strcmp(c->aws.credentials.source, "static") == 0 &&
+	    (!*c->aws.credentials.access_key_id || !*c->aws.credentials.secret_access_key_file))
+		return fail_at(err, file, AT("aws.credentials"),
+			       "source \"static\" needs access_key_id and "
+			       "secret_access_key_file");
+	if (!one_of(c->log.level, levels))
+		return fail_at(err, file, AT("log.level"),
+			       "log.level \"%s\" is not one of error warn info debug", c->log.level);
+	if (!one_of(c->log.format, formats))
+		return fail_at(err, file, AT("log.format"), "log.format \"%s\" is not text or json", c->log.format);
+	if (*c->aws.endpoint && strncmp(c->aws.endpoint, "https://", 8) != 0 &&
+	    strncmp(c->aws.endpoint, "http://", 7) != 0)
+		return fail_at(err, file, AT("aws.endpoint"),
+			       "aws.endpoint \"%s\" must be an https:// (or http://) URL", c->aws.endpoint);
+#undef AT
+	if (*c->aws.endpoint) {
+		c->endpoint_url = xstrdup(c->aws.endpoint);
+		size_t n = strlen(c->endpoint_url);
+		while (n > 0 && c->endpoint_url[n - 1] == '/')
+			c->endpoint_url[--n] = '\0';
+	} else {
+		c->endpoint_url = config_default_endpoint(c->aws.region);
+	}
+	return CG_OK;
+}
+
+char *config_default_endpoint(const char *region)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_printf(&b, "https://data.jobs.iot.%s.amazonaws.com%s", region,
+		    strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+	return sbuf_steal(&b);
+}
+
+struct config *config_load(const char *path, char *err)
+{
+	config_t cfg;
+	config_init(&cfg);
+	struct config *c = calloc(1, sizeof(*c));
+	enum cg_err rc = CG_CONFIG;
+	if (!config_read_file(&cfg, path)) {
+		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+			cg_fail(err, CG_CONFIG, "%s: cannot read the file", path);
+		else
+			cg_fail(err, CG_CONFIG, "%s:%d: %s",
+				config_error_file(&cfg) ? config_error_file(&cfg) : path,
+				config_error_line(&cfg), config_error_text(&cfg));
+		goto out;
+	}
+	c->path = xstrdup(path);
+	if ((rc = check_known(config_root_setting(&cfg), "", path, err)))
+		goto out;
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if ((rc = fill_option(c, &cfg, &options[i], path, err)))
+			goto out;
+	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)))
+		goto out;
+	config_setting_t *list = config_lookup(&cfg, "routes");
+	for (size_t i = 0; i < c->n_routes; i++) {
+		config_setting_t *s = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
+		if ((rc = check_route(c, &c->routes[i], s ? s : config_root_setting(&cfg), path,
+				      err)))
+			goto out;
+	}
+	for (size_t i = 0; i < c->n_routes; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(c->routes[i].filter, c->routes[j].filter) == 0) {
+				rc = fail_at(err, path,
+					     list ? config_setting_get_elem(list, (unsigned)i)
+						  : NULL,
+					     "two routes subscribe to the same filter \"%s\"", c->routes[i].filter);
+				goto out;
+			}
+	rc = CG_OK;
+out:
+	config_destroy(&cfg);
+	if (rc) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (options[i].type == OPT_STR)
+			free(*(char **)((char *)c + options[i].off));
+	for (size_t i = 0; i < c->n_routes; i++)
+		route_clean_up(&c->routes[i]);
+	free(c->routes);
+	free(c->endpoint_url);
+	free(c->path);
+	free(c);
+}
+
+void config_restart_needed(const struct config *a, const struct config *b, struct sbuf *out)
+{
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		const struct option *o = &options[i];
+		if (o->reloadable || o->type == OPT_GROUP)
+			continue;
+		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
+		int differs = o->type == OPT_STR ? strcmp(*(char *const *)pa, *(char *const *)pb)
+			      : o->type == OPT_INT ? *(const long *)pa != *(const long *)pb
+						   : *(const double *)pa != *(const double *)pb;
+		if (differs) {
+			if (out->len)
+				sbuf_puts(out, ", ");
+			sbuf_puts(out, o->path);
+		}
+	}
+}

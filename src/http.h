@@ -1,0 +1,59 @@
+/*
+ * http: the libcurl edge. One struct http_client owns a multi handle (and so
+ * its connection cache: calls to the endpoint reuse TLS connections); it is
+ * used from the engine thread only. A struct http_call is one POST; results
+ * arrive through http_client_run()'s callback with the error class already
+ * translated from curl's code (the only place curl codes are looked at).
+ */
+#ifndef CMDGATE_HTTP_H
+#define CMDGATE_HTTP_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "sbuf.h"
+
+struct http_call {
+	CURL *easy;
+	struct curl_slist *headers;
+	long status;             /* HTTP status, 0 when no response */
+	struct sbuf body;        /* response body */
+	char error_type[160];    /* x-amzn-ErrorType */
+	char date[64];           /* Date */
+	char errbuf[CURL_ERROR_SIZE];
+	enum cg_err result;      /* CG_OK: a response arrived (any status) */
+	void *user;
+};
+
+struct http_options {
+	const char *ca_file; /* NULL or "": system store */
+	long connect_timeout_ms;
+};
+
+struct http_client;
+
+struct http_client *http_client_new(const struct http_options *opt);
+void http_client_free(struct http_client *c);
+
+/*
+ * Start a POST of body (copied by curl? no: the caller keeps body alive until
+ * the call completes). headers is taken over by the call.
+ */
+enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
+		      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
+		      char *err);
+/* Abort a started call; its memory is released. */
+void http_abort(struct http_client *c, struct http_call *call);
+
+typedef void (*http_done_fn)(struct http_call *call, void *ctx);
+
+/* Wait up to timeout_ms for traffic or for wake_fd to become readable, then
+ * deliver finished calls to done (which owns them afterwards). */
+void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_done_fn done,
+		     void *ctx);
+/* Release a finished call's memory. */
+void http_call_free(struct http_call *call);
+size_t http_client_active(const struct http_client *c);
+
+#endif

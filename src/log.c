@@ -1,0 +1,73 @@
+/*
+ * log: lines are built in memory and written with one fputs so that lines
+ * from Paho's threads and the engine never interleave.
+ */
+#include "log.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sbuf.h"
+
+enum log_level log_threshold = CG_LOG_INFO;
+static int log_json;
+
+static const char *const names[] = {"error", "warn", "info", "debug"};
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+	for (int i = 0; i <= CG_LOG_DEBUG; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void log_configure(const char *level, const char *format)
+{
+	if (level)
+		log_level_parse(level, &log_threshold);
+	if (format)
+		log_json = strcmp(format, "json") == 0;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	if (lvl > log_threshold)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[40];
+	size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+
+	struct sbuf msg, line;
+	sbuf_init(&msg);
+	sbuf_init(&line);
+	va_list ap;
+	va_start(ap, fmt);
+	sbuf_vprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (log_json) {
+		json_t *o = json_pack("{s:s,s:s,s:s%}", "time", when, "level", names[lvl], "msg",
+				      msg.data, msg.len);
+		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		sbuf_puts(&line, s ? s : "{\"msg\":\"(unencodable log line)\"}");
+		free(s);
+		json_decref(o);
+	} else {
+		sbuf_printf(&line, "%s %s %s", when, names[lvl], msg.data);
+	}
+	sbuf_putc(&line, '\n');
+	fputs(line.data, stderr);
+	sbuf_clean_up(&msg);
+	sbuf_clean_up(&line);
+}

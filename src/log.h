@@ -1,0 +1,31 @@
+/*
+ * log: one line per event on stderr, text or JSON. Levels are checked
+ * before formatting; format strings are type-checked by the compiler.
+ * Nothing secret is ever passed here: callers log names and ids, never keys,
+ * signatures or tokens (the session token, the Authorization header).
+ */
+#ifndef CMDGATE_LOG_H
+#define CMDGATE_LOG_H
+
+enum log_level { CG_LOG_ERROR = 0, CG_LOG_WARN, CG_LOG_INFO, CG_LOG_DEBUG };
+
+extern enum log_level log_threshold;
+
+void log_configure(const char *level, const char *format);
+int log_level_parse(const char *s, enum log_level *out);
+void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(CG_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(CG_LOG_WARN, __VA_ARGS__)
+#define log_info(...)                                                                              \
+	do {                                                                                       \
+		if (log_threshold >= CG_LOG_INFO)                                                  \
+			log_msg(CG_LOG_INFO, __VA_ARGS__);                                         \
+	} while (0)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log_threshold >= CG_LOG_DEBUG)                                                 \
+			log_msg(CG_LOG_DEBUG, __VA_ARGS__);                                        \
+	} while (0)
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * main: command line, signals, and handing over to the engine.
+ * Exit status: 0 normal stop, 64 usage, 78 configuration, 1 anything else.
+ */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+
+#ifndef CMDGATE_VERSION
+#define CMDGATE_VERSION "0.0.0"
+#endif
+
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+
+static void usage(FILE *f)
+{
+	fputs("usage: cmdgate [-c FILE] [--log-level LEVEL]   run in the foreground\n"
+	      "       cmdgate --check [-c FILE]               validate the configuration\n"
+	      "       cmdgate --version | --help\n"
+	      "\n"
+	      "  -c, --config FILE    configuration (default /etc/cmdgate/cmdgate.conf)\n"
+	      "      --log-level L    error|warn|info|debug, overrides log.level\n"
+	      "      --check          print \"configuration OK\" and exit 0, or the error and 78\n",
+	      f);
+}
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	engine_signal_stop();
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	engine_signal_reload();
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa = {0};
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"log-level", required_argument, NULL, 'l'},
+		{"check", no_argument, NULL, 'k'},        {"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	};
+	const char *path = "/etc/cmdgate/cmdgate.conf", *level = NULL;
+	int check = 0, c;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'l': level = optarg; break;
+		case 'k': check = 1; break;
+		case 'V': printf("cmdgate %s\n", CMDGATE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	enum log_level lv;
+	if (optind < argc || (level && log_level_parse(level, &lv) != 0)) {
+		if (optind < argc)
+			fprintf(stderr, "cmdgate: unexpected argument '%s'\n", argv[optind]);
+		else
+			fprintf(stderr, "cmdgate: --log-level must be error, warn, info or debug\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	char err[ERR_LEN];
+	struct config *cfg = config_load(path, err);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (check) {
+		puts("configuration OK");
+		config_free(cfg);
+		return 0;
+	}
+	log_configure(level ? level : cfg->log.level, cfg->log.format);
+	if (level)
+		setenv("CMDGATE_LOG_LEVEL_OVERRIDE", level, 1);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	install_signals();
+	log_info("cmdgate %s starting: %s, endpoint %s", CMDGATE_VERSION, cfg->mqtt.uri,
+		 cfg->endpoint_url);
+	struct engine *e = engine_new(cfg, err);
+	if (!e) {
+		log_error("%s", err);
+		config_free(cfg);
+		return 1;
+	}
+	int rc = engine_run(e);
+	engine_free(e);
+	curl_global_cleanup();
+	return rc;
+}

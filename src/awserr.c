@@ -89,7 +89,7 @@ int aws_parse_http_date(const char *s, time_t *out)
 					     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	char wd[4], mon[4], tz[4];
 	int day, year, h, m, sec;
-	if (!s || sscanf(s, "%3s %d %3s %d %d:%d:%d %3s", wd, &day, mon, &year, &h, &m, &sec, tz) !=
+	if (!s || sscanf(s, "%3s, %d %3s %d %d:%d:%d %3s", wd, &day, mon, &year, &h, &m, &sec, tz) !=
 			  8 ||
 	    strcmp(tz, "GMT") != 0)
 		return -1;

@@ -342,13 +342,20 @@ static int captures(const struct route *r, const char *name)
 	return 0;
 }
 
-/* Cross-field rules of one route; s is its setting (for the line), or NULL. */
+/* The setting of a route's key (for its line), else the route's own. */
+static config_setting_t *key_at(config_setting_t *s, const char *key)
+{
+	config_setting_t *k = config_setting_is_group(s) ? config_setting_get_member(s, key) : NULL;
+	return k ? k : s;
+}
+
+/* Cross-field rules of one route; s is its setting (for the line). */
 static enum cg_err check_route(const struct config *c, struct route *r, config_setting_t *s,
 			       const char *file, char *err)
 {
 	char msg[ERR_LEN];
 	if (route_compile(r, msg))
-		return fail_at(err, file, s, "%s", msg);
+		return fail_at(err, file, key_at(s, "request_topic"), "%s", msg);
 	const char *fixed[2] = {r->thing, r->command};
 	const char *names[2] = {"thing", "command"};
 	for (int i = 0; i < 2; i++) {
@@ -366,16 +373,17 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 	}
 	char bad[130];
 	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
+	const char *keys[3] = {"reply_topic", "target_arn", "command_arn"};
 	for (int i = 0; i < 3; i++)
 		if (!placeholders_known(tmpls[i], r, i == 0, bad, sizeof(bad)))
-			return fail_at(err, file, s, "unknown placeholder {%s} in \"%s\"", bad,
+			return fail_at(err, file, key_at(s, keys[i]), "unknown placeholder {%s} in \"%s\"", bad,
 				       tmpls[i]);
 	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
-		return fail_at(err, file, s, "reply_topic \"%s\" must be a topic name without "
+		return fail_at(err, file, key_at(s, "reply_topic"), "reply_topic \"%s\" must be a topic name without "
 					     "wildcards", r->reply_topic);
 	for (size_t i = 0; i < c->n_routes; i++)
 		if (route_reply_could_loop(r->reply_topic, c->routes[i].request_topic))
-			return fail_at(err, file, s,
+			return fail_at(err, file, key_at(s, "reply_topic"),
 				       "reply_topic \"%s\" could match request_topic \"%s\": "
 				       "replies would loop back as requests",
 				       r->reply_topic, c->routes[i].request_topic);

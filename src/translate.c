@@ -102,7 +102,8 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 {
 	const char *tag = NULL;
 	json_t *inner = v;
-	if (json_is_object(v)) {
+	int is_typed = json_is_object(v);
+	if (is_typed) {
 		if (json_object_size(v) != 1) {
 			cg_fail(err, CG_INVALID,
 				"parameter '%s': a typed value has exactly one of S B I L D BIN UL",
@@ -184,7 +185,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 			outv = json_incref(inner);
 		break;
 	case PT_UL:
-		if (json_is_integer(inner) && json_integer_value(inner) >= 0) {
+		if (!is_typed && json_is_integer(inner) && json_integer_value(inner) >= 0) {
 			char digits[24];
 			snprintf(digits, sizeof(digits), "%" JSON_INTEGER_FORMAT,
 				 json_integer_value(inner));

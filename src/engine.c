@@ -717,6 +717,8 @@ int engine_run(struct engine *e)
 			announced = 1;
 			log_info("ready: subscribed to %zu filter(s)", e->cfg->n_routes);
 			notify_send("READY=1");
+			report_status(e);
+			last_status = now;
 		}
 		if (wd && now - last_wd >= wd) {
 			notify_send("WATCHDOG=1");

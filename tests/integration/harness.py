@@ -1,0 +1,251 @@
+"""Test harness: real mosquitto, the local AWS endpoint and build/cmdgate,
+all on loopback and free ports, started and stopped by the tests.
+
+Everything waits with a bound: no test can hang past its own timeout.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CMDGATE = os.environ.get("CMDGATE", os.path.join(ROOT, "build", "cmdgate"))
+FAKE = os.path.join(ROOT, "tests", "fake_aws.py")
+AKID = "AKIDCMDGATETEST"
+SECRET = "cmdgate-test-secret"
+TOKEN = "FQoGZXIvYXdzEXAMPLEsessiontoken/+=="
+PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, step=0.02):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def make_pki(d):
+    """A test CA and a server certificate for 127.0.0.1/localhost."""
+    def run(*a):
+        subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=cmdgate test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", "server.key", "-out", "server.csr")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
+    return {k: os.path.join(d, v) for k, v in
+            (("ca", "ca.pem"), ("cert", "server.pem"), ("key", "server.key"))}
+
+
+class Mosquitto:
+    def __init__(self, tmp, pki=None):
+        self.port = free_port()
+        self.tls_port = free_port() if pki else None
+        conf = os.path.join(tmp, f"mosquitto-{self.port}.conf")
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+                 "set_tcp_nodelay true", "max_queued_messages 100000"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it drops to 'mosquitto', who cannot read tmp
+        if pki:
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {pki['ca']}",
+                      f"certfile {pki['cert']}", f"keyfile {pki['key']}"]
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.log = open(os.path.join(tmp, f"mosquitto-{self.port}.log"), "w")
+        self.proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        ok = wait_for(lambda: self._listening(), 10)
+        if not ok:
+            raise RuntimeError("mosquitto did not start")
+
+    def _listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class FakeAws:
+    def __init__(self, tmp, pki=None, session_token="", region="eu-west-1"):
+        pf = os.path.join(tmp, f"fake-{time.time_ns()}.ports")
+        args = [PYTHON, FAKE, "--port-file", pf, "--region", region, "--access-key", AKID,
+                "--secret", SECRET]
+        if session_token:
+            args += ["--session-token", session_token]
+        if pki:
+            args += ["--cert", pki["cert"], "--key", pki["key"]]
+        self.log = open(pf + ".log", "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        if not wait_for(lambda: os.path.exists(pf), 10):
+            raise RuntimeError("fake AWS did not start")
+        with open(pf) as f:
+            ports = f.read().split()
+        self.http_port = int(ports[0])
+        self.https_port = int(ports[1]) if len(ports) > 1 else None
+        self.url = f"http://127.0.0.1:{self.http_port}"
+
+    def control(self, **kw):
+        req = urllib.request.Request(self.url + "/_control", json.dumps(kw).encode(),
+                                     {"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).read()
+
+    def reset(self):
+        self.control(reset=True)
+
+    def calls(self):
+        return json.loads(urllib.request.urlopen(self.url + "/_log", timeout=5).read())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class Gateway:
+    """build/cmdgate with a config written from text; stderr captured to a file."""
+
+    def __init__(self, tmp, conf, env=None, args=(), wait_ready=True, notify=None):
+        self.tmp = tmp
+        self.conf = os.path.join(tmp, f"gw-{time.time_ns()}.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.logpath = self.conf + ".log"
+        e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        e.update(env if env is not None else {"AWS_ACCESS_KEY_ID": AKID,
+                                               "AWS_SECRET_ACCESS_KEY": SECRET})
+        if notify:
+            e["NOTIFY_SOCKET"] = notify
+        self.logf = open(self.logpath, "w")
+        cmd = list(os.environ.get("CMDGATE_WRAPPER", "").split()) + [CMDGATE, "-c", self.conf] + list(args)
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=e)
+        if wait_ready and not wait_for(lambda: "ready: subscribed" in self.text(), 30):
+            self.stop()
+            raise RuntimeError("gateway not ready:\n" + self.text())
+
+    def text(self):
+        with open(self.logpath, errors="replace") as f:
+            return f.read()
+
+    def rewrite(self, conf):
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.logf.close()
+        return rc
+
+
+def config(mqtt_port, endpoint, extra="", mqtt_extra="", aws_extra="", gateway_extra=""):
+    return f"""
+mqtt: {{ uri = "tcp://127.0.0.1:{mqtt_port}"; client_id = "gw-{time.time_ns()}"; {mqtt_extra} }};
+aws: {{ region = "eu-west-1"; account = "123456789012"; endpoint = "{endpoint}";
+        credentials: {{ source = "env"; }}; {aws_extra} }};
+gateway: {{ {"" if "deadline_ms" in gateway_extra else "deadline_ms = 8000;"} {gateway_extra} }};
+log: {{ level = "debug"; }};
+{extra}
+"""
+
+
+class Device:
+    """An MQTT client as a device would use it; collects every message it sees."""
+
+    def __init__(self, port, version=5, subscribe=("commands/#",), host="127.0.0.1", tls_ca=None):
+        proto = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
+        self.version = version
+        self.c = mqtt.Client(client_id=f"dev-{time.time_ns()}", protocol=proto)
+        if tls_ca:
+            self.c.tls_set(ca_certs=tls_ca)
+        self.msgs = []
+        self.lock = threading.Lock()
+        self.c.on_message = self._on_message
+        self.c.connect(host, port, keepalive=30)
+        self.c.loop_start()
+        for t in subscribe:
+            if version == 5:
+                self.c.subscribe(t, qos=1)
+            else:
+                self.c.subscribe(t, qos=1)
+        time.sleep(0.1)
+
+    def _on_message(self, c, u, m):
+        with self.lock:
+            self.msgs.append(m)
+
+    def publish(self, topic, payload, qos=1, response_topic=None, correlation=None):
+        props = None
+        if self.version == 5 and (response_topic or correlation is not None):
+            props = Properties(PacketTypes.PUBLISH)
+            if response_topic:
+                props.ResponseTopic = response_topic
+            if correlation is not None:
+                props.CorrelationData = correlation
+        if isinstance(payload, (dict, list)):
+            payload = json.dumps(payload)
+        self.c.publish(topic, payload, qos=qos, properties=props).wait_for_publish(5)
+
+    def replies(self, prefix):
+        with self.lock:
+            return [m for m in self.msgs if m.topic.startswith(prefix)]
+
+    def wait_reply(self, prefix, n=1, timeout=10):
+        got = wait_for(lambda: len(self.replies(prefix)) >= n and self.replies(prefix), timeout)
+        if not got:
+            raise AssertionError(f"no reply on {prefix}* within {timeout}s")
+        return got
+
+    def request(self, thing, command, payload, timeout=10, **kw):
+        """Publish and return the decoded reply (and its topic)."""
+        base = f"commands/{thing}/{command}/start"
+        before = len(self.replies(base + "/"))
+        self.publish(base, payload, **kw)
+        got = self.wait_reply(base + "/", before + 1, timeout)
+        m = got[before]
+        return json.loads(m.payload), m
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()

@@ -1,0 +1,612 @@
+"""Integration tests: SPEC sections 1-4 and 7 against a real mosquitto, the
+local AWS endpoint (which verifies every signature) and build/cmdgate."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (AKID, CMDGATE, SECRET, TOKEN, Device, FakeAws, Gateway, Mosquitto,  # noqa
+                     config, free_port, make_pki, wait_for)
+
+TMP = None
+PKI = None
+BROKER = None
+AWS = None
+
+
+def setUpModule():
+    global TMP, PKI, BROKER, AWS
+    TMP = tempfile.mkdtemp(prefix="cmdgate-it-")
+    PKI = make_pki(TMP)
+    BROKER = Mosquitto(TMP, PKI)
+    AWS = FakeAws(TMP, PKI)
+
+
+def tearDownModule():
+    AWS.stop()
+    BROKER.stop()
+
+
+class GatewayCase(unittest.TestCase):
+    """One gateway per test class, with the class's configuration."""
+    extra = ""
+    mqtt_extra = ""
+    aws_extra = ""
+    gateway_extra = ""
+    env = None
+    endpoint = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = Gateway(TMP, config(BROKER.port, cls.endpoint or AWS.url, cls.extra,
+                                     cls.mqtt_extra, cls.aws_extra, cls.gateway_extra),
+                         env=cls.env)
+        cls.dev = Device(BROKER.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dev.close()
+        cls.rc = cls.gw.stop()
+
+    def setUp(self):
+        AWS.reset()
+
+    def thing(self):
+        return f"t{time.time_ns() % 10**12}"
+
+
+class Accepted(GatewayCase):
+    def test_accepted_reply_carries_execution_id_and_token(self):
+        t = self.thing()
+        r, m = self.dev.request(t, "open-valve", {"id": "r-42", "parameters": {"speed": 5}})
+        self.assertEqual(m.topic, f"commands/{t}/open-valve/start/accepted")
+        self.assertEqual(r["status"], "accepted")
+        self.assertEqual(r["id"], "r-42")
+        self.assertTrue(r["executionId"])
+        calls = AWS.calls()
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(calls[0]["outcome"], "started")
+        self.assertEqual(r["executionId"], calls[0]["executionId"])
+        self.assertEqual(r["clientToken"], calls[0]["clientToken"])
+        self.assertFalse(m.retain)
+
+    def test_body_follows_the_model(self):
+        t = self.thing()
+        self.dev.request(t, "c1", {"id": 7, "timeout": 30, "parameters": {"a": {"BIN": "AP8="}}})
+        body = json.loads(AWS.calls()[0]["body"])
+        self.assertEqual(list(body), ["targetArn", "commandArn", "parameters",
+                                      "executionTimeoutSeconds", "clientToken"])
+        self.assertEqual(body["targetArn"], f"arn:aws:iot:eu-west-1:123456789012:thing/{t}")
+        self.assertEqual(body["commandArn"], "arn:aws:iot:eu-west-1:123456789012:command/c1")
+        self.assertEqual(body["parameters"], {"a": {"BIN": "AP8="}})
+        self.assertEqual(body["executionTimeoutSeconds"], 30)
+
+    def test_request_headers_are_signed_as_aws_requires(self):
+        self.dev.request(self.thing(), "c1", {})
+        h = AWS.calls()[0]["headers"]
+        self.assertEqual(h["content-type"], "application/json")
+        self.assertIn("Credential=AKIDCMDGATETEST/", h["authorization"])
+        self.assertIn("/eu-west-1/iot-jobs-data/aws4_request", h["authorization"])
+        self.assertIn("SignedHeaders=content-type;host;x-amz-date,", h["authorization"])
+        self.assertNotIn("x-amz-security-token", h)
+
+    def test_same_id_never_starts_a_second_execution(self):
+        t = self.thing()
+        r1, _ = self.dev.request(t, "c1", {"id": "once"})
+        r2, _ = self.dev.request(t, "c1", {"id": "once"})
+        self.assertEqual(r1["executionId"], r2["executionId"])
+        self.assertEqual(r1["clientToken"], r2["clientToken"])
+        self.assertEqual([c["outcome"] for c in AWS.calls()], ["started", "replayed"])
+
+    def test_without_id_each_request_gets_a_fresh_uuid_token(self):
+        t = self.thing()
+        r1, _ = self.dev.request(t, "c1", b"")
+        r2, _ = self.dev.request(t, "c1", b"")
+        self.assertNotIn("id", r1)
+        uuid = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        self.assertRegex(r1["clientToken"], uuid)
+        self.assertNotEqual(r1["clientToken"], r2["clientToken"])
+
+    def test_explicit_client_token_is_used(self):
+        r, _ = self.dev.request(self.thing(), "c1", {"clientToken": "my-token-1"})
+        self.assertEqual(r["clientToken"], "my-token-1")
+        self.assertEqual(AWS.calls()[0]["clientToken"], "my-token-1")
+
+    def test_reply_uses_the_request_qos(self):
+        t = self.thing()
+        for qos in (0, 1):
+            r, m = self.dev.request(t, "c1", {}, qos=qos)
+            self.assertEqual(m.qos, qos)
+
+    def test_mqtt5_response_topic_and_correlation_data(self):
+        corr = bytes([0, 1, 2, 255, 254, 10])
+        self.dev.c.subscribe("replies/#", qos=1)
+        time.sleep(0.1)
+        self.dev.publish(f"commands/{self.thing()}/c1/start", {"id": "x"},
+                         response_topic="replies/dev-9", correlation=corr)
+        got = self.dev.wait_reply("replies/dev-9")
+        self.assertEqual(json.loads(got[-1].payload)["status"], "accepted")
+        self.assertEqual(got[-1].properties.CorrelationData, corr)
+
+    def test_wildcard_response_topic_falls_back_to_reply_topic(self):
+        t = self.thing()
+        r, m = self.dev.request(t, "c1", {}, response_topic="replies/+")
+        self.assertEqual(m.topic, f"commands/{t}/c1/start/accepted")
+
+    def test_mqtt311_device(self):
+        d = Device(BROKER.port, version=4)
+        try:
+            r, m = d.request(self.thing(), "c1", {"id": 1})
+            self.assertEqual(r["status"], "accepted")
+            self.assertEqual(r["id"], 1)
+        finally:
+            d.close()
+
+    def test_every_request_logs_one_line_with_its_facts(self):
+        t = self.thing()
+        r, _ = self.dev.request(t, "c1", {"id": "log-me"})
+        line = wait_for(lambda: [l for l in self.gw.text().splitlines()
+                                 if "request thing=" + t in l])
+        self.assertEqual(len(line), 1)
+        for part in (f"thing={t}", "command=c1", 'id="log-me"', "token=" + r["clientToken"],
+                     "outcome=accepted", "latency_ms="):
+            self.assertIn(part, line[0])
+
+
+class GatewayRejections(GatewayCase):
+    gateway_extra = "max_payload = 64;"
+    extra = """routes = (
+      { request_topic = "commands/{thing}/{command}/start"; },
+      { request_topic = "valves/{thing}/open"; reply_topic = "valves/{thing}/open/{status}";
+        command = "open-valve"; commands = [ "open-valve" ]; },
+      { request_topic = "limited/{thing}/{command}"; reply_topic = "limited/{thing}/{command}/{status}";
+        commands = [ "open-valve" ]; } );"""
+
+    def reply_on(self, topic, payload, prefix):
+        self.dev.c.subscribe(prefix + "#", qos=1)
+        time.sleep(0.05)
+        before = len(self.dev.replies(prefix))
+        self.dev.publish(topic, payload)
+        got = self.dev.wait_reply(prefix, before + 1)
+        return json.loads(got[before].payload), got[before]
+
+    def check_gateway(self, r, code, retryable):
+        self.assertEqual(r["status"], "rejected")
+        self.assertEqual(r["code"], code)
+        self.assertEqual(r["source"], "gateway")
+        self.assertIs(r["retryable"], retryable)
+        self.assertNotIn("httpStatus", r)
+        self.assertTrue(r["message"])
+
+    def test_invalid_request_names_the_member_and_keeps_the_id(self):
+        r, m = self.dev.request(self.thing(), "c1", {"id": "r-1", "speed": 5})
+        self.assertTrue(m.topic.endswith("/rejected"))
+        self.check_gateway(r, "InvalidRequest", False)
+        self.assertIn("speed", r["message"])
+        self.assertEqual(r["id"], "r-1")
+        self.assertNotIn("clientToken", r)
+        self.assertEqual(AWS.calls(), [])
+
+    def test_not_json(self):
+        r, _ = self.dev.request(self.thing(), "c1", b"\xff\xfe not json")
+        self.check_gateway(r, "InvalidRequest", False)
+
+    def test_payload_too_large(self):
+        r, _ = self.dev.request(self.thing(), "c1", {"id": "x" * 60})
+        self.check_gateway(r, "PayloadTooLarge", False)
+
+    def test_bad_placeholder_value(self):
+        r, m = self.dev.request("bad.thing", "c1", {})
+        self.check_gateway(r, "InvalidRequest", False)
+        self.assertIn("thing", r["message"])
+
+    def test_fixed_command_route(self):
+        t = self.thing()
+        r, m = self.reply_on(f"valves/{t}/open", {"id": 3}, f"valves/{t}/open/")
+        self.assertEqual(r["status"], "accepted")
+        self.assertEqual(m.topic, f"valves/{t}/open/accepted")
+        self.assertIn("command/open-valve", AWS.calls()[0]["body"])
+
+    def test_forbidden_command(self):
+        t = self.thing()
+        r, m = self.reply_on(f"limited/{t}/self-destruct", {"id": 4},
+                            f"limited/{t}/self-destruct/")
+        self.check_gateway(r, "Forbidden", False)
+        self.assertEqual(r["id"], 4)
+        self.assertEqual(AWS.calls(), [])
+
+
+class AwsErrors(GatewayCase):
+    aws_extra = "max_attempts = 3;"
+
+    def rule(self, **kw):
+        AWS.control(rules=[kw])
+
+    def check_aws(self, r, code, status, retryable):
+        self.assertEqual(r["status"], "rejected")
+        self.assertEqual(r["code"], code)
+        self.assertEqual(r["source"], "aws")
+        self.assertEqual(r["httpStatus"], status)
+        self.assertIs(r["retryable"], retryable)
+        self.assertIn("clientToken", r)
+
+    def test_client_errors_are_not_retried(self):
+        for status, code in ((400, "ValidationException"),
+                             (402, "ServiceQuotaExceededException"),
+                             (403, "AccessDeniedException"),
+                             (404, "ResourceNotFoundException"),
+                             (409, "ConflictException")):
+            AWS.reset()
+            self.rule(status=status, code=code, message="m-" + code)
+            r, _ = self.dev.request(self.thing(), "c1", {"id": code})
+            self.check_aws(r, code, status, False)
+            self.assertEqual(r["message"], "m-" + code)
+            self.assertEqual(len(AWS.calls()), 1)
+
+    def test_code_from_body_type_and_code_members(self):
+        self.rule(status=404, code="ResourceNotFoundException", where="body")
+        r, _ = self.dev.request(self.thing(), "c1", {})
+        self.check_aws(r, "ResourceNotFoundException", 404, False)
+        AWS.reset()
+        self.rule(status=403, code="AccessDeniedException", message="Nope", where="code")
+        r, _ = self.dev.request(self.thing(), "c1", {})
+        self.check_aws(r, "AccessDeniedException", 403, False)
+        self.assertEqual(r["message"], "Nope")
+
+    def test_no_code_is_unknown_error(self):
+        self.rule(status=418, where="none")
+        r, _ = self.dev.request(self.thing(), "c1", {})
+        self.check_aws(r, "UnknownError", 418, False)
+
+    def test_throttling_is_retried_with_same_token_and_body(self):
+        t = self.thing()
+        self.rule(thing=t, status=429, code="ThrottlingException", times=2)
+        r, _ = self.dev.request(t, "c1", {"id": "th", "parameters": {"p": 1}})
+        self.assertEqual(r["status"], "accepted")
+        calls = AWS.calls()
+        self.assertEqual(len(calls), 3)
+        self.assertEqual(len({c["body"] for c in calls}), 1)
+        self.assertEqual(len({c["clientToken"] for c in calls}), 1)
+        self.assertEqual(len({c["headers"]["x-amz-date"] + c["headers"]["authorization"]
+                              for c in calls}) >= 1, True)
+
+    def test_throttling_after_all_attempts(self):
+        self.rule(status=429, code="ThrottlingException", message="Rate exceeded")
+        r, _ = self.dev.request(self.thing(), "c1", {"id": "th2"})
+        self.check_aws(r, "ThrottlingException", 429, True)
+        self.assertEqual(len(AWS.calls()), 3)
+
+    def test_server_error_after_all_attempts(self):
+        self.rule(status=500, code="InternalServerException")
+        r, _ = self.dev.request(self.thing(), "c1", {})
+        self.check_aws(r, "InternalServerException", 500, True)
+        self.assertEqual(len(AWS.calls()), 3)
+
+    def test_dropped_connection_is_retried(self):
+        t = self.thing()
+        self.rule(thing=t, drop=True, times=1)
+        r, _ = self.dev.request(t, "c1", {"id": "drop"})
+        self.assertEqual(r["status"], "accepted")
+        calls = AWS.calls()
+        self.assertEqual([c["outcome"] for c in calls], ["dropped", "started"])
+        self.assertEqual(calls[0]["body"], calls[1]["body"])
+
+    def test_always_dropped_is_unavailable(self):
+        self.rule(drop=True)
+        r, _ = self.dev.request(self.thing(), "c1", {"id": "d"})
+        self.assertEqual(r["code"], "Unavailable")
+        self.assertEqual(r["source"], "gateway")
+        self.assertIs(r["retryable"], True)
+        self.assertEqual(len(AWS.calls()), 3)
+
+    def test_clock_skew_is_corrected_once_and_kept(self):
+        AWS.control(skew_s=900)
+        try:
+            r, _ = self.dev.request(self.thing(), "c1", {"id": "skew"})
+            self.assertEqual(r["status"], "accepted")
+            self.assertEqual([c["outcome"] for c in AWS.calls()],
+                             ["InvalidSignatureException", "started"])
+            AWS.control(reset=True, skew_s=900)
+            r, _ = self.dev.request(self.thing(), "c1", {"id": "skew2"})
+            self.assertEqual([c["outcome"] for c in AWS.calls()], ["started"])
+        finally:
+            AWS.control(reset=True, skew_s=0)
+            self.dev.request(self.thing(), "c1", {})  # let the gateway re-learn the clock
+
+    def test_error_type_header_suffix_and_prefix_are_dropped(self):
+        self.rule(status=400, code="ValidationException")
+        r, _ = self.dev.request(self.thing(), "c1", {})
+        self.assertEqual(r["code"], "ValidationException")
+
+
+class SlowEndpoint(GatewayCase):
+    gateway_extra = "max_inflight = 1; queue_size = 2; deadline_ms = 1500;"
+
+    def test_deadline_passes_before_aws_answers(self):
+        t = self.thing()
+        AWS.control(rules=[{"thing": t, "delay_ms": 3000}])
+        start = time.time()
+        r, _ = self.dev.request(t, "c1", {"id": "slow"}, timeout=10)
+        self.assertEqual(r["code"], "Expired")
+        self.assertIs(r["retryable"], True)
+        self.assertLess(time.time() - start, 3.0)
+
+    def test_queue_full_is_overloaded_at_once(self):
+        t = self.thing()
+        AWS.control(delay_ms=600)
+        try:
+            base = f"commands/{t}/c1/start"
+            for i in range(8):
+                self.dev.publish(base, {"id": i})
+            got = self.dev.wait_reply(base + "/", 8, timeout=15)
+            codes = [json.loads(m.payload).get("code", "accepted") for m in got]
+            self.assertGreaterEqual(codes.count("Overloaded"), 4)
+            self.assertEqual(len(got), 8)
+            for m in got:
+                r = json.loads(m.payload)
+                if r.get("code") == "Overloaded":
+                    self.assertIs(r["retryable"], True)
+                    self.assertIn("clientToken", r)
+        finally:
+            AWS.control(delay_ms=0)
+
+
+class Unreachable(GatewayCase):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    aws_extra = "max_attempts = 2; connect_timeout_ms = 500;"
+
+    def test_unreachable_endpoint_is_unavailable(self):
+        r, _ = self.dev.request(self.thing(), "c1", {"id": "u"})
+        self.assertEqual(r["code"], "Unavailable")
+        self.assertIs(r["retryable"], True)
+        self.assertIn("endpoint unreachable", r["message"])
+
+
+class NoCredentials(GatewayCase):
+    env = {}
+
+    def test_credentials_unavailable_at_once(self):
+        start = time.time()
+        r, _ = self.dev.request(self.thing(), "c1", {"id": "nc"})
+        self.assertEqual(r["code"], "CredentialsUnavailable")
+        self.assertIs(r["retryable"], True)
+        self.assertLess(time.time() - start, 2)
+        self.assertEqual(AWS.calls(), [])
+
+
+class Https(unittest.TestCase):
+    def test_private_ca_and_session_token(self):
+        aws = FakeAws(TMP, PKI, session_token=TOKEN)
+        try:
+            url = f"https://127.0.0.1:{aws.https_port}"
+            env = {"AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET,
+                   "AWS_SESSION_TOKEN": TOKEN}
+            gw = Gateway(TMP, config(BROKER.port, url, aws_extra=f'ca_file = "{PKI["ca"]}";'),
+                         env=env)
+            dev = Device(BROKER.port)
+            try:
+                r, _ = dev.request("tls-1", "c1", {"id": "s"})
+                self.assertEqual(r["status"], "accepted")
+                h = aws.calls()[0]["headers"]
+                self.assertEqual(h["x-amz-security-token"], TOKEN)
+                self.assertIn("x-amz-security-token", h["authorization"].split("SignedHeaders=")[1].split(",")[0])
+                log = gw.text()
+            finally:
+                dev.close()
+                self.assertEqual(gw.stop(), 0)
+            # debug-level log: no secret, no token, no signature
+            self.assertIn("debug", log)
+            for secret in (SECRET, TOKEN, "Signature=", "AWS4-HMAC-SHA256"):
+                self.assertNotIn(secret, log)
+        finally:
+            aws.stop()
+
+    def test_tls_verification_is_on(self):
+        aws = FakeAws(TMP, PKI)
+        try:
+            url = f"https://127.0.0.1:{aws.https_port}"
+            gw = Gateway(TMP, config(BROKER.port, url, aws_extra="max_attempts = 1;"))
+            dev = Device(BROKER.port)
+            try:
+                r, _ = dev.request("tls-2", "c1", {})
+                self.assertEqual(r["code"], "Unavailable")
+                self.assertEqual(aws.calls(), [])
+            finally:
+                dev.close()
+                gw.stop()
+        finally:
+            aws.stop()
+
+    def test_missing_session_token_is_rejected_by_aws(self):
+        aws = FakeAws(TMP, session_token=TOKEN)
+        try:
+            gw = Gateway(TMP, config(BROKER.port, aws.url))
+            dev = Device(BROKER.port)
+            try:
+                r, _ = dev.request("tok-1", "c1", {})
+                self.assertEqual(r["code"], "UnrecognizedClientException")
+                self.assertEqual(r["httpStatus"], 403)
+            finally:
+                dev.close()
+                gw.stop()
+        finally:
+            aws.stop()
+
+
+class MqttVariants(unittest.TestCase):
+    def test_gateway_speaking_mqtt311(self):
+        gw = Gateway(TMP, config(BROKER.port, AWS.url, mqtt_extra="version = 4;"))
+        dev = Device(BROKER.port)
+        try:
+            r, _ = dev.request("v4-1", "c1", {"id": 1})
+            self.assertEqual(r["status"], "accepted")
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_ssl_broker_with_verification(self):
+        conf = config(BROKER.tls_port, AWS.url, mqtt_extra=f'ca_file = "{PKI["ca"]}";')
+        conf = conf.replace("tcp://127.0.0.1", "ssl://localhost")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        try:
+            r, _ = dev.request("ssl-1", "c1", {})
+            self.assertEqual(r["status"], "accepted")
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_ssl_broker_with_unknown_ca_is_not_trusted(self):
+        conf = config(BROKER.tls_port, AWS.url).replace("tcp://127.0.0.1", "ssl://localhost")
+        gw = Gateway(TMP, conf, wait_ready=False)
+        try:
+            self.assertTrue(wait_for(lambda: "connect failed" in gw.text(), 10))
+            self.assertNotIn("ready: subscribed", gw.text())
+        finally:
+            gw.stop()
+
+    def test_status_topic_is_retained_online_then_offline(self):
+        cid = f"st-{time.time_ns()}"
+        conf = config(BROKER.port, AWS.url).replace('client_id = "gw-', f'client_id = "{cid}-x')
+        gw = Gateway(TMP, conf)
+        try:
+            watcher = Device(BROKER.port, subscribe=("cmdgate/#",))
+            got = wait_for(lambda: watcher.replies(f"cmdgate/{cid}-x"), 5)
+            self.assertEqual(json.loads(got[-1].payload)["state"], "online")
+            self.assertTrue(got[-1].retain)
+        finally:
+            gw.stop()
+        self.assertTrue(wait_for(lambda: json.loads(watcher.replies(f"cmdgate/{cid}-x")[-1].payload)
+                                 ["state"] == "offline", 5))
+        watcher.close()
+
+
+class Lifecycle(unittest.TestCase):
+    def test_sigterm_drains_in_flight_and_exits_0(self):
+        gw = Gateway(TMP, config(BROKER.port, AWS.url, gateway_extra="max_inflight = 1; drain_ms = 5000;"))
+        dev = Device(BROKER.port)
+        AWS.control(reset=True, delay_ms=800)
+        try:
+            dev.publish("commands/drain-1/c1/start", {"id": "inflight"})
+            dev.publish("commands/drain-2/c1/start", {"id": "queued"})
+            wait_for(lambda: AWS.calls(), 5)
+            gw.signal(signal.SIGTERM)
+            self.assertEqual(gw.proc.wait(15), 0)
+            got = dev.wait_reply("commands/drain-", 2, timeout=5)
+            by_id = {json.loads(m.payload)["id"]: json.loads(m.payload) for m in got}
+            self.assertEqual(by_id["inflight"]["status"], "accepted")
+            self.assertEqual(by_id["queued"]["code"], "Unavailable")
+        finally:
+            AWS.control(reset=True, delay_ms=0)
+            dev.close()
+            gw.stop()
+
+    def test_sighup_reloads_routes_and_keeps_config_on_error(self):
+        conf = config(BROKER.port, AWS.url)
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port, subscribe=("commands/#", "v2/#"))
+        try:
+            gw.rewrite(conf + 'routes = ( { request_topic = "v2/{thing}/{command}"; '
+                              'reply_topic = "v2/{thing}/{command}/{status}"; } );\n')
+            gw.signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: "configuration reloaded" in gw.text(), 5))
+            time.sleep(0.2)
+            dev.publish("v2/hup-1/c1", {"id": 1})
+            got = dev.wait_reply("v2/hup-1/c1/")
+            self.assertEqual(json.loads(got[0].payload)["status"], "accepted")
+            gw.rewrite("this is { not valid")
+            gw.signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: "reload failed, keeping" in gw.text(), 5))
+            dev.publish("v2/hup-2/c1", {"id": 2})
+            got = dev.wait_reply("v2/hup-2/c1/")
+            self.assertEqual(json.loads(got[0].payload)["status"], "accepted")
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_systemd_ready_and_status(self):
+        path = os.path.join(TMP, f"notify-{time.time_ns()}.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(path)
+        s.settimeout(5)
+        gw = Gateway(TMP, config(BROKER.port, AWS.url), notify=path)
+        try:
+            seen = []
+            end = time.time() + 5
+            while time.time() < end and not ("READY=1" in seen and any(
+                    x.startswith("STATUS=mqtt connected") for x in seen)):
+                seen.append(s.recv(4096).decode())
+            self.assertIn("READY=1", seen)
+            self.assertTrue(any(x.startswith("STATUS=mqtt connected") for x in seen), seen)
+        finally:
+            gw.stop()
+            s.close()
+
+
+class CommandLine(unittest.TestCase):
+    def run_gw(self, *args):
+        return subprocess.run([CMDGATE, *args], capture_output=True, text=True, timeout=10)
+
+    def write(self, text):
+        p = os.path.join(TMP, f"cl-{time.time_ns()}.conf")
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def test_check_good_file(self):
+        p = self.write('aws: { region = "eu-west-1"; account = "1"; };\n')
+        r = self.run_gw("--check", "-c", p)
+        self.assertEqual((r.returncode, r.stdout), (0, "configuration OK\n"))
+
+    def test_check_wrong_type_gives_file_and_line(self):
+        p = self.write('aws: { region = "eu-west-1"; account = "1"; };\nmqtt: {\n  qos = "one";\n};\n')
+        r = self.run_gw("--check", "-c", p)
+        self.assertEqual(r.returncode, 78)
+        self.assertTrue(r.stderr.startswith(f"{p}:3: "), r.stderr)
+
+    def test_check_unknown_key(self):
+        p = self.write('aws: { region = "eu-west-1"; account = "1"; regoin = "x"; };\n')
+        r = self.run_gw("--check", "-c", p)
+        self.assertEqual(r.returncode, 78)
+        self.assertIn(f"{p}:1: unknown key 'aws.regoin'", r.stderr)
+
+    def test_check_looping_reply_topic(self):
+        p = self.write('aws: { region = "eu-west-1"; account = "1"; };\n'
+                       'routes = ( { request_topic = "a/{thing}/{command}";\n'
+                       '  reply_topic = "a/{thing}/{status}"; } );\n')
+        r = self.run_gw("--check", "-c", p)
+        self.assertEqual(r.returncode, 78)
+        self.assertIn(f"{p}:3:", r.stderr)
+        self.assertIn("loop", r.stderr)
+
+    def test_missing_file_is_a_configuration_error(self):
+        r = self.run_gw("--check", "-c", "/nonexistent/cmdgate.conf")
+        self.assertEqual(r.returncode, 78)
+        self.assertIn("/nonexistent/cmdgate.conf", r.stderr)
+
+    def test_usage_errors_exit_64(self):
+        self.assertEqual(self.run_gw("--bogus").returncode, 64)
+        self.assertEqual(self.run_gw("--log-level", "loud").returncode, 64)
+        self.assertEqual(self.run_gw("extra-arg").returncode, 64)
+
+    def test_version_and_help(self):
+        r = self.run_gw("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^cmdgate \d+\.\d+\.\d+")
+        r = self.run_gw("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("--check", r.stdout)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
+    sys.exit(1 if failed or result.testsRun == 0 else 0)

@@ -55,12 +55,20 @@ uint64_t rate_take(struct rate_limiter *r, uint64_t now_ms)
 
 void rate_on_throttle(struct rate_limiter *r, uint64_t now_ms)
 {
-	double base = r->rate > 0 ? r->rate : r->observed;
-	if (base <= 0)
-		base = (double)r->window_count * 1000.0 / (double)(now_ms - r->window_start_ms + 1);
-	double next = base / 2;
-	if (next < 0.5)
-		next = 0.5;
+	if (r->last_cut_ms && now_ms - r->last_cut_ms < 1000)
+		return;
+	r->last_cut_ms = now_ms;
+	double sent = r->observed;
+	uint64_t span = now_ms - r->window_start_ms;
+	if (span > 0 && r->window_count > 0) {
+		double cur = (double)r->window_count * 1000.0 / (double)span;
+		if (cur > sent)
+			sent = cur;
+	}
+	double base = r->rate > 0 && (sent <= 0 || r->rate < sent) ? r->rate : sent;
+	double next = base * 0.7;
+	if (next < 1)
+		next = 1;
 	if (r->tokens > 1)
 		r->tokens = 1;
 	r->rate = next;
@@ -71,7 +79,8 @@ void rate_on_success(struct rate_limiter *r)
 {
 	if (r->rate <= 0)
 		return;
-	r->rate += 0.1 + r->rate * 0.02;
+	double step = r->rate * 0.05;
+	r->rate += step < 0.5 ? 0.5 : step;
 	if (r->max_rate > 0 && r->rate >= r->max_rate)
 		r->rate = r->max_rate;
 	else if (r->max_rate <= 0 && r->observed > 0 && r->rate > 4 * r->observed + 10)

@@ -16,8 +16,10 @@ uint64_t backoff_full_jitter(unsigned retry, uint64_t base_ms, uint64_t cap_ms, 
 
 /*
  * Token bucket with an adaptive rate. rate <= 0 means unlimited unless the
- * service has throttled us. On throttling the rate halves (from the observed
- * rate when unlimited); each success adds back a little, up to max_rate.
+ * service has throttled us. On throttling the rate drops to 70% of what was
+ * being sent (at most once a second: one burst of throttled calls is one
+ * signal, not many); each success adds 5% back, up to max_rate, and far
+ * above the sending rate the limit is lifted again.
  */
 struct rate_limiter {
 	double max_rate; /* configured cap; 0 = none */
@@ -27,6 +29,7 @@ struct rate_limiter {
 	double observed; /* smoothed calls/s actually sent */
 	uint64_t window_start_ms;
 	unsigned window_count;
+	uint64_t last_cut_ms;
 };
 
 void rate_init(struct rate_limiter *r, double max_rate, uint64_t now_ms);

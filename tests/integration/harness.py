@@ -135,6 +135,9 @@ class FakeAws:
         self.log.close()
 
 
+STARTED = []  # (log path, exit status or None) of every gateway run
+
+
 class Gateway:
     """build/cmdgate with a config written from text; stderr captured to a file."""
 
@@ -152,6 +155,8 @@ class Gateway:
         self.logf = open(self.logpath, "w")
         cmd = list(os.environ.get("CMDGATE_WRAPPER", "").split()) + [CMDGATE, "-c", self.conf] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=e)
+        STARTED.append(self)
+        self.rc = None
         if wait_ready and not wait_for(lambda: "ready: subscribed" in self.text(), 30):
             self.stop()
             raise RuntimeError("gateway not ready:\n" + self.text())
@@ -176,6 +181,7 @@ class Gateway:
             self.proc.kill()
             rc = self.proc.wait()
         self.logf.close()
+        self.rc = rc
         return rc
 
 
@@ -203,6 +209,7 @@ class Device:
         self.lock = threading.Lock()
         self.c.on_message = self._on_message
         self.c.connect(host, port, keepalive=30)
+        self.c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.c.loop_start()
         for t in subscribe:
             if version == 5:

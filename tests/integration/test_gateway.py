@@ -605,6 +605,21 @@ class CommandLine(unittest.TestCase):
         self.assertIn("--check", r.stdout)
 
 
+class ZzEveryGatewayRun(unittest.TestCase):
+    """Runs last: no gateway of this suite crashed or had a sanitizer report."""
+
+    def test_no_crash_and_no_sanitizer_report(self):
+        import harness
+        self.assertGreater(len(harness.STARTED), 10)
+        for g in harness.STARTED:
+            if g.rc is None:
+                g.stop()
+            text = g.text()
+            for marker in ("Sanitizer", "runtime error:", "Segmentation", "Aborted"):
+                self.assertNotIn(marker, text, g.logpath)
+            self.assertIn(g.rc, (0,), g.logpath + "\n" + text[-2000:])
+
+
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result
     failed = len(result.failures) + len(result.errors)

@@ -48,10 +48,32 @@ static void max_rate_caps_and_recovery_stops_at_it(void **s)
 	/* 10/s for 2 s plus the initial burst of 10 */
 	assert_in_range(started, 25, 31);
 	rate_on_throttle(&r, 2000);
-	assert_true(r.rate <= 5.0);
+	assert_true(r.rate <= 7.0);
+	double after_one = r.rate;
+	/* a burst of throttled answers within a second is one signal */
+	rate_on_throttle(&r, 2100);
+	rate_on_throttle(&r, 2200);
+	assert_true(r.rate == after_one);
+	rate_on_throttle(&r, 3200);
+	assert_true(r.rate < after_one);
 	for (int i = 0; i < 1000; i++)
 		rate_on_success(&r);
 	assert_true(r.rate == 10.0);
+}
+
+static void recovery_is_quick_after_a_deep_cut(void **s)
+{
+	(void)s;
+	struct rate_limiter r;
+	rate_init(&r, 0, 0);
+	for (uint64_t t = 0; t < 3000; t++)
+		rate_take(&r, t); /* 1000 calls/s observed */
+	rate_on_throttle(&r, 3000);
+	assert_in_range((long)r.rate, 500, 800);
+	/* 100 successes bring it back above what was sent, then unlimited */
+	for (int i = 0; i < 100 && r.rate > 0; i++)
+		rate_on_success(&r);
+	assert_true(r.rate == 0 || r.rate > 1000);
 }
 
 int main(void)
@@ -60,6 +82,7 @@ int main(void)
 		TEST(jitter_stays_within_the_capped_ceiling),
 		TEST(unlimited_until_throttled),
 		TEST(max_rate_caps_and_recovery_stops_at_it),
+		TEST(recovery_is_quick_after_a_deep_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what cmdgate needs to build, test and run its demo, from Debian 12's
+# packages. Installs only what is missing; uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+	build-essential cmake pkg-config
+	libpaho-mqtt-dev libcurl4-openssl-dev libssl-dev libjansson-dev libconfig-dev
+	libcmocka-dev libsystemd-dev
+	mosquitto mosquitto-clients openssl ca-certificates
+	python3 python3-paho-mqtt
+	valgrind
+)
+[ "${1:-}" = "--print" ] && { echo "${PACKAGES[@]}"; exit 0; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a system mosquitto on 1883 where systemd runs; tests use their own.

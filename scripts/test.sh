@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it, from a fresh Debian 12 machine:
+#   1. install dependencies, build (warnings are errors)
+#   2. cmocka unit tests of the pure core
+#   3. integration tests: real mosquitto + local AWS endpoint + build/cmdgate
+#   4. the same two against an ASan+UBSan build
+#   5. valgrind: 1,000 requests through the gateway, no leak
+# Ends with one line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+export PYTHON=/usr/bin/python3
+passed=0
+failed=0
+step() { # step NAME COMMAND...
+	local name=$1
+	shift
+	echo "=== $name"
+	local out
+	out=$("$@" 2>&1)
+	local rc=$?
+	echo "$out" | tail -n 25
+	# count what the runners report
+	local p f
+	p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' | awk '{s+=$1} END {print s+0}')
+	f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' | awk '{s+=$1} END {print s+0}')
+	local line
+	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+	if [ -n "$line" ]; then
+		p=$((p + ${line%% passed*}))
+		f=$((f + $(echo "$line" | sed 's/.*, \([0-9]*\) failed/\1/')))
+	fi
+	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	echo "--- $name: rc=$rc"
+}
+
+run_units() { # run_units BUILD_DIR
+	local rc=0
+	for t in "$1"/test_*; do
+		[ -x "$t" ] || continue
+		"$t" || rc=1
+	done
+	return $rc
+}
+
+scripts/build.sh build || { echo "0 passed, 1 failed"; exit 1; }
+step "unit tests" run_units build
+step "integration tests" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_gateway.py
+
+if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
+	scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug ||
+		{ echo "0 passed, 1 failed"; exit 1; }
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
+	export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	step "unit tests (sanitizers)" run_units build-asan
+	step "integration tests (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_gateway.py
+	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+fi
+step "valgrind: 1000 requests" timeout 600 $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -28,8 +28,8 @@ static void copy_str(char *dst, size_t n, const char *src)
 	snprintf(dst, n, "%s", src ? src : "");
 }
 
-void aws_error_parse(int http_status, const char *error_type_header, const char *body,
-		     size_t len, struct aws_error *out)
+void aws_error_parse(int http_status, const char *error_type_header, const char *body, size_t len,
+                     struct aws_error *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->http_status = http_status;
@@ -56,16 +56,16 @@ void aws_error_parse(int http_status, const char *error_type_header, const char 
 	json_decref(root);
 
 	out->throttled = http_status == 429 || strcmp(out->code, "ThrottlingException") == 0 ||
-			 strcmp(out->code, "TooManyRequestsException") == 0;
+	                 strcmp(out->code, "TooManyRequestsException") == 0;
 	out->retryable = out->throttled || http_status >= 500;
 	if (http_status == 403 || http_status == 400) {
 		out->clock_skew = strcmp(out->code, "RequestTimeTooSkewed") == 0 ||
-				  strcmp(out->code, "RequestExpired") == 0 ||
-				  strstr(out->message, "Signature expired") != NULL ||
-				  strstr(out->message, "Signature not yet current") != NULL;
+		                  strcmp(out->code, "RequestExpired") == 0 ||
+		                  strstr(out->message, "Signature expired") != NULL ||
+		                  strstr(out->message, "Signature not yet current") != NULL;
 		out->expired_token = strcmp(out->code, "ExpiredTokenException") == 0 ||
-				     strstr(out->message, "security token included in the request "
-							  "is expired") != NULL;
+		                     strstr(out->message, "security token included in the request "
+		                                          "is expired") != NULL;
 	}
 }
 
@@ -86,11 +86,11 @@ enum cg_err aws_parse_execution_id(const char *body, size_t len, char *out, size
 int aws_parse_http_date(const char *s, time_t *out)
 {
 	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	char wd[4], mon[4], tz[4];
 	int day, year, h, m, sec;
-	if (!s || sscanf(s, "%3s, %d %3s %d %d:%d:%d %3s", wd, &day, mon, &year, &h, &m, &sec, tz) !=
-			  8 ||
+	if (!s ||
+	    sscanf(s, "%3s, %d %3s %d %d:%d:%d %3s", wd, &day, mon, &year, &h, &m, &sec, tz) != 8 ||
 	    strcmp(tz, "GMT") != 0)
 		return -1;
 	struct tm tm = {0};

@@ -25,8 +25,8 @@ struct aws_error {
 	int expired_token; /* the session token expired; refresh and re-sign */
 };
 
-void aws_error_parse(int http_status, const char *error_type_header, const char *body,
-		     size_t len, struct aws_error *out);
+void aws_error_parse(int http_status, const char *error_type_header, const char *body, size_t len,
+                     struct aws_error *out);
 
 /* Normalise an error code in place: drop up to the last '#', then from ':'. */
 void aws_error_code_normalise(char *code);

@@ -27,81 +27,92 @@ struct option {
 };
 
 #define O(field) offsetof(struct config, field)
-#define STR(p, f, d, rl) {p, OPT_STR, O(f), 0, 0, d, 0, rl}
-#define INT(p, f, lo, hi, d, rl) {p, OPT_INT, O(f), lo, hi, NULL, d, rl}
-#define DBL(p, f, lo, hi, d, rl) {p, OPT_DBL, O(f), lo, hi, NULL, d, rl}
-#define GRP(p) {p, OPT_GROUP, 0, 0, 0, NULL, 0, 1}
+#define STR(p, f, d, rl)                                                                           \
+	{                                                                                          \
+		p, OPT_STR, O(f), 0, 0, d, 0, rl                                                   \
+	}
+#define INT(p, f, lo, hi, d, rl)                                                                   \
+	{                                                                                          \
+		p, OPT_INT, O(f), lo, hi, NULL, d, rl                                              \
+	}
+#define DBL(p, f, lo, hi, d, rl)                                                                   \
+	{                                                                                          \
+		p, OPT_DBL, O(f), lo, hi, NULL, d, rl                                              \
+	}
+#define GRP(p)                                                                                     \
+	{                                                                                          \
+		p, OPT_GROUP, 0, 0, 0, NULL, 0, 1                                                  \
+	}
 
 static const struct option options[] = {
-	GRP("mqtt"),
-	STR("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0),
-	STR("mqtt.client_id", mqtt.client_id, "cmdgate", 0),
-	INT("mqtt.version", mqtt.version, 4, 5, 5, 0),
-	STR("mqtt.username", mqtt.username, "", 0),
-	STR("mqtt.password_file", mqtt.password_file, "", 0),
-	STR("mqtt.ca_file", mqtt.ca_file, "", 0),
-	STR("mqtt.cert_file", mqtt.cert_file, "", 0),
-	STR("mqtt.key_file", mqtt.key_file, "", 0),
-	INT("mqtt.keepalive", mqtt.keepalive, 1, 65535, 30, 0),
-	INT("mqtt.qos", mqtt.qos, 0, 2, 1, 0),
-	STR("mqtt.shared_group", mqtt.shared_group, "", 0),
-	STR("mqtt.status_topic", mqtt.status_topic, "cmdgate/{client_id}/status", 0),
-	GRP("aws"),
-	STR("aws.region", aws.region, "", 1),
-	STR("aws.account", aws.account, "", 1),
-	STR("aws.endpoint", aws.endpoint, "", 1),
-	STR("aws.ca_file", aws.ca_file, "", 0),
-	INT("aws.connect_timeout_ms", aws.connect_timeout_ms, 1, 600000, 3000, 0),
-	INT("aws.request_timeout_ms", aws.request_timeout_ms, 1, 600000, 10000, 1),
-	INT("aws.max_attempts", aws.max_attempts, 1, 100, 3, 1),
-	DBL("aws.max_rate", aws.max_rate, 0, 1e9, 0, 1),
-	GRP("aws.credentials"),
-	STR("aws.credentials.source", aws.credentials.source, "chain", 0),
-	STR("aws.credentials.access_key_id", aws.credentials.access_key_id, "", 0),
-	STR("aws.credentials.secret_access_key_file", aws.credentials.secret_access_key_file, "",
-	    0),
-	STR("aws.credentials.profile", aws.credentials.profile, "", 0),
-	GRP("aws.credentials.iot"),
-	STR("aws.credentials.iot.endpoint", aws.credentials.iot.endpoint, "", 0),
-	STR("aws.credentials.iot.role_alias", aws.credentials.iot.role_alias, "", 0),
-	STR("aws.credentials.iot.thing_name", aws.credentials.iot.thing_name, "", 0),
-	STR("aws.credentials.iot.cert_file", aws.credentials.iot.cert_file, "", 0),
-	STR("aws.credentials.iot.key_file", aws.credentials.iot.key_file, "", 0),
-	STR("aws.credentials.iot.ca_file", aws.credentials.iot.ca_file, "", 0),
-	GRP("gateway"),
-	INT("gateway.max_inflight", gateway.max_inflight, 1, 65536, 64, 1),
-	INT("gateway.queue_size", gateway.queue_size, 0, 10000000, 4096, 1),
-	INT("gateway.max_payload", gateway.max_payload, 2, 268435455, 16384, 1),
-	INT("gateway.deadline_ms", gateway.deadline_ms, 1, 86400000, 30000, 1),
-	INT("gateway.drain_ms", gateway.drain_ms, 0, 3600000, 10000, 1),
-	DBL("gateway.per_thing_rate", gateway.per_thing_rate, 0, 1e9, 0, 1),
-	STR("gateway.spool_dir", gateway.spool_dir, "", 0),
-	INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),
-	GRP("log"),
-	STR("log.level", log.level, "info", 1),
-	STR("log.format", log.format, "text", 1),
-	GRP("stats"),
-	STR("stats.topic", stats.topic, "", 1),
-	INT("stats.interval", stats.interval, 1, 86400, 60, 1),
-	STR("stats.file", stats.file, "", 1),
+    GRP("mqtt"),
+    STR("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0),
+    STR("mqtt.client_id", mqtt.client_id, "cmdgate", 0),
+    INT("mqtt.version", mqtt.version, 4, 5, 5, 0),
+    STR("mqtt.username", mqtt.username, "", 0),
+    STR("mqtt.password_file", mqtt.password_file, "", 0),
+    STR("mqtt.ca_file", mqtt.ca_file, "", 0),
+    STR("mqtt.cert_file", mqtt.cert_file, "", 0),
+    STR("mqtt.key_file", mqtt.key_file, "", 0),
+    INT("mqtt.keepalive", mqtt.keepalive, 1, 65535, 30, 0),
+    INT("mqtt.qos", mqtt.qos, 0, 2, 1, 0),
+    STR("mqtt.shared_group", mqtt.shared_group, "", 0),
+    STR("mqtt.status_topic", mqtt.status_topic, "cmdgate/{client_id}/status", 0),
+    GRP("aws"),
+    STR("aws.region", aws.region, "", 1),
+    STR("aws.account", aws.account, "", 1),
+    STR("aws.endpoint", aws.endpoint, "", 1),
+    STR("aws.ca_file", aws.ca_file, "", 0),
+    INT("aws.connect_timeout_ms", aws.connect_timeout_ms, 1, 600000, 3000, 0),
+    INT("aws.request_timeout_ms", aws.request_timeout_ms, 1, 600000, 10000, 1),
+    INT("aws.max_attempts", aws.max_attempts, 1, 100, 3, 1),
+    DBL("aws.max_rate", aws.max_rate, 0, 1e9, 0, 1),
+    GRP("aws.credentials"),
+    STR("aws.credentials.source", aws.credentials.source, "chain", 0),
+    STR("aws.credentials.access_key_id", aws.credentials.access_key_id, "", 0),
+    STR("aws.credentials.secret_access_key_file", aws.credentials.secret_access_key_file, "", 0),
+    STR("aws.credentials.profile", aws.credentials.profile, "", 0),
+    GRP("aws.credentials.iot"),
+    STR("aws.credentials.iot.endpoint", aws.credentials.iot.endpoint, "", 0),
+    STR("aws.credentials.iot.role_alias", aws.credentials.iot.role_alias, "", 0),
+    STR("aws.credentials.iot.thing_name", aws.credentials.iot.thing_name, "", 0),
+    STR("aws.credentials.iot.cert_file", aws.credentials.iot.cert_file, "", 0),
+    STR("aws.credentials.iot.key_file", aws.credentials.iot.key_file, "", 0),
+    STR("aws.credentials.iot.ca_file", aws.credentials.iot.ca_file, "", 0),
+    GRP("gateway"),
+    INT("gateway.max_inflight", gateway.max_inflight, 1, 65536, 64, 1),
+    INT("gateway.queue_size", gateway.queue_size, 0, 10000000, 4096, 1),
+    INT("gateway.max_payload", gateway.max_payload, 2, 268435455, 16384, 1),
+    INT("gateway.deadline_ms", gateway.deadline_ms, 1, 86400000, 30000, 1),
+    INT("gateway.drain_ms", gateway.drain_ms, 0, 3600000, 10000, 1),
+    DBL("gateway.per_thing_rate", gateway.per_thing_rate, 0, 1e9, 0, 1),
+    STR("gateway.spool_dir", gateway.spool_dir, "", 0),
+    INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),
+    GRP("log"),
+    STR("log.level", log.level, "info", 1),
+    STR("log.format", log.format, "text", 1),
+    GRP("stats"),
+    STR("stats.topic", stats.topic, "", 1),
+    INT("stats.interval", stats.interval, 1, 86400, 60, 1),
+    STR("stats.file", stats.file, "", 1),
 };
 
-static const char *const route_keys[] = {"request_topic", "reply_topic", "target_arn",
-					 "command_arn", "thing", "command", "commands",
-					 "parameter_types", "execution_timeout"};
+static const char *const route_keys[] = {"request_topic", "reply_topic",     "target_arn",
+                                         "command_arn",   "thing",           "command",
+                                         "commands",      "parameter_types", "execution_timeout"};
 
 static const char *default_route[] = {
-	"commands/{thing}/{command}/start",
-	"commands/{thing}/{command}/start/{status}",
-	"arn:aws:iot:{region}:{account}:thing/{thing}",
-	"arn:aws:iot:{region}:{account}:command/{command}",
+    "commands/{thing}/{command}/start",
+    "commands/{thing}/{command}/start/{status}",
+    "arn:aws:iot:{region}:{account}:thing/{thing}",
+    "arn:aws:iot:{region}:{account}:command/{command}",
 };
 
-static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s,
-			   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s, const char *fmt,
+                           ...) __attribute__((format(printf, 4, 5)));
 
-static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s,
-			   const char *fmt, ...)
+static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s, const char *fmt,
+                           ...)
 {
 	unsigned line = s ? (unsigned)config_setting_source_line(s) : 0;
 	const char *f = s && config_setting_source_file(s) ? config_setting_source_file(s) : file;
@@ -132,8 +143,8 @@ static char *xstrdup(const char *s)
 }
 
 /* Refuse keys the table does not know, recursively. */
-static enum cg_err check_known(const config_setting_t *group, const char *prefix,
-			       const char *file, char *err)
+static enum cg_err check_known(const config_setting_t *group, const char *prefix, const char *file,
+                               char *err)
 {
 	int n = config_setting_length(group);
 	for (int i = 0; i < n; i++) {
@@ -158,7 +169,7 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 }
 
 static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct option *o,
-			       const char *file, char *err)
+                               const char *file, char *err)
 {
 	if (o->type == OPT_GROUP)
 		return CG_OK;
@@ -179,7 +190,7 @@ static enum cg_err fill_option(struct config *c, const config_t *cfg, const stru
 			v = config_setting_get_float(s);
 		else
 			return fail_at(err, file, s, "'%s' must be %s", o->path,
-				       o->type == OPT_INT ? "an integer" : "a number");
+			               o->type == OPT_INT ? "an integer" : "a number");
 		if (v < o->min || v > o->max) {
 			char range[96];
 			snprintf(range, sizeof(range), " (allowed %g to %g)", o->min, o->max);
@@ -193,8 +204,8 @@ static enum cg_err fill_option(struct config *c, const config_t *cfg, const stru
 	return CG_OK;
 }
 
-static enum cg_err route_string(config_setting_t *rs, const char *key, const char *def,
-				char **out, const char *file, char *err)
+static enum cg_err route_string(config_setting_t *rs, const char *key, const char *def, char **out,
+                                const char *file, char *err)
 {
 	config_setting_t *s = config_setting_get_member(rs, key);
 	if (s && config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -205,7 +216,7 @@ static enum cg_err route_string(config_setting_t *rs, const char *key, const cha
 }
 
 static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, const char *file,
-				     char *err)
+                                     char *err)
 {
 	config_setting_t *s = config_setting_get_member(rs, "commands");
 	if (s) {
@@ -229,13 +240,14 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			enum param_type t = config_setting_type(e) == CONFIG_TYPE_STRING
-						    ? param_type_parse(config_setting_get_string(e))
-						    : PT_NONE;
+			                        ? param_type_parse(config_setting_get_string(e))
+			                        : PT_NONE;
 			if (t == PT_NONE)
-				return fail_at(err, file, e,
-					       "parameter type of '%s' must be one of S B I L D BIN "
-					       "UL",
-					       config_setting_name(e));
+				return fail_at(
+				    err, file, e,
+				    "parameter type of '%s' must be one of S B I L D BIN "
+				    "UL",
+				    config_setting_name(e));
 			r->ptypes[r->n_ptypes].name = xstrdup(config_setting_name(e));
 			r->ptypes[r->n_ptypes++].type = t;
 		}
@@ -244,14 +256,13 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 	if (s) {
 		if (config_setting_type(s) != CONFIG_TYPE_INT || config_setting_get_int(s) < 0)
 			return fail_at(err, file, s,
-				       "route 'execution_timeout' must be an integer >= 0");
+			               "route 'execution_timeout' must be an integer >= 0");
 		r->execution_timeout = config_setting_get_int(s);
 	}
 	return CG_OK;
 }
 
-static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char *file,
-			       char *err)
+static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char *file, char *err)
 {
 	if (!config_setting_is_group(rs))
 		return fail_at(err, file, rs, "each route must be a group { ... }");
@@ -263,23 +274,21 @@ static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char
 			known |= strcmp(config_setting_name(s), route_keys[k]) == 0;
 		if (!known)
 			return fail_at(err, file, s, "unknown route key '%s'",
-				       config_setting_name(s));
+			               config_setting_name(s));
 	}
 	enum cg_err rc;
 	if ((rc = route_string(rs, "request_topic", default_route[0], &r->request_topic, file,
-			       err)) ||
+	                       err)) ||
 	    (rc = route_string(rs, "reply_topic", default_route[1], &r->reply_topic, file, err)) ||
 	    (rc = route_string(rs, "target_arn", default_route[2], &r->target_arn, file, err)) ||
-	    (rc = route_string(rs, "command_arn", default_route[3], &r->command_arn, file,
-			       err)) ||
+	    (rc = route_string(rs, "command_arn", default_route[3], &r->command_arn, file, err)) ||
 	    (rc = route_string(rs, "thing", NULL, &r->thing, file, err)) ||
 	    (rc = route_string(rs, "command", NULL, &r->command, file, err)))
 		return rc;
 	return parse_route_lists(rs, r, file, err);
 }
 
-static enum cg_err parse_routes(struct config *c, const config_t *cfg, const char *file,
-				char *err)
+static enum cg_err parse_routes(struct config *c, const config_t *cfg, const char *file, char *err)
 {
 	config_setting_t *list = config_lookup(cfg, "routes");
 	if (!list) {
@@ -297,9 +306,8 @@ static enum cg_err parse_routes(struct config *c, const config_t *cfg, const cha
 	c->routes = calloc(n, sizeof(struct route));
 	c->n_routes = n;
 	for (size_t i = 0; i < n; i++) {
-		enum cg_err rc =
-			parse_route(config_setting_get_elem(list, (unsigned)i), &c->routes[i], file,
-				    err);
+		enum cg_err rc = parse_route(config_setting_get_elem(list, (unsigned)i),
+		                             &c->routes[i], file, err);
 		if (rc)
 			return rc;
 	}
@@ -314,8 +322,8 @@ static int one_of(const char *v, const char *const *set)
 	return 0;
 }
 
-static int placeholders_known(const char *tmpl, const struct route *r, int allow_status,
-			      char *bad, size_t n)
+static int placeholders_known(const char *tmpl, const struct route *r, int allow_status, char *bad,
+                              size_t n)
 {
 	for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
 		const char *e = strchr(p, '}');
@@ -324,8 +332,9 @@ static int placeholders_known(const char *tmpl, const struct route *r, int allow
 		size_t len = (size_t)(e - p - 1);
 		snprintf(bad, n, "%.*s", (int)len, p + 1);
 		int ok = strcmp(bad, "region") == 0 || strcmp(bad, "account") == 0 ||
-			 strcmp(bad, "client_id") == 0 || strcmp(bad, "thing") == 0 ||
-			 strcmp(bad, "command") == 0 || (allow_status && strcmp(bad, "status") == 0);
+		         strcmp(bad, "client_id") == 0 || strcmp(bad, "thing") == 0 ||
+		         strcmp(bad, "command") == 0 ||
+		         (allow_status && strcmp(bad, "status") == 0);
 		for (size_t i = 0; i < r->n_ph && !ok; i++)
 			ok = strcmp(r->ph_names[i], bad) == 0;
 		if (!ok)
@@ -351,7 +360,7 @@ static config_setting_t *key_at(config_setting_t *s, const char *key)
 
 /* Cross-field rules of one route; s is its setting (for the line). */
 static enum cg_err check_route(const struct config *c, struct route *r, config_setting_t *s,
-			       const char *file, char *err)
+                               const char *file, char *err)
 {
 	char msg[ERR_LEN];
 	if (route_compile(r, msg))
@@ -361,44 +370,45 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 	for (int i = 0; i < 2; i++) {
 		if (fixed[i] && captures(r, names[i]))
 			return fail_at(err, file, s,
-				       "route both captures {%s} and fixes %s = ...; choose one",
-				       names[i], names[i]);
+			               "route both captures {%s} and fixes %s = ...; choose one",
+			               names[i], names[i]);
 		if (!fixed[i] && !captures(r, names[i]))
 			return fail_at(err, file, s,
-				       "route needs {%s} in request_topic or a fixed %s = ...",
-				       names[i], names[i]);
+			               "route needs {%s} in request_topic or a fixed %s = ...",
+			               names[i], names[i]);
 		if (fixed[i] && route_check_capture(names[i], fixed[i], NULL))
 			return fail_at(err, file, s, "route %s = \"%s\" is not a valid name",
-				       names[i], fixed[i]);
+			               names[i], fixed[i]);
 	}
 	char bad[130];
 	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
 	const char *keys[3] = {"reply_topic", "target_arn", "command_arn"};
 	for (int i = 0; i < 3; i++)
 		if (!placeholders_known(tmpls[i], r, i == 0, bad, sizeof(bad)))
-			return fail_at(err, file, key_at(s, keys[i]), "unknown placeholder {%s} in \"%s\"", bad,
-				       tmpls[i]);
+			return fail_at(err, file, key_at(s, keys[i]),
+			               "unknown placeholder {%s} in \"%s\"", bad, tmpls[i]);
 	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
-		return fail_at(err, file, key_at(s, "reply_topic"), "reply_topic \"%s\" must be a topic name without "
-					     "wildcards", r->reply_topic);
+		return fail_at(err, file, key_at(s, "reply_topic"),
+		               "reply_topic \"%s\" must be a topic name without "
+		               "wildcards",
+		               r->reply_topic);
 	for (size_t i = 0; i < c->n_routes; i++)
 		if (route_reply_could_loop(r->reply_topic, c->routes[i].request_topic))
 			return fail_at(err, file, key_at(s, "reply_topic"),
-				       "reply_topic \"%s\" could match request_topic \"%s\": "
-				       "replies would loop back as requests",
-				       r->reply_topic, c->routes[i].request_topic);
+			               "reply_topic \"%s\" could match request_topic \"%s\": "
+			               "replies would loop back as requests",
+			               r->reply_topic, c->routes[i].request_topic);
 	for (int i = 0; i < 3; i++)
 		if (template_uses(tmpls[i], "account") && !*c->aws.account)
 			return fail_at(err, file, s,
-				       "aws.account is required: \"%s\" uses {account}", tmpls[i]);
+			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
 	return CG_OK;
 }
 
-static enum cg_err check_globals(struct config *c, const config_t *cfg, const char *file,
-				 char *err)
+static enum cg_err check_globals(struct config *c, const config_t *cfg, const char *file, char *err)
 {
-	static const char *const sources[] = {"chain",     "static", "env", "profile", "iot",
-					      "container", "imds",   NULL};
+	static const char *const sources[] = {"chain", "static",    "env",  "profile",
+	                                      "iot",   "container", "imds", NULL};
 	static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 	static const char *const formats[] = {"text", "json", NULL};
 	static const char *const schemes[] = {"tcp", "ssl", "ws", "wss", "mqtt", "mqtts", NULL};
@@ -409,34 +419,39 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 	for (const char *p = c->aws.region; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
 			return fail_at(err, file, AT("aws.region"),
-				       "aws.region \"%s\" is not a region name", c->aws.region);
+			               "aws.region \"%s\" is not a region name", c->aws.region);
 	char scheme[16] = "";
 	const char *sep = strstr(c->mqtt.uri, "://");
 	if (sep && (size_t)(sep - c->mqtt.uri) < sizeof(scheme))
 		snprintf(scheme, sizeof(scheme), "%.*s", (int)(sep - c->mqtt.uri), c->mqtt.uri);
 	if (!one_of(scheme, schemes))
 		return fail_at(err, file, AT("mqtt.uri"),
-			       "mqtt.uri \"%s\" must start with tcp:// ssl:// ws:// or wss://", c->mqtt.uri);
+		               "mqtt.uri \"%s\" must start with tcp:// ssl:// ws:// or wss://",
+		               c->mqtt.uri);
 	if (!*c->mqtt.client_id)
 		return fail_at(err, file, AT("mqtt.client_id"), "mqtt.client_id is empty");
 	if (!one_of(c->aws.credentials.source, sources))
 		return fail_at(err, file, AT("aws.credentials.source"),
-			       "aws.credentials.source \"%s\" is not one of chain static env "
-			       "profile iot container imds", c->aws.credentials.source);
+		               "aws.credentials.source \"%s\" is not one of chain static env "
+		               "profile iot container imds",
+		               c->aws.credentials.source);
 	if (strcmp(c->aws.credentials.source, "static") == 0 &&
 	    (!*c->aws.credentials.access_key_id || !*c->aws.credentials.secret_access_key_file))
 		return fail_at(err, file, AT("aws.credentials"),
-			       "source \"static\" needs access_key_id and "
-			       "secret_access_key_file");
+		               "source \"static\" needs access_key_id and "
+		               "secret_access_key_file");
 	if (!one_of(c->log.level, levels))
 		return fail_at(err, file, AT("log.level"),
-			       "log.level \"%s\" is not one of error warn info debug", c->log.level);
+		               "log.level \"%s\" is not one of error warn info debug",
+		               c->log.level);
 	if (!one_of(c->log.format, formats))
-		return fail_at(err, file, AT("log.format"), "log.format \"%s\" is not text or json", c->log.format);
+		return fail_at(err, file, AT("log.format"), "log.format \"%s\" is not text or json",
+		               c->log.format);
 	if (*c->aws.endpoint && strncmp(c->aws.endpoint, "https://", 8) != 0 &&
 	    strncmp(c->aws.endpoint, "http://", 7) != 0)
 		return fail_at(err, file, AT("aws.endpoint"),
-			       "aws.endpoint \"%s\" must be an https:// (or http://) URL", c->aws.endpoint);
+		               "aws.endpoint \"%s\" must be an https:// (or http://) URL",
+		               c->aws.endpoint);
 #undef AT
 	if (*c->aws.endpoint) {
 		c->endpoint_url = xstrdup(c->aws.endpoint);
@@ -454,7 +469,7 @@ char *config_default_endpoint(const char *region)
 	struct sbuf b;
 	sbuf_init(&b);
 	sbuf_printf(&b, "https://data.jobs.iot.%s.amazonaws.com%s", region,
-		    strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+	            strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
 	return sbuf_steal(&b);
 }
 
@@ -469,8 +484,8 @@ struct config *config_load(const char *path, char *err)
 			cg_fail(err, CG_CONFIG, "%s: cannot read the file", path);
 		else
 			cg_fail(err, CG_CONFIG, "%s:%d: %s",
-				config_error_file(&cfg) ? config_error_file(&cfg) : path,
-				config_error_line(&cfg), config_error_text(&cfg));
+			        config_error_file(&cfg) ? config_error_file(&cfg) : path,
+			        config_error_line(&cfg), config_error_text(&cfg));
 		goto out;
 	}
 	c->path = xstrdup(path);
@@ -485,16 +500,17 @@ struct config *config_load(const char *path, char *err)
 	for (size_t i = 0; i < c->n_routes; i++) {
 		config_setting_t *s = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
 		if ((rc = check_route(c, &c->routes[i], s ? s : config_root_setting(&cfg), path,
-				      err)))
+		                      err)))
 			goto out;
 	}
 	for (size_t i = 0; i < c->n_routes; i++)
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(c->routes[i].filter, c->routes[j].filter) == 0) {
 				rc = fail_at(err, path,
-					     list ? config_setting_get_elem(list, (unsigned)i)
-						  : NULL,
-					     "two routes subscribe to the same filter \"%s\"", c->routes[i].filter);
+				             list ? config_setting_get_elem(list, (unsigned)i)
+				                  : NULL,
+				             "two routes subscribe to the same filter \"%s\"",
+				             c->routes[i].filter);
 				goto out;
 			}
 	rc = CG_OK;
@@ -529,9 +545,9 @@ void config_restart_needed(const struct config *a, const struct config *b, struc
 		if (o->reloadable || o->type == OPT_GROUP)
 			continue;
 		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
-		int differs = o->type == OPT_STR ? strcmp(*(char *const *)pa, *(char *const *)pb)
-			      : o->type == OPT_INT ? *(const long *)pa != *(const long *)pb
-						   : *(const double *)pa != *(const double *)pb;
+		int differs = o->type == OPT_STR   ? strcmp(*(char *const *)pa, *(char *const *)pb)
+		              : o->type == OPT_INT ? *(const long *)pa != *(const long *)pb
+		                                   : *(const double *)pa != *(const double *)pb;
 		if (differs) {
 			if (out->len)
 				sbuf_puts(out, ", ");

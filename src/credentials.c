@@ -63,7 +63,7 @@ static enum cg_err from_env(struct credentials *c, char *err)
 	const char *token = getenv("AWS_SESSION_TOKEN");
 	if (!id || !*id || !secret || !*secret)
 		return cg_fail(err, CG_CREDENTIALS,
-			       "env: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set");
+		               "env: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set");
 	c->access_key_id = dup_or_die(id);
 	c->secret_access_key = dup_or_die(secret);
 	c->session_token = token && *token ? dup_or_die(token) : NULL;
@@ -72,8 +72,7 @@ static enum cg_err from_env(struct credentials *c, char *err)
 }
 
 /* Read a whole small file, refusing one that group or others may read. */
-static enum cg_err read_secret_file(const char *path, int check_mode, struct sbuf *out,
-				    char *err)
+static enum cg_err read_secret_file(const char *path, int check_mode, struct sbuf *out, char *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -82,8 +81,8 @@ static enum cg_err read_secret_file(const char *path, int check_mode, struct sbu
 	if (fstat(fd, &st) == 0 && check_mode && (st.st_mode & 077)) {
 		close(fd);
 		return cg_fail(err, CG_CREDENTIALS,
-			       "%s is readable by group or others (mode %03o); chmod 600 it", path,
-			       (unsigned)(st.st_mode & 0777));
+		               "%s is readable by group or others (mode %03o); chmod 600 it", path,
+		               (unsigned)(st.st_mode & 0777));
 	}
 	char buf[4096];
 	ssize_t n;
@@ -126,7 +125,7 @@ static char *trim(char *s)
 }
 
 enum cg_err cred_parse_profile(const char *text, const char *profile, struct credentials *out,
-			       char *err)
+                               char *err)
 {
 	char *copy = dup_or_die(text);
 	char *save = NULL, *section = NULL;
@@ -158,9 +157,9 @@ enum cg_err cred_parse_profile(const char *text, const char *profile, struct cre
 	}
 	enum cg_err rc = CG_OK;
 	if (!id || !*id || !secret || !*secret) {
-		rc = cg_fail(err, CG_CREDENTIALS,
-			     "profile [%s] has no aws_access_key_id/aws_secret_access_key",
-			     profile);
+		rc =
+		    cg_fail(err, CG_CREDENTIALS,
+		            "profile [%s] has no aws_access_key_id/aws_secret_access_key", profile);
 	} else {
 		out->access_key_id = dup_or_die(id);
 		out->secret_access_key = dup_or_die(secret);
@@ -210,8 +209,8 @@ static enum cg_err load(struct cred_provider *p, struct credentials *c, char *er
 			return CG_OK;
 		return cg_fail(err, CG_CREDENTIALS, "chain: %s; profile: %s", e1, e2);
 	}
-	return cg_fail(err, CG_CREDENTIALS, "credential source \"%s\" is not available in this build",
-		       p->source);
+	return cg_fail(err, CG_CREDENTIALS,
+	               "credential source \"%s\" is not available in this build", p->source);
 }
 
 struct cred_provider *cred_provider_new(const struct cred_config *cfg)
@@ -239,7 +238,7 @@ void cred_provider_free(struct cred_provider *p)
 }
 
 enum cg_err cred_provider_get(struct cred_provider *p, uint64_t now_ms,
-			      struct sigv4_credentials *out, char *err)
+                              struct sigv4_credentials *out, char *err)
 {
 	if (!p->have) {
 		if (p->last_try_ms && now_ms - p->last_try_ms < 1000)
@@ -256,7 +255,7 @@ enum cg_err cred_provider_get(struct cred_provider *p, uint64_t now_ms,
 		p->have = 1;
 		p->generation++;
 		log_info("credentials loaded from %s (access key %.4s...)", c.source,
-			 c.access_key_id);
+		         c.access_key_id);
 	}
 	out->access_key_id = p->cur.access_key_id;
 	out->secret_access_key = p->cur.secret_access_key;

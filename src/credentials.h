@@ -35,11 +35,11 @@ void cred_provider_free(struct cred_provider *p);
  * on first use and tries again (at most once per second) after a failure.
  */
 enum cg_err cred_provider_get(struct cred_provider *p, uint64_t now_ms,
-			      struct sigv4_credentials *out, char *err);
+                              struct sigv4_credentials *out, char *err);
 
 /* Exposed for tests: parse an INI credentials file's profile. */
 enum cg_err cred_parse_profile(const char *text, const char *profile, struct credentials *out,
-			       char *err);
+                               char *err);
 void credentials_clean_up(struct credentials *c);
 
 #endif

@@ -34,9 +34,9 @@
 #include "sigv4.h"
 #include "translate.h"
 
-#define SERVICE "iot-jobs-data"
+#define SERVICE       "iot-jobs-data"
 #define RETRY_BASE_MS 100
-#define RETRY_CAP_MS 5000
+#define RETRY_CAP_MS  5000
 
 enum req_state { RS_QUEUED, RS_FLIGHT, RS_RETRY };
 
@@ -77,9 +77,9 @@ struct engine {
 	int ready, draining;
 	uint64_t drain_until_ms;
 	unsigned long n_accepted, n_rejected, n_retries;
-	char *host;      /* "host[:port]" of the endpoint */
-	char *url;       /* endpoint + "/command-executions" */
-	char *url_path;  /* path part of url */
+	char *host;     /* "host[:port]" of the endpoint */
+	char *url;      /* endpoint + "/command-executions" */
+	char *url_path; /* path part of url */
 };
 
 static volatile sig_atomic_t stop_flag, reload_flag;
@@ -130,8 +130,8 @@ static void uuid_v4(char out[37])
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-		 b[13], b[14], b[15]);
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+	         b[13], b[14], b[15]);
 }
 
 /* ---- lists ------------------------------------------------------------ */
@@ -184,16 +184,16 @@ static void finish(struct engine *e, struct request *r, const struct outcome *o)
 	reply_render(o, &json);
 	char err[ERR_LEN] = "";
 	if (topic && mqtt_publish(e->mqtt, topic, json.data, json.len, r->in->qos, 0,
-				  r->in->correlation, r->in->correlation_len, err) != CG_OK)
+	                          r->in->correlation, r->in->correlation_len, err) != CG_OK)
 		log_error("reply to %s not published: %s", topic, err);
 	char *id = r->tr.id ? json_dumps(r->tr.id, JSON_ENCODE_ANY) : NULL;
 	log_info("request thing=%s command=%s id=%s token=%s outcome=%s%s%s attempts=%u "
-		 "latency_ms=%llu",
-		 r->thing[0] ? r->thing : "-", r->command[0] ? r->command : "-", id ? id : "-",
-		 r->tr.client_token[0] ? r->tr.client_token : "-",
-		 o->accepted ? "accepted" : "rejected", o->accepted ? "" : " code=",
-		 o->accepted ? "" : o->code, r->attempts,
-		 (unsigned long long)(now_ms() - r->in->received_ms));
+	         "latency_ms=%llu",
+	         r->thing[0] ? r->thing : "-", r->command[0] ? r->command : "-", id ? id : "-",
+	         r->tr.client_token[0] ? r->tr.client_token : "-",
+	         o->accepted ? "accepted" : "rejected",
+	         o->accepted ? "" : " code=", o->accepted ? "" : o->code, r->attempts,
+	         (unsigned long long)(now_ms() - r->in->received_ms));
 	if (!o->accepted && o->message)
 		log_debug("request token=%s message=%s", r->tr.client_token, o->message);
 	free(id);
@@ -252,7 +252,7 @@ static char *expand_or_null(const char *tmpl, const struct vars *v)
 
 /* Find the route; fill r's names, vars and reply topics. 0 when none. */
 static const struct route *bind_route(struct engine *e, struct request *r, struct vars *v,
-				      char **storage)
+                                      char **storage)
 {
 	const struct config *c = e->cfg;
 	const struct route *rt = NULL;
@@ -311,7 +311,7 @@ static void admit(struct engine *e, struct inbound *in)
 	}
 	if (in->len > (size_t)e->cfg->gateway.max_payload) {
 		snprintf(err, sizeof(err), "payload is %zu bytes; the limit is %ld", in->len,
-			 e->cfg->gateway.max_payload);
+		         e->cfg->gateway.max_payload);
 		finish_gateway(e, r, GW_PAYLOAD_TOO_LARGE, err);
 		goto out;
 	}
@@ -399,10 +399,10 @@ static enum cg_err start_call(struct engine *e, struct request *r, uint64_t now,
 	char hash[65];
 	sigv4_sha256_hex(r->tr.body.data, r->tr.body.len, hash);
 	struct sigv4_header h[4] = {
-		{"content-type", "application/json"},
-		{"host", e->host},
-		{"x-amz-date", amz_date},
-		{"x-amz-security-token", cred.session_token},
+	    {"content-type", "application/json"},
+	    {"host", e->host},
+	    {"x-amz-date", amz_date},
+	    {"x-amz-security-token", cred.session_token},
 	};
 	size_t nh = cred.session_token && *cred.session_token ? 4 : 3;
 	struct sigv4_request sr = {"POST", e->url_path, NULL, h, nh, hash};
@@ -426,7 +426,7 @@ static enum cg_err start_call(struct engine *e, struct request *r, uint64_t now,
 	r->attempts++;
 	log_debug("call token=%s attempt=%u thing=%s", r->tr.client_token, r->attempts, r->thing);
 	return http_post(e->http, &r->call, e->url, hl, r->tr.body.data, r->tr.body.len, timeout,
-			 err);
+	                 err);
 }
 
 /* Try to start r now; on a local failure it is answered. */
@@ -448,7 +448,8 @@ static void launch(struct engine *e, struct request *r, uint64_t now)
 /* Schedule a retry of r if attempts and deadline allow; else answer it. */
 static void retry_or_finish(struct engine *e, struct request *r, uint64_t now)
 {
-	uint64_t delay = backoff_full_jitter(r->attempts, RETRY_BASE_MS, RETRY_CAP_MS, random_u32());
+	uint64_t delay =
+	    backoff_full_jitter(r->attempts, RETRY_BASE_MS, RETRY_CAP_MS, random_u32());
 	if (r->attempts >= (unsigned)e->cfg->aws.max_attempts || now + delay >= r->deadline_ms ||
 	    e->draining) {
 		finish_last_error(e, r);
@@ -468,12 +469,14 @@ static void on_response(struct engine *e, struct request *r, uint64_t now)
 		char exec_id[256], err[ERR_LEN];
 		rate_on_success(&e->rate);
 		if (aws_parse_execution_id(c->body.data, c->body.len, exec_id, sizeof(exec_id),
-					   err) != CG_OK) {
+		                           err) != CG_OK) {
 			finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
 		}
-		struct outcome o = {.accepted = 1, .execution_id = exec_id, .id = r->tr.id,
-				    .client_token = r->tr.client_token};
+		struct outcome o = {.accepted = 1,
+		                    .execution_id = exec_id,
+		                    .id = r->tr.id,
+		                    .client_token = r->tr.client_token};
 		finish(e, r, &o);
 		return;
 	}
@@ -514,7 +517,7 @@ static void on_done(struct http_call *call, void *ctx)
 		finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
 	} else {
 		snprintf(r->last_err, sizeof(r->last_err), "endpoint unreachable: %.180s (%s)",
-			 call->errbuf, cg_strerror(call->result));
+		         call->errbuf, cg_strerror(call->result));
 		r->last_was_aws = 0;
 		log_debug("call token=%s failed: %s", r->tr.client_token, r->last_err);
 		retry_or_finish(e, r, now);
@@ -648,7 +651,7 @@ static void begin_drain(struct engine *e, uint64_t now)
 	e->draining = 1;
 	e->drain_until_ms = now + (uint64_t)e->cfg->gateway.drain_ms;
 	log_info("stopping: %zu in flight, %zu waiting; draining up to %ld ms", e->flight.n,
-		 e->queue.n + e->retry.n, e->cfg->gateway.drain_ms);
+	         e->queue.n + e->retry.n, e->cfg->gateway.drain_ms);
 	notify_send("STOPPING=1");
 	mqtt_set_filters(e->mqtt, NULL, 0); /* take no new requests */
 	struct list *lists[2] = {&e->queue, &e->retry};
@@ -667,7 +670,7 @@ static void abort_flight(struct engine *e)
 		list_remove(&e->flight, r);
 		http_abort(e->http, &r->call);
 		finish_gateway(e, r, GW_UNAVAILABLE,
-			       "the gateway stopped before AWS answered; retry with the same id");
+		               "the gateway stopped before AWS answered; retry with the same id");
 	}
 }
 
@@ -675,10 +678,10 @@ static void report_status(struct engine *e)
 {
 	char s[200];
 	snprintf(s, sizeof(s),
-		 "STATUS=mqtt %s; %zu in flight, %zu waiting; %lu accepted, %lu rejected, %lu "
-		 "retries",
-		 mqtt_connected(e->mqtt) ? "connected" : "disconnected", e->flight.n,
-		 e->queue.n + e->retry.n, e->n_accepted, e->n_rejected, e->n_retries);
+	         "STATUS=mqtt %s; %zu in flight, %zu waiting; %lu accepted, %lu rejected, %lu "
+	         "retries",
+	         mqtt_connected(e->mqtt) ? "connected" : "disconnected", e->flight.n,
+	         e->queue.n + e->retry.n, e->n_accepted, e->n_rejected, e->n_retries);
 	notify_send(s);
 }
 

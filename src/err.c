@@ -6,16 +6,26 @@
 const char *cg_strerror(enum cg_err e)
 {
 	switch (e) {
-	case CG_OK: return "ok";
-	case CG_INVALID: return "invalid input";
-	case CG_NOMEM: return "out of memory";
-	case CG_TIMEOUT: return "timed out";
-	case CG_TRANSPORT: return "transport error";
-	case CG_REMOTE: return "remote error";
-	case CG_IO: return "I/O error";
-	case CG_CONFIG: return "configuration error";
-	case CG_CREDENTIALS: return "credentials unavailable";
-	case CG_INTERNAL: return "internal error";
+	case CG_OK:
+		return "ok";
+	case CG_INVALID:
+		return "invalid input";
+	case CG_NOMEM:
+		return "out of memory";
+	case CG_TIMEOUT:
+		return "timed out";
+	case CG_TRANSPORT:
+		return "transport error";
+	case CG_REMOTE:
+		return "remote error";
+	case CG_IO:
+		return "I/O error";
+	case CG_CONFIG:
+		return "configuration error";
+	case CG_CREDENTIALS:
+		return "credentials unavailable";
+	case CG_INTERNAL:
+		return "internal error";
 	}
 	return "unknown error";
 }

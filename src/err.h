@@ -30,6 +30,6 @@ const char *cg_strerror(enum cg_err e);
 int cg_can_retry(enum cg_err e);
 /* Format into err (ERR_LEN bytes) and return code; err may be NULL. */
 enum cg_err cg_fail(char *err, enum cg_err code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif

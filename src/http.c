@@ -104,8 +104,8 @@ static void give_easy(struct http_client *c, CURL *e)
 }
 
 enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
-		      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
-		      char *err)
+                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
+                      char *err)
 {
 	CURL *e = take_easy(c);
 	if (!e) {
@@ -144,7 +144,8 @@ enum cg_err http_post(struct http_client *c, struct http_call *call, const char 
 		curl_slist_free_all(headers);
 		call->headers = NULL;
 		sbuf_clean_up(&call->body);
-		return cg_fail(err, CG_INTERNAL, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+		return cg_fail(err, CG_INTERNAL, "curl_multi_add_handle: %s",
+		               curl_multi_strerror(mc));
 	}
 	c->active++;
 	return CG_OK;
@@ -177,17 +178,22 @@ void http_call_free(struct http_call *call)
 static enum cg_err classify(CURLcode rc)
 {
 	switch (rc) {
-	case CURLE_OK: return CG_OK;
-	case CURLE_OPERATION_TIMEDOUT: return CG_TIMEOUT;
-	case CURLE_OUT_OF_MEMORY: return CG_NOMEM;
+	case CURLE_OK:
+		return CG_OK;
+	case CURLE_OPERATION_TIMEDOUT:
+		return CG_TIMEOUT;
+	case CURLE_OUT_OF_MEMORY:
+		return CG_NOMEM;
 	case CURLE_URL_MALFORMAT:
-	case CURLE_UNSUPPORTED_PROTOCOL: return CG_CONFIG;
-	default: return CG_TRANSPORT; /* connect, DNS, TLS, reset, partial read */
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return CG_CONFIG;
+	default:
+		return CG_TRANSPORT; /* connect, DNS, TLS, reset, partial read */
 	}
 }
 
 void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_done_fn done,
-		     void *ctx)
+                     void *ctx)
 {
 	struct curl_waitfd extra = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
 	int running = 0;
@@ -205,7 +211,7 @@ void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_do
 			curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &call->status);
 		else if (!call->errbuf[0])
 			snprintf(call->errbuf, sizeof(call->errbuf), "%s",
-				 curl_easy_strerror(m->data.result));
+			         curl_easy_strerror(m->data.result));
 		release(c, call);
 		done(call, ctx);
 	}

@@ -17,12 +17,12 @@
 struct http_call {
 	CURL *easy;
 	struct curl_slist *headers;
-	long status;             /* HTTP status, 0 when no response */
-	struct sbuf body;        /* response body */
-	char error_type[160];    /* x-amzn-ErrorType */
-	char date[64];           /* Date */
+	long status;          /* HTTP status, 0 when no response */
+	struct sbuf body;     /* response body */
+	char error_type[160]; /* x-amzn-ErrorType */
+	char date[64];        /* Date */
 	char errbuf[CURL_ERROR_SIZE];
-	enum cg_err result;      /* CG_OK: a response arrived (any status) */
+	enum cg_err result; /* CG_OK: a response arrived (any status) */
 	void *user;
 };
 
@@ -41,8 +41,8 @@ void http_client_free(struct http_client *c);
  * the call completes). headers is taken over by the call.
  */
 enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
-		      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
-		      char *err);
+                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
+                      char *err);
 /* Abort a started call; its memory is released. */
 void http_abort(struct http_client *c, struct http_call *call);
 
@@ -51,7 +51,7 @@ typedef void (*http_done_fn)(struct http_call *call, void *ctx);
 /* Wait up to timeout_ms for traffic or for wake_fd to become readable, then
  * deliver finished calls to done (which owns them afterwards). */
 void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_done_fn done,
-		     void *ctx);
+                     void *ctx);
 /* Release a finished call's memory. */
 void http_call_free(struct http_call *call);
 size_t http_client_active(const struct http_client *c);

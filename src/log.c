@@ -58,7 +58,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	if (log_json) {
 		json_t *o = json_pack("{s:s,s:s,s:s%}", "time", when, "level", names[lvl], "msg",
-				      msg.data, msg.len);
+		                      msg.data, msg.len);
 		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 		sbuf_puts(&line, s ? s : "{\"msg\":\"(unencodable log line)\"}");
 		free(s);

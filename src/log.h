@@ -16,7 +16,7 @@ int log_level_parse(const char *s, enum log_level *out);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(CG_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(CG_LOG_WARN, __VA_ARGS__)
+#define log_warn(...)  log_msg(CG_LOG_WARN, __VA_ARGS__)
 #define log_info(...)                                                                              \
 	do {                                                                                       \
 		if (log_threshold >= CG_LOG_INFO)                                                  \

@@ -17,7 +17,7 @@
 #define CMDGATE_VERSION "0.0.0"
 #endif
 
-#define EXIT_USAGE 64
+#define EXIT_USAGE  64
 #define EXIT_CONFIG 78
 
 static void usage(FILE *f)
@@ -60,20 +60,32 @@ static void install_signals(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"log-level", required_argument, NULL, 'l'},
-		{"check", no_argument, NULL, 'k'},        {"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"log-level", required_argument, NULL, 'l'},
+	    {"check", no_argument, NULL, 'k'},        {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	const char *path = "/etc/cmdgate/cmdgate.conf", *level = NULL;
 	int check = 0, c;
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': path = optarg; break;
-		case 'l': level = optarg; break;
-		case 'k': check = 1; break;
-		case 'V': printf("cmdgate %s\n", CMDGATE_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'c':
+			path = optarg;
+			break;
+		case 'l':
+			level = optarg;
+			break;
+		case 'k':
+			check = 1;
+			break;
+		case 'V':
+			printf("cmdgate %s\n", CMDGATE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	enum log_level lv;
@@ -81,7 +93,8 @@ int main(int argc, char **argv)
 		if (optind < argc)
 			fprintf(stderr, "cmdgate: unexpected argument '%s'\n", argv[optind]);
 		else
-			fprintf(stderr, "cmdgate: --log-level must be error, warn, info or debug\n");
+			fprintf(stderr,
+			        "cmdgate: --log-level must be error, warn, info or debug\n");
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -102,7 +115,7 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	install_signals();
 	log_info("cmdgate %s starting: %s, endpoint %s", CMDGATE_VERSION, cfg->mqtt.uri,
-		 cfg->endpoint_url);
+	         cfg->endpoint_url);
 	struct engine *e = engine_new(cfg, err);
 	if (!e) {
 		log_error("%s", err);

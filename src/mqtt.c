@@ -117,7 +117,7 @@ static void on_subscribed5(void *ctx, MQTTAsync_successData5 *resp)
 {
 	if (resp->alt.sub.reasonCodeCount <= 1 && resp->reasonCode >= 0x80) {
 		log_error("mqtt: subscription refused by the broker (reason %d)",
-			  (int)resp->reasonCode);
+		          (int)resp->reasonCode);
 		return;
 	}
 	on_subscribed(ctx, NULL);
@@ -229,11 +229,12 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 	in->qos = msg->qos;
 	in->received_ms = mono_ms();
 	if (m->version == 5) {
-		MQTTProperty *p = MQTTProperties_getProperty(&msg->properties,
-							     MQTTPROPERTY_CODE_RESPONSE_TOPIC);
+		MQTTProperty *p =
+		    MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
 		if (p)
 			in->response_topic = dup_mem(p->value.data.data, (size_t)p->value.data.len);
-		p = MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_CORRELATION_DATA);
+		p = MQTTProperties_getProperty(&msg->properties,
+		                               MQTTPROPERTY_CODE_CORRELATION_DATA);
 		if (p) {
 			in->correlation = dup_mem(p->value.data.data, (size_t)p->value.data.len);
 			in->correlation_len = (size_t)p->value.data.len;
@@ -291,7 +292,7 @@ static void begin_connect(struct mqtt *m)
 }
 
 struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
-			const struct mqtt_hooks *hooks, char *err)
+                        const struct mqtt_hooks *hooks, char *err)
 {
 	struct mqtt *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -318,10 +319,10 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 	co.maxBufferedMessages = (int)(cfg->gateway.queue_size + cfg->gateway.max_inflight + 16);
 	co.deleteOldestMessages = 0;
 	int rc = MQTTAsync_createWithOptions(&m->client, cfg->mqtt.uri, m->client_id,
-					     MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+	                                     MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
 	if (rc != MQTTASYNC_SUCCESS) {
 		cg_fail(err, CG_CONFIG, "mqtt: cannot create client for %s: %s", cfg->mqtt.uri,
-			MQTTAsync_strerror(rc));
+		        MQTTAsync_strerror(rc));
 		goto fail;
 	}
 	MQTTAsync_setCallbacks(m->client, m, on_connection_lost, on_message, NULL);
@@ -429,8 +430,8 @@ void mqtt_set_filters(struct mqtt *m, char **filters, size_t n)
 }
 
 enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
-			 int qos, int retained, const void *correlation, size_t correlation_len,
-			 char *err)
+                         int qos, int retained, const void *correlation, size_t correlation_len,
+                         char *err)
 {
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
 	msg.payload = (void *)payload;
@@ -447,7 +448,8 @@ enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload,
 	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
 	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS)
-		return cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic, MQTTAsync_strerror(rc));
+		return cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic,
+		               MQTTAsync_strerror(rc));
 	return CG_OK;
 }
 

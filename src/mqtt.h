@@ -38,7 +38,7 @@ struct mqtt;
 
 /* Create and start connecting. filters are subscription filters (copied). */
 struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
-			const struct mqtt_hooks *hooks, char *err);
+                        const struct mqtt_hooks *hooks, char *err);
 /* Replace the subscription set (reload): unsubscribes removed, subscribes new. */
 void mqtt_set_filters(struct mqtt *m, char **filters, size_t n);
 /* Called from the engine loop: retries a failed initial connect. */
@@ -46,8 +46,8 @@ void mqtt_tick(struct mqtt *m, uint64_t now_ms);
 
 /* Publish a reply (not retained). correlation may be NULL. */
 enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
-			 int qos, int retained, const void *correlation, size_t correlation_len,
-			 char *err);
+                         int qos, int retained, const void *correlation, size_t correlation_len,
+                         char *err);
 int mqtt_connected(const struct mqtt *m);
 /* Publish offline status, wait up to timeout_ms for pending sends, disconnect. */
 void mqtt_stop(struct mqtt *m, int timeout_ms);

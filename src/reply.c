@@ -8,14 +8,14 @@ static const struct {
 	const char *name;
 	int retryable;
 } gw_codes[] = {
-	[GW_INVALID_REQUEST] = {"InvalidRequest", 0},
-	[GW_PAYLOAD_TOO_LARGE] = {"PayloadTooLarge", 0},
-	[GW_FORBIDDEN] = {"Forbidden", 0},
-	[GW_OVERLOADED] = {"Overloaded", 1},
-	[GW_EXPIRED] = {"Expired", 1},
-	[GW_UNAVAILABLE] = {"Unavailable", 1},
-	[GW_CREDENTIALS_UNAVAILABLE] = {"CredentialsUnavailable", 1},
-	[GW_INTERNAL_ERROR] = {"InternalError", 1},
+    [GW_INVALID_REQUEST] = {"InvalidRequest", 0},
+    [GW_PAYLOAD_TOO_LARGE] = {"PayloadTooLarge", 0},
+    [GW_FORBIDDEN] = {"Forbidden", 0},
+    [GW_OVERLOADED] = {"Overloaded", 1},
+    [GW_EXPIRED] = {"Expired", 1},
+    [GW_UNAVAILABLE] = {"Unavailable", 1},
+    [GW_CREDENTIALS_UNAVAILABLE] = {"CredentialsUnavailable", 1},
+    [GW_INTERNAL_ERROR] = {"InternalError", 1},
 };
 
 const char *gw_code_name(enum gw_code c)

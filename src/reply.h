@@ -30,7 +30,7 @@ struct outcome {
 	const char *execution_id; /* accepted */
 	const char *code;         /* rejected */
 	const char *message;
-	int aws;         /* source: 1 = aws (http_status set), 0 = gateway */
+	int aws; /* source: 1 = aws (http_status set), 0 = gateway */
 	int http_status;
 	int retryable;
 	const char *client_token; /* NULL or "" when none was assigned */

@@ -100,8 +100,8 @@ enum cg_err route_compile(struct route *r, char *err)
 				if (strcmp(seen[i], seen[nseen]) == 0) {
 					sbuf_clean_up(&f);
 					return cg_fail(err, CG_CONFIG,
-						       "placeholder {%s} appears twice in \"%s\"",
-						       seen[i], r->request_topic);
+					               "placeholder {%s} appears twice in \"%s\"",
+					               seen[i], r->request_topic);
 				}
 			}
 			nseen++;
@@ -110,10 +110,11 @@ enum cg_err route_compile(struct route *r, char *err)
 			if (memchr(p, '{', n) || memchr(p, '}', n) || memchr(p, '+', n) ||
 			    memchr(p, '#', n)) {
 				sbuf_clean_up(&f);
-				return cg_fail(err, CG_CONFIG,
-					       "request_topic \"%s\": a placeholder must fill a whole "
-					       "level and wildcards are not allowed",
-					       r->request_topic);
+				return cg_fail(
+				    err, CG_CONFIG,
+				    "request_topic \"%s\": a placeholder must fill a whole "
+				    "level and wildcards are not allowed",
+				    r->request_topic);
 			}
 			sbuf_append(&f, p, n);
 		}
@@ -219,7 +220,7 @@ enum cg_err template_expand(const char *tmpl, const struct vars *v, struct sbuf 
 		const char *val = vars_get(v, name);
 		if (!val)
 			return cg_fail(err, CG_CONFIG, "unknown placeholder {%s} in \"%s\"", name,
-				       tmpl);
+			               tmpl);
 		sbuf_puts(out, val);
 		p = close + 1;
 	}

@@ -43,14 +43,14 @@ struct route {
 	char *reply_topic;
 	char *target_arn;
 	char *command_arn;
-	char *thing;   /* fixed thing name, or NULL when captured */
-	char *command; /* fixed command name, or NULL when captured */
+	char *thing;     /* fixed thing name, or NULL when captured */
+	char *command;   /* fixed command name, or NULL when captured */
 	char **commands; /* allow-list; n_commands == 0: any */
 	size_t n_commands;
 	struct param_type_entry *ptypes;
 	size_t n_ptypes;
-	long execution_timeout; /* 0: none */
-	char *filter;           /* derived: request_topic with '+' */
+	long execution_timeout;   /* 0: none */
+	char *filter;             /* derived: request_topic with '+' */
 	char *ph_names[VARS_MAX]; /* derived: placeholder names, in order */
 	size_t n_ph;
 };

@@ -208,7 +208,7 @@ static void append_trimmed(struct sbuf *out, const char *v)
 }
 
 void sigv4_canonical_request(const struct sigv4_request *req, struct sbuf *creq,
-			     struct sbuf *signed_headers)
+                             struct sbuf *signed_headers)
 {
 	sbuf_printf(creq, "%s\n", req->method);
 	canonical_path(creq, req->path);
@@ -252,12 +252,12 @@ void sigv4_canonical_request(const struct sigv4_request *req, struct sbuf *creq,
 }
 
 void sigv4_string_to_sign(const char *amz_date, const char *region, const char *service,
-			  const char *creq, struct sbuf *out)
+                          const char *creq, struct sbuf *out)
 {
 	char hash[65];
 	sigv4_sha256_hex(creq, strlen(creq), hash);
 	sbuf_printf(out, "AWS4-HMAC-SHA256\n%s\n%.8s/%s/%s/aws4_request\n%s", amz_date, amz_date,
-		    region, service, hash);
+	            region, service, hash);
 }
 
 static void hmac(const void *key, size_t klen, const char *msg, unsigned char out[32])
@@ -267,7 +267,7 @@ static void hmac(const void *key, size_t klen, const char *msg, unsigned char ou
 }
 
 void sigv4_signing_key(const char *secret, const char *date8, const char *region,
-		       const char *service, unsigned char key[32])
+                       const char *service, unsigned char key[32])
 {
 	struct sbuf k;
 	sbuf_init(&k);
@@ -292,8 +292,9 @@ void sigv4_signature(const unsigned char key[32], const char *sts, char out[65])
 	hex_encode(sig, 32, out);
 }
 
-static const unsigned char *cached_key(struct sigv4_key_cache *c, const struct sigv4_credentials *cred,
-				       const char *date, const char *region, const char *service)
+static const unsigned char *cached_key(struct sigv4_key_cache *c,
+                                       const struct sigv4_credentials *cred, const char *date,
+                                       const char *region, const char *service)
 {
 	if (c->valid && c->generation == cred->generation && memcmp(c->date, date, 8) == 0 &&
 	    strcmp(c->region, region) == 0 && strcmp(c->service, service) == 0)
@@ -310,8 +311,8 @@ static const unsigned char *cached_key(struct sigv4_key_cache *c, const struct s
 }
 
 void sigv4_authorize(const struct sigv4_request *req, const struct sigv4_credentials *cred,
-		     const char *region, const char *service, const char *amz_date,
-		     struct sigv4_key_cache *cache, struct sbuf *authz)
+                     const char *region, const char *service, const char *amz_date,
+                     struct sigv4_key_cache *cache, struct sbuf *authz)
 {
 	struct sbuf creq, sh, sts;
 	sbuf_init(&creq);
@@ -327,9 +328,9 @@ void sigv4_authorize(const struct sigv4_request *req, const struct sigv4_credent
 	sigv4_key_cache_clean_up(&local);
 
 	sbuf_printf(authz,
-		    "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/aws4_request, SignedHeaders=%s, "
-		    "Signature=%s",
-		    cred->access_key_id, amz_date, region, service, sh.data, sig);
+	            "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/aws4_request, SignedHeaders=%s, "
+	            "Signature=%s",
+	            cred->access_key_id, amz_date, region, service, sh.data, sig);
 	sbuf_clean_up(&creq);
 	sbuf_clean_up(&sh);
 	sbuf_clean_up(&sts);

@@ -59,11 +59,11 @@ void sigv4_sha256_hex(const void *data, size_t n, char out[65]);
 /* Canonical request into creq, and the ';'-joined signed header names into
  * signed_headers. Both buffers are appended to. */
 void sigv4_canonical_request(const struct sigv4_request *req, struct sbuf *creq,
-			     struct sbuf *signed_headers);
+                             struct sbuf *signed_headers);
 void sigv4_string_to_sign(const char *amz_date, const char *region, const char *service,
-			  const char *creq, struct sbuf *out);
+                          const char *creq, struct sbuf *out);
 void sigv4_signing_key(const char *secret, const char *date8, const char *region,
-		       const char *service, unsigned char key[32]);
+                       const char *service, unsigned char key[32]);
 void sigv4_signature(const unsigned char key[32], const char *sts, char out[65]);
 
 /*
@@ -72,8 +72,8 @@ void sigv4_signature(const unsigned char key[32], const char *sts, char out[65])
  * (and x-amz-security-token when the credentials have one).
  */
 void sigv4_authorize(const struct sigv4_request *req, const struct sigv4_credentials *cred,
-		     const char *region, const char *service, const char *amz_date,
-		     struct sigv4_key_cache *cache, struct sbuf *authz);
+                     const char *region, const char *service, const char *amz_date,
+                     struct sigv4_key_cache *cache, struct sbuf *authz);
 
 void sigv4_key_cache_clean_up(struct sigv4_key_cache *cache);
 

@@ -40,8 +40,7 @@ int client_token_valid(const char *s)
 	return 1;
 }
 
-void client_token_derive(const char *thing, const char *command, const char *id_text,
-			 char out[65])
+void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65])
 {
 	struct sbuf b;
 	sbuf_init(&b);
@@ -106,8 +105,8 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 	if (is_typed) {
 		if (json_object_size(v) != 1) {
 			cg_fail(err, CG_INVALID,
-				"parameter '%s': a typed value has exactly one of S B I L D BIN UL",
-				name);
+			        "parameter '%s': a typed value has exactly one of S B I L D BIN UL",
+			        name);
 			return NULL;
 		}
 		void *it = json_object_iter(v);
@@ -116,7 +115,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 		want = param_type_parse(tag);
 		if (want == PT_NONE) {
 			cg_fail(err, CG_INVALID, "parameter '%s': unknown value type '%s'", name,
-				tag);
+			        tag);
 			return NULL;
 		}
 		tag = param_type_name(want);
@@ -131,7 +130,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 			want = PT_D;
 		else {
 			cg_fail(err, CG_INVALID, "parameter '%s': %s is not a valid value", name,
-				json_is_null(v) ? "null" : "an array");
+			        json_is_null(v) ? "null" : "an array");
 			return NULL;
 		}
 	}
@@ -156,7 +155,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 		if (!json_is_integer(inner))
 			why = "I must be an integer";
 		else if (json_integer_value(inner) < INT32_MIN ||
-			 json_integer_value(inner) > INT32_MAX)
+		         json_integer_value(inner) > INT32_MAX)
 			why = "I is out of range [-2147483648, 2147483647]";
 		else
 			outv = json_incref(inner);
@@ -179,7 +178,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 		if (!json_is_string(inner))
 			why = "BIN must be a base64 string";
 		else if (base64_decoded_len(json_string_value(inner), json_string_length(inner)) <
-			 1)
+		         1)
 			why = "BIN must be non-empty, valid base64";
 		else
 			outv = json_incref(inner);
@@ -188,7 +187,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 		if (!is_typed && json_is_integer(inner) && json_integer_value(inner) >= 0) {
 			char digits[24];
 			snprintf(digits, sizeof(digits), "%" JSON_INTEGER_FORMAT,
-				 json_integer_value(inner));
+			         json_integer_value(inner));
 			outv = json_string(digits);
 		} else if (json_is_string(inner) && ul_valid(json_string_value(inner))) {
 			outv = json_incref(inner);
@@ -255,7 +254,7 @@ static enum cg_err parse_payload(const char *payload, size_t len, json_t **root,
 			char name[200];
 			name_before(payload, (size_t)je.position, name, sizeof(name));
 			return cg_fail(err, CG_INVALID, "parameter '%s': number out of range",
-				       name);
+			               name);
 		}
 		return cg_fail(err, CG_INVALID, "payload is not a UTF-8 JSON object: %s", je.text);
 	}
@@ -268,8 +267,7 @@ static enum cg_err parse_payload(const char *payload, size_t len, json_t **root,
 }
 
 /* id: string of 1-64 characters or an integer; sets out->id and id_text. */
-static enum cg_err take_id(json_t *root, struct translated *out, char *id_text, size_t n,
-			   char *err)
+static enum cg_err take_id(json_t *root, struct translated *out, char *id_text, size_t n, char *err)
 {
 	json_t *id = json_object_get(root, "id");
 	id_text[0] = '\0';
@@ -277,7 +275,8 @@ static enum cg_err take_id(json_t *root, struct translated *out, char *id_text, 
 		return CG_OK;
 	if (json_is_string(id)) {
 		size_t chars = utf8_chars(json_string_value(id));
-		if (chars < 1 || chars > 64 || strlen(json_string_value(id)) != json_string_length(id))
+		if (chars < 1 || chars > 64 ||
+		    strlen(json_string_value(id)) != json_string_length(id))
 			return cg_fail(err, CG_INVALID, "member 'id': a string of 1-64 characters");
 		snprintf(id_text, n, "%s", json_string_value(id));
 	} else if (json_is_integer(id)) {
@@ -319,9 +318,9 @@ static enum cg_err build_parameters(const struct route *r, json_t *params, json_
 		if (!param_name_valid(name)) {
 			json_decref(o);
 			return cg_fail(err, CG_INVALID,
-				       "parameter name '%.64s' is invalid (1-192 of . $ a-z A-Z "
-				       "0-9 _ -)",
-				       name);
+			               "parameter name '%.64s' is invalid (1-192 of . $ a-z A-Z "
+			               "0-9 _ -)",
+			               name);
 		}
 		json_t *tv = convert_value(name, v, route_param_type(r, name), err);
 		if (!tv) {
@@ -335,7 +334,7 @@ static enum cg_err build_parameters(const struct route *r, json_t *params, json_
 }
 
 static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const char *what,
-			      size_t max, json_t *body, const char *member, char *err)
+                              size_t max, json_t *body, const char *member, char *err)
 {
 	struct sbuf b;
 	sbuf_init(&b);
@@ -349,8 +348,8 @@ static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const c
 }
 
 enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-			      size_t len, const char *random_token, struct translated *out,
-			      char *err)
+                              size_t len, const char *random_token, struct translated *out,
+                              char *err)
 {
 	json_t *root = NULL, *params = NULL, *body = json_object();
 	char id_text[300];
@@ -362,9 +361,9 @@ enum cg_err translate_request(const struct route *r, const struct vars *vars, co
 		goto out;
 	json_t *tok = json_object_get(root, "clientToken");
 	if (tok && (!json_is_string(tok) || !client_token_valid(json_string_value(tok)) ||
-		    strlen(json_string_value(tok)) != json_string_length(tok))) {
+	            strlen(json_string_value(tok)) != json_string_length(tok))) {
 		rc = cg_fail(err, CG_INVALID,
-			     "member 'clientToken': 1-64 printable ASCII characters, no spaces");
+		             "member 'clientToken': 1-64 printable ASCII characters, no spaces");
 		goto out;
 	}
 	json_t *timeout = json_object_get(root, "timeout");
@@ -383,14 +382,15 @@ enum cg_err translate_request(const struct route *r, const struct vars *vars, co
 		json_object_set(body, "executionTimeoutSeconds", timeout);
 	else if (r->execution_timeout > 0)
 		json_object_set_new(body, "executionTimeoutSeconds",
-				    json_integer(r->execution_timeout));
+		                    json_integer(r->execution_timeout));
 
 	if (tok) {
-		snprintf(out->client_token, sizeof(out->client_token), "%s", json_string_value(tok));
+		snprintf(out->client_token, sizeof(out->client_token), "%s",
+		         json_string_value(tok));
 		out->token_kind = TOKEN_EXPLICIT;
 	} else if (out->id) {
 		client_token_derive(vars_get(vars, "thing"), vars_get(vars, "command"), id_text,
-				    out->client_token);
+		                    out->client_token);
 		out->token_kind = TOKEN_DERIVED;
 	} else {
 		snprintf(out->client_token, sizeof(out->client_token), "%s", random_token);

@@ -35,12 +35,11 @@ void translated_clean_up(struct translated *t);
  * clientToken nor id.
  */
 enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-			      size_t len, const char *random_token, struct translated *out,
-			      char *err);
+                              size_t len, const char *random_token, struct translated *out,
+                              char *err);
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */
-void client_token_derive(const char *thing, const char *command, const char *id_text,
-			 char out[65]);
+void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65]);
 
 /* "^[\x21-\x7E]{1,64}$" */
 int client_token_valid(const char *s);

@@ -9,7 +9,7 @@ static void code_from_header_wins(void **s)
 	struct aws_error e;
 	const char *body = "{\"__type\":\"Other\",\"message\":\"slow down\"}";
 	aws_error_parse(429, "ThrottlingException:http://internal.amazon.com/coral/x/", body,
-			strlen(body), &e);
+	                strlen(body), &e);
 	assert_string_equal(e.code, "ThrottlingException");
 	assert_string_equal(e.message, "slow down");
 	assert_true(e.retryable);
@@ -22,7 +22,7 @@ static void code_from_body_type_or_code(void **s)
 	(void)s;
 	struct aws_error e;
 	const char *b1 = "{\"__type\":\"com.amazonaws.iot#ResourceNotFoundException\","
-			 "\"Message\":\"no thing\"}";
+	                 "\"Message\":\"no thing\"}";
 	aws_error_parse(404, NULL, b1, strlen(b1), &e);
 	assert_string_equal(e.code, "ResourceNotFoundException");
 	assert_string_equal(e.message, "no thing");
@@ -77,12 +77,12 @@ static void clock_skew_and_expired_token_are_recognised(void **s)
 	(void)s;
 	struct aws_error e;
 	const char *b = "{\"message\":\"Signature expired: 20260101T000000Z is now earlier than "
-			"20260101T001000Z (5 min.)\"}";
+	                "20260101T001000Z (5 min.)\"}";
 	aws_error_parse(403, "InvalidSignatureException", b, strlen(b), &e);
 	assert_true(e.clock_skew);
 	assert_false(e.retryable);
 	aws_error_parse(403, "InvalidSignatureException", "{\"message\":\"does not match\"}", 29,
-			&e);
+	                &e);
 	assert_false(e.clock_skew);
 	aws_error_parse(403, "ExpiredTokenException", NULL, 0, &e);
 	assert_true(e.expired_token);
@@ -92,8 +92,8 @@ static void execution_id_from_success(void **s)
 {
 	(void)s;
 	char id[64], err[ERR_LEN];
-	assert_int_equal(aws_parse_execution_id("{\"executionId\":\"abc\"}", 21, id, sizeof(id), err),
-			 CG_OK);
+	assert_int_equal(
+	    aws_parse_execution_id("{\"executionId\":\"abc\"}", 21, id, sizeof(id), err), CG_OK);
 	assert_string_equal(id, "abc");
 	assert_int_equal(aws_parse_execution_id("{}", 2, id, sizeof(id), err), CG_REMOTE);
 	assert_int_equal(aws_parse_execution_id("nope", 4, id, sizeof(id), err), CG_REMOTE);
@@ -112,14 +112,14 @@ static void http_date(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(code_from_header_wins),
-		TEST(code_from_body_type_or_code),
-		TEST(normalisation_drops_prefix_and_suffix),
-		TEST(missing_code_is_unknown_error),
-		TEST(server_errors_retry_client_errors_do_not),
-		TEST(clock_skew_and_expired_token_are_recognised),
-		TEST(execution_id_from_success),
-		TEST(http_date),
+	    TEST(code_from_header_wins),
+	    TEST(code_from_body_type_or_code),
+	    TEST(normalisation_drops_prefix_and_suffix),
+	    TEST(missing_code_is_unknown_error),
+	    TEST(server_errors_retry_client_errors_do_not),
+	    TEST(clock_skew_and_expired_token_are_recognised),
+	    TEST(execution_id_from_success),
+	    TEST(http_date),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

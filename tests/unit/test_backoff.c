@@ -79,10 +79,10 @@ static void recovery_is_quick_after_a_deep_cut(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(jitter_stays_within_the_capped_ceiling),
-		TEST(unlimited_until_throttled),
-		TEST(max_rate_caps_and_recovery_stops_at_it),
-		TEST(recovery_is_quick_after_a_deep_cut),
+	    TEST(jitter_stays_within_the_capped_ceiling),
+	    TEST(unlimited_until_throttled),
+	    TEST(max_rate_caps_and_recovery_stops_at_it),
+	    TEST(recovery_is_quick_after_a_deep_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

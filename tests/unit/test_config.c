@@ -80,8 +80,8 @@ static void region_decides_default_endpoint(void **s)
 	free(e);
 	char err[ERR_LEN];
 	struct config *c = load_text("aws: { region = \"us-east-1\"; account = \"1\"; endpoint = "
-				     "\"https://abc-ats.jobs.iot.us-east-1.amazonaws.com/\"; };",
-				     err);
+	                             "\"https://abc-ats.jobs.iot.us-east-1.amazonaws.com/\"; };",
+	                             err);
 	assert_non_null(c);
 	assert_string_equal(c->endpoint_url, "https://abc-ats.jobs.iot.us-east-1.amazonaws.com");
 	config_free(c);
@@ -101,7 +101,7 @@ static void out_of_range_is_refused(void **s)
 	refused(MIN "mqtt: { qos = 3; };\n", 2, "out of range");
 	refused(MIN "mqtt: { version = 3; };\n", 2, "mqtt.version");
 	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n max_attempts = 0; };\n", 2,
-		"out of range");
+	        "out of range");
 }
 
 static void unknown_keys_are_refused(void **s)
@@ -110,7 +110,7 @@ static void unknown_keys_are_refused(void **s)
 	refused(MIN "mqtt: {\n uri = \"tcp://h:1\";\n  urii = \"x\"; };\n", 4, "mqtt.urii");
 	refused(MIN "colour = \"blue\";\n", 2, "'colour'");
 	refused(MIN "routes = ( { request_topic = \"a/{thing}/{command}\"; topic = \"x\"; } );\n",
-		2, "topic");
+	        2, "topic");
 }
 
 static void syntax_errors_have_a_line(void **s)
@@ -131,10 +131,10 @@ static void account_is_required_when_used(void **s)
 	refused("aws: { region = \"eu-west-1\"; };\n", 0, "aws.account is required");
 	char err[ERR_LEN];
 	struct config *c = load_text(
-		"aws: { region = \"eu-west-1\"; };\n"
-		"routes = ( { target_arn = \"arn:aws:iot:{region}:42:thing/{thing}\";\n"
-		"             command_arn = \"arn:aws:iot:{region}:42:command/{command}\"; } );\n",
-		err);
+	    "aws: { region = \"eu-west-1\"; };\n"
+	    "routes = ( { target_arn = \"arn:aws:iot:{region}:42:thing/{thing}\";\n"
+	    "             command_arn = \"arn:aws:iot:{region}:42:command/{command}\"; } );\n",
+	    err);
 	assert_non_null(c);
 	config_free(c);
 }
@@ -143,20 +143,21 @@ static void looping_reply_topic_is_refused(void **s)
 {
 	(void)s;
 	refused(MIN "routes = ( {\n request_topic = \"cmd/{thing}/{command}\";\n"
-		    " reply_topic = \"cmd/{thing}/{status}\"; } );\n",
-		4, "loop");
+	            " reply_topic = \"cmd/{thing}/{status}\"; } );\n",
+	        4, "loop");
 }
 
 static void routes_fix_or_capture_names(void **s)
 {
 	(void)s;
 	char err[ERR_LEN];
-	struct config *c = load_text(MIN "routes = ( { request_topic = \"valves/{thing}/open\";\n"
-					 "  reply_topic = \"valves/{thing}/open/{status}\";\n"
-					 "  command = \"open-valve\"; commands = [ \"open-valve\" ];\n"
-					 "  parameter_types = { speed = \"I\"; blob = \"BIN\"; };\n"
-					 "  execution_timeout = 60; } );\n",
-				     err);
+	struct config *c =
+	    load_text(MIN "routes = ( { request_topic = \"valves/{thing}/open\";\n"
+	                  "  reply_topic = \"valves/{thing}/open/{status}\";\n"
+	                  "  command = \"open-valve\"; commands = [ \"open-valve\" ];\n"
+	                  "  parameter_types = { speed = \"I\"; blob = \"BIN\"; };\n"
+	                  "  execution_timeout = 60; } );\n",
+	              err);
 	if (!c)
 		fail_msg("%s", err);
 	assert_string_equal(c->routes[0].command, "open-valve");
@@ -165,20 +166,20 @@ static void routes_fix_or_capture_names(void **s)
 	assert_int_equal(c->routes[0].execution_timeout, 60);
 	config_free(c);
 	refused(MIN "routes = ( { request_topic = \"v/{thing}/open\"; } );\n", 2,
-		"needs {command}");
+	        "needs {command}");
 	refused(MIN "routes = ( { request_topic = \"v/{thing}/{command}\"; command = \"x\"; } );\n",
-		2, "choose one");
+	        2, "choose one");
 	refused(MIN "routes = ( { request_topic = \"v/{thing}/{command}\";\n"
-		    " parameter_types = { speed = \"INT\"; }; } );\n",
-		3, "speed");
+	            " parameter_types = { speed = \"INT\"; }; } );\n",
+	        3, "speed");
 	refused(MIN "routes = ( { request_topic = \"v/{thing}/{command}\";\n"
-		    " reply_topic = \"r/{nope}\"; } );\n",
-		3, "{nope}");
+	            " reply_topic = \"r/{nope}\"; } );\n",
+	        3, "{nope}");
 	refused(MIN "routes = ( { request_topic = \"v/x{thing}/{command}\"; } );\n", 2,
-		"whole level");
+	        "whole level");
 	refused(MIN "routes = ( { request_topic = \"v/{thing}/{command}\"; },\n"
-		    "           { request_topic = \"v/{command}/{thing}\"; } );\n",
-		3, "same filter");
+	            "           { request_topic = \"v/{command}/{thing}\"; } );\n",
+	        3, "same filter");
 }
 
 static void enumerations_are_checked(void **s)
@@ -187,14 +188,15 @@ static void enumerations_are_checked(void **s)
 	refused(MIN "log: { level = \"loud\"; };\n", 2, "log.level");
 	refused(MIN "log: { format = \"xml\"; };\n", 2, "log.format");
 	refused(MIN "mqtt: { uri = \"http://h:1\"; };\n", 2, "mqtt.uri");
-	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n credentials: { source = \"magic\"; "
-		"}; };\n",
-		2, "magic");
+	refused(
+	    "aws: { region = \"eu-west-1\"; account = \"1\";\n credentials: { source = \"magic\"; "
+	    "}; };\n",
+	    2, "magic");
 	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n credentials: { source = "
-		"\"static\"; }; };\n",
-		2, "secret_access_key_file");
+	        "\"static\"; }; };\n",
+	        2, "secret_access_key_file");
 	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n endpoint = \"ftp://x\"; };\n", 2,
-		"aws.endpoint");
+	        "aws.endpoint");
 }
 
 static void restart_needed_names_fixed_keys(void **s)
@@ -203,8 +205,8 @@ static void restart_needed_names_fixed_keys(void **s)
 	char err[ERR_LEN];
 	struct config *a = load_text(MIN, err);
 	struct config *b = load_text(MIN "mqtt: { uri = \"tcp://127.0.0.1:2\"; };\n"
-					 "gateway: { max_inflight = 3; };\n",
-				     err);
+	                                 "gateway: { max_inflight = 3; };\n",
+	                             err);
 	struct sbuf d;
 	sbuf_init(&d);
 	config_restart_needed(a, b, &d);
@@ -217,18 +219,18 @@ static void restart_needed_names_fixed_keys(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(minimal_file_gets_every_default),
-		TEST(region_decides_default_endpoint),
-		TEST(wrong_type_reports_file_and_line),
-		TEST(out_of_range_is_refused),
-		TEST(unknown_keys_are_refused),
-		TEST(syntax_errors_have_a_line),
-		TEST(region_is_required),
-		TEST(account_is_required_when_used),
-		TEST(looping_reply_topic_is_refused),
-		TEST(routes_fix_or_capture_names),
-		TEST(enumerations_are_checked),
-		TEST(restart_needed_names_fixed_keys),
+	    TEST(minimal_file_gets_every_default),
+	    TEST(region_decides_default_endpoint),
+	    TEST(wrong_type_reports_file_and_line),
+	    TEST(out_of_range_is_refused),
+	    TEST(unknown_keys_are_refused),
+	    TEST(syntax_errors_have_a_line),
+	    TEST(region_is_required),
+	    TEST(account_is_required_when_used),
+	    TEST(looping_reply_topic_is_refused),
+	    TEST(routes_fix_or_capture_names),
+	    TEST(enumerations_are_checked),
+	    TEST(restart_needed_names_fixed_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,8 +25,8 @@ static void placeholder_becomes_plus_in_filter(void **s)
 static void placeholder_must_fill_whole_level(void **s)
 {
 	(void)s;
-	const char *bad[] = {"commands/x{thing}/start", "commands/{thing}x", "a/+/b", "a/#",
-			     "a/{t}/{t}", ""};
+	const char *bad[] = {
+	    "commands/x{thing}/start", "commands/{thing}x", "a/+/b", "a/#", "a/{t}/{t}", ""};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct route r = mk(bad[i]);
 		char err[ERR_LEN] = "";
@@ -48,7 +48,7 @@ static void match_captures_levels(void **s)
 	assert_string_equal(vars_get(&v, "command"), "open-valve");
 	free(st);
 	const char *miss[] = {"commands/pump-1/open-valve", "commands/pump-1/open-valve/start/x",
-			      "other/pump-1/open-valve/start", "commands/pump-1/open-valve/stop"};
+	                      "other/pump-1/open-valve/start", "commands/pump-1/open-valve/stop"};
 	for (size_t i = 0; i < 4; i++) {
 		st = NULL;
 		assert_false(route_match(&r, miss[i], &st, &v));
@@ -96,9 +96,8 @@ static void expand_fills_placeholders(void **s)
 	vars_set(&v, "thing", "t1");
 	struct sbuf b;
 	sbuf_init(&b);
-	assert_int_equal(template_expand("arn:aws:iot:{region}:{account}:thing/{thing}", &v, &b,
-					 NULL),
-			 CG_OK);
+	assert_int_equal(
+	    template_expand("arn:aws:iot:{region}:{account}:thing/{thing}", &v, &b, NULL), CG_OK);
 	assert_string_equal(b.data, "arn:aws:iot:eu-west-1:123456789012:thing/t1");
 	sbuf_reset(&b);
 	char err[ERR_LEN];
@@ -112,11 +111,11 @@ static void reply_loop_detection(void **s)
 	(void)s;
 	/* the default pair does not loop: one more level */
 	assert_false(route_reply_could_loop("commands/{thing}/{command}/start/{status}",
-					    "commands/{thing}/{command}/start"));
+	                                    "commands/{thing}/{command}/start"));
 	assert_true(route_reply_could_loop("commands/{thing}/{command}/start",
-					   "commands/{thing}/{command}/start"));
+	                                   "commands/{thing}/{command}/start"));
 	assert_true(route_reply_could_loop("commands/{thing}/{status}/start",
-					   "commands/{thing}/{command}/start"));
+	                                   "commands/{thing}/{command}/start"));
 	assert_true(route_reply_could_loop("commands/x/accepted", "commands/{a}/{status2}"));
 	assert_false(route_reply_could_loop("replies/{thing}", "commands/{thing}"));
 	/* {status} is only ever accepted/rejected */
@@ -143,13 +142,13 @@ static void allow_list_and_types(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(placeholder_becomes_plus_in_filter),
-		TEST(placeholder_must_fill_whole_level),
-		TEST(match_captures_levels),
-		TEST(capture_rules),
-		TEST(expand_fills_placeholders),
-		TEST(reply_loop_detection),
-		TEST(allow_list_and_types),
+	    TEST(placeholder_becomes_plus_in_filter),
+	    TEST(placeholder_must_fill_whole_level),
+	    TEST(match_captures_levels),
+	    TEST(capture_rules),
+	    TEST(expand_fills_placeholders),
+	    TEST(reply_loop_detection),
+	    TEST(allow_list_and_types),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

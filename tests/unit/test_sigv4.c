@@ -16,7 +16,7 @@
 
 #include "sigv4.h"
 
-#define AKID "AKIDEXAMPLE"
+#define AKID   "AKIDEXAMPLE"
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
 static char *slurp(const char *path)
@@ -123,7 +123,7 @@ static void check_case(const char *name)
 	sigv4_canonical_request(&r, &creq, &sh);
 	if (strcmp(creq.data, creq_want) != 0)
 		fail_msg("%s: canonical request\n--- got\n%s\n--- want\n%s", name, creq.data,
-			 creq_want);
+		         creq_want);
 	sigv4_string_to_sign(p.amz_date, "us-east-1", "service", creq.data, &sts);
 	/* The two post-x-www-form-urlencoded cases ship a .sts whose hash is not that of its own
 	 * .creq (the .sts and .authz agree with each other, not with the
@@ -142,12 +142,12 @@ static void check_case(const char *name)
 	} else {
 		if (strcmp(sts.data, sts_want) != 0)
 			fail_msg("%s: string to sign\n--- got\n%s\n--- want\n%s", name, sts.data,
-				 sts_want);
+			         sts_want);
 		struct sigv4_credentials c = {AKID, SECRET, NULL, 1};
 		sigv4_authorize(&r, &c, "us-east-1", "service", p.amz_date, NULL, &authz);
 		if (strcmp(authz.data, authz_want) != 0)
-			fail_msg("%s: authorization\n--- got\n%s\n--- want\n%s", name,
-				 authz.data, authz_want);
+			fail_msg("%s: authorization\n--- got\n%s\n--- want\n%s", name, authz.data,
+			         authz_want);
 	}
 	sbuf_clean_up(&creq);
 	sbuf_clean_up(&sh);
@@ -185,15 +185,15 @@ static void iot_jobs_data_scope_with_token(void **state)
 	 * values were computed with an independent implementation (Python's hmac
 	 * and hashlib, tests/fake_aws.py) from the same inputs. */
 	const char *body = "{\"targetArn\":\"arn:aws:iot:eu-west-1:123456789012:thing/t1\","
-			   "\"commandArn\":\"arn:aws:iot:eu-west-1:123456789012:command/c1\","
-			   "\"clientToken\":\"tok-1\"}";
+	                   "\"commandArn\":\"arn:aws:iot:eu-west-1:123456789012:command/c1\","
+	                   "\"clientToken\":\"tok-1\"}";
 	char hash[65];
 	sigv4_sha256_hex(body, strlen(body), hash);
 	struct sigv4_header h[] = {
-		{"Content-Type", "application/json"},
-		{"Host", "data.jobs.iot.eu-west-1.amazonaws.com"},
-		{"X-Amz-Date", "20260101T000000Z"},
-		{"X-Amz-Security-Token", "SESSIONTOKEN/+="},
+	    {"Content-Type", "application/json"},
+	    {"Host", "data.jobs.iot.eu-west-1.amazonaws.com"},
+	    {"X-Amz-Date", "20260101T000000Z"},
+	    {"X-Amz-Security-Token", "SESSIONTOKEN/+="},
 	};
 	struct sigv4_request r = {"POST", "/command-executions", NULL, h, 4, hash};
 	struct sigv4_credentials c = {AKID, SECRET, "SESSIONTOKEN/+=", 7};
@@ -206,8 +206,9 @@ static void iot_jobs_data_scope_with_token(void **state)
 	struct sigv4_key_cache cache = {0};
 	sigv4_authorize(&r, &c, "eu-west-1", "iot-jobs-data", "20260101T000000Z", &cache, &authz);
 	assert_non_null(strstr(authz.data, "Credential=AKIDEXAMPLE/20260101/eu-west-1/"
-					   "iot-jobs-data/aws4_request, "));
-	assert_string_equal(strstr(authz.data, "Signature=") + 10, "ba17aa8035dec628acaabf0b1a46150687b3e468a222ad45739aa9af92a1d4fa");
+	                                   "iot-jobs-data/aws4_request, "));
+	assert_string_equal(strstr(authz.data, "Signature=") + 10,
+	                    "ba17aa8035dec628acaabf0b1a46150687b3e468a222ad45739aa9af92a1d4fa");
 	/* Second signature with the cached key is identical. */
 	struct sbuf again;
 	sbuf_init(&again);
@@ -230,8 +231,8 @@ static void iot_jobs_data_scope_with_token(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(every_published_case_matches_each_stage),
-		cmocka_unit_test(iot_jobs_data_scope_with_token),
+	    cmocka_unit_test(every_published_case_matches_each_stage),
+	    cmocka_unit_test(iot_jobs_data_scope_with_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,8 +76,8 @@ static void members_appear_in_model_order(void **s)
 {
 	(void)s;
 	ok_body("{\"clientToken\":\"abc\",\"timeout\":30,\"parameters\":{\"a\":\"x\"}}",
-		HEAD ",\"parameters\":{\"a\":{\"S\":\"x\"}},\"executionTimeoutSeconds\":30,"
-		     "\"clientToken\":\"abc\"}");
+	        HEAD ",\"parameters\":{\"a\":{\"S\":\"x\"}},\"executionTimeoutSeconds\":30,"
+	             "\"clientToken\":\"abc\"}");
 }
 
 static void unknown_member_is_named(void **s)
@@ -95,8 +95,8 @@ static void payload_must_be_utf8_json_object(void **s)
 	BAD("\"str\"", "object");
 	BAD("{\"id\":\"\xff\xfe\"}", "JSON");
 	BAD("{\"id\":\"a\"}\0", "JSON");
-	BAD("{\"id\":\"a\",\"id\":\"b\"}", "JSON");    /* duplicate keys */
-	BAD("{\"id\":\"a\\u0000b\"}", "JSON");          /* NUL inside a string */
+	BAD("{\"id\":\"a\",\"id\":\"b\"}", "JSON"); /* duplicate keys */
+	BAD("{\"id\":\"a\\u0000b\"}", "JSON");      /* NUL inside a string */
 	BAD("{\"id\":\"a\"} trailing", "JSON");
 }
 
@@ -108,12 +108,12 @@ static void id_rules(void **s)
 	assert_int_equal(run("{\"id\":\"r-42\"}", 13, &t, err), CG_OK);
 	assert_int_equal(t.token_kind, TOKEN_DERIVED);
 	assert_string_equal(t.client_token,
-			    "29fcc73786ce102dd6f95126366aa6896894244853f609a5102158c373ba5d82");
+	                    "29fcc73786ce102dd6f95126366aa6896894244853f609a5102158c373ba5d82");
 	assert_true(json_is_string(t.id));
 	translated_clean_up(&t);
 	assert_int_equal(run("{\"id\":-7}", 9, &t, err), CG_OK);
 	assert_string_equal(t.client_token,
-			    "da31c2622687d5752870b95f58bfcda2afa8a134e47920d23b29fa87826f2610");
+	                    "da31c2622687d5752870b95f58bfcda2afa8a134e47920d23b29fa87826f2610");
 	assert_true(json_is_integer(t.id));
 	translated_clean_up(&t);
 	BAD("{\"id\":\"\"}", "'id'");
@@ -196,30 +196,31 @@ static void bare_values_are_typed(void **s)
 {
 	(void)s;
 	ok_body("{\"parameters\":{\"s\":\"x\",\"b\":false,\"l\":-3,\"d\":2.5}}",
-		P("{\"s\":{\"S\":\"x\"},\"b\":{\"B\":false},\"l\":{\"L\":-3},\"d\":{\"D\":2.5}}"));
+	        P("{\"s\":{\"S\":\"x\"},\"b\":{\"B\":false},\"l\":{\"L\":-3},\"d\":{\"D\":2.5}}"));
 	ok_body("{\"parameters\":{}}", HEAD RTOK);
 }
 
 static void typed_values_pass_through(void **s)
 {
 	(void)s;
-	ok_body("{\"parameters\":{\"a\":{\"I\":5},\"b\":{\"BIN\":\"AP8=\"},\"c\":{\"UL\":"
-		"\"18446744073709551615\"},\"d\":{\"D\":1},\"e\":{\"S\":\"v\"},\"f\":{\"B\":true},"
-		"\"g\":{\"L\":9223372036854775807}}}",
-		P("{\"a\":{\"I\":5},\"b\":{\"BIN\":\"AP8=\"},\"c\":{\"UL\":\"18446744073709551615\"},"
-		  "\"d\":{\"D\":1},\"e\":{\"S\":\"v\"},\"f\":{\"B\":true},\"g\":{\"L\":"
-		  "9223372036854775807}}"));
+	ok_body(
+	    "{\"parameters\":{\"a\":{\"I\":5},\"b\":{\"BIN\":\"AP8=\"},\"c\":{\"UL\":"
+	    "\"18446744073709551615\"},\"d\":{\"D\":1},\"e\":{\"S\":\"v\"},\"f\":{\"B\":true},"
+	    "\"g\":{\"L\":9223372036854775807}}}",
+	    P("{\"a\":{\"I\":5},\"b\":{\"BIN\":\"AP8=\"},\"c\":{\"UL\":\"18446744073709551615\"},"
+	      "\"d\":{\"D\":1},\"e\":{\"S\":\"v\"},\"f\":{\"B\":true},\"g\":{\"L\":"
+	      "9223372036854775807}}"));
 }
 
 static void integer_limits(void **s)
 {
 	(void)s;
 	ok_body("{\"parameters\":{\"a\":{\"I\":2147483647},\"b\":{\"I\":-2147483648}}}",
-		P("{\"a\":{\"I\":2147483647},\"b\":{\"I\":-2147483648}}"));
+	        P("{\"a\":{\"I\":2147483647},\"b\":{\"I\":-2147483648}}"));
 	BAD("{\"parameters\":{\"big\":{\"I\":2147483648}}}", "'big'");
 	BAD("{\"parameters\":{\"small\":{\"I\":-2147483649}}}", "'small'");
 	ok_body("{\"parameters\":{\"m\":-9223372036854775808}}",
-		P("{\"m\":{\"L\":-9223372036854775808}}"));
+	        P("{\"m\":{\"L\":-9223372036854775808}}"));
 	const char *p = "{\"parameters\":{\"huge\":9223372036854775808}}";
 	bad(p, strlen(p), "'huge'");
 	p = "{\"parameters\":{\"huge2\":{\"L\":-9223372036854775809}}}";
@@ -249,8 +250,8 @@ static void base64_edge_cases(void **s)
 	(void)s;
 	ok_body("{\"parameters\":{\"b\":{\"BIN\":\"AA==\"}}}", P("{\"b\":{\"BIN\":\"AA==\"}}"));
 	ok_body("{\"parameters\":{\"b\":{\"BIN\":\"+/+/\"}}}", P("{\"b\":{\"BIN\":\"+/+/\"}}"));
-	const char *badv[] = {"", "AP8", "A===", "AB==", "-_8=", "AP 8", "AP8=\\n", "====",
-			      "AP8=AP8="};
+	const char *badv[] = {
+	    "", "AP8", "A===", "AB==", "-_8=", "AP 8", "AP8=\\n", "====", "AP8=AP8="};
 	for (size_t i = 0; i < sizeof(badv) / sizeof(badv[0]); i++) {
 		char p[200];
 		snprintf(p, sizeof(p), "{\"parameters\":{\"blob\":{\"BIN\":\"%s\"}}}", badv[i]);
@@ -262,15 +263,15 @@ static void route_parameter_types_convert_bare_values(void **s)
 {
 	(void)s;
 	struct param_type_entry pt[] = {{"speed", PT_I}, {"blob", PT_BIN}, {"count", PT_UL},
-					{"ratio", PT_D}, {"name", PT_S}, {"on", PT_B}};
+	                                {"ratio", PT_D}, {"name", PT_S},   {"on", PT_B}};
 	route.ptypes = pt;
 	route.n_ptypes = 6;
 	ok_body("{\"parameters\":{\"speed\":5,\"blob\":\"AP8=\",\"count\":7,\"ratio\":3,\"name\":"
-		"\"n\",\"on\":true}}",
-		P("{\"speed\":{\"I\":5},\"blob\":{\"BIN\":\"AP8=\"},\"count\":{\"UL\":\"7\"},"
-		  "\"ratio\":{\"D\":3},\"name\":{\"S\":\"n\"},\"on\":{\"B\":true}}"));
+	        "\"n\",\"on\":true}}",
+	        P("{\"speed\":{\"I\":5},\"blob\":{\"BIN\":\"AP8=\"},\"count\":{\"UL\":\"7\"},"
+	          "\"ratio\":{\"D\":3},\"name\":{\"S\":\"n\"},\"on\":{\"B\":true}}"));
 	ok_body("{\"parameters\":{\"count\":\"18446744073709551615\"}}",
-		P("{\"count\":{\"UL\":\"18446744073709551615\"}}"));
+	        P("{\"count\":{\"UL\":\"18446744073709551615\"}}"));
 	BAD("{\"parameters\":{\"speed\":4294967296}}", "'speed'");
 	BAD("{\"parameters\":{\"blob\":\"not base64!\"}}", "'blob'");
 	BAD("{\"parameters\":{\"count\":-1}}", "'count'");
@@ -312,7 +313,7 @@ static void strings_keep_utf8_and_escapes(void **s)
 {
 	(void)s;
 	ok_body("{\"parameters\":{\"s\":\"caf\\u00e9 \\\"q\\\"\\n\xe2\x82\xac\"}}",
-		P("{\"s\":{\"S\":\"caf\xc3\xa9 \\\"q\\\"\\n\xe2\x82\xac\"}}"));
+	        P("{\"s\":{\"S\":\"caf\xc3\xa9 \\\"q\\\"\\n\xe2\x82\xac\"}}"));
 }
 
 static void reals_round_trip(void **s)
@@ -322,8 +323,8 @@ static void reals_round_trip(void **s)
 	char err[ERR_LEN];
 	assert_int_equal(run("{\"parameters\":{\"d\":0.1}}", 24, &t, err), CG_OK);
 	json_t *b = json_loads(t.body.data, 0, NULL);
-	double d = json_real_value(json_object_get(
-		json_object_get(json_object_get(b, "parameters"), "d"), "D"));
+	double d = json_real_value(
+	    json_object_get(json_object_get(json_object_get(b, "parameters"), "d"), "D"));
 	assert_true(d == 0.1);
 	json_decref(b);
 	translated_clean_up(&t);
@@ -332,23 +333,23 @@ static void reals_round_trip(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(empty_payload_is_empty_object, setup),
-		cmocka_unit_test_setup(members_appear_in_model_order, setup),
-		cmocka_unit_test_setup(unknown_member_is_named, setup),
-		cmocka_unit_test_setup(payload_must_be_utf8_json_object, setup),
-		cmocka_unit_test_setup(id_rules, setup),
-		cmocka_unit_test_setup(id_is_kept_when_the_rest_is_invalid, setup),
-		cmocka_unit_test_setup(client_token_rules, setup),
-		cmocka_unit_test_setup(timeout_rules, setup),
-		cmocka_unit_test_setup(bare_values_are_typed, setup),
-		cmocka_unit_test_setup(typed_values_pass_through, setup),
-		cmocka_unit_test_setup(integer_limits, setup),
-		cmocka_unit_test_setup(unsigned_long_limits, setup),
-		cmocka_unit_test_setup(base64_edge_cases, setup),
-		cmocka_unit_test_setup(route_parameter_types_convert_bare_values, setup),
-		cmocka_unit_test_setup(invalid_values_name_the_parameter, setup),
-		cmocka_unit_test_setup(strings_keep_utf8_and_escapes, setup),
-		cmocka_unit_test_setup(reals_round_trip, setup),
+	    cmocka_unit_test_setup(empty_payload_is_empty_object, setup),
+	    cmocka_unit_test_setup(members_appear_in_model_order, setup),
+	    cmocka_unit_test_setup(unknown_member_is_named, setup),
+	    cmocka_unit_test_setup(payload_must_be_utf8_json_object, setup),
+	    cmocka_unit_test_setup(id_rules, setup),
+	    cmocka_unit_test_setup(id_is_kept_when_the_rest_is_invalid, setup),
+	    cmocka_unit_test_setup(client_token_rules, setup),
+	    cmocka_unit_test_setup(timeout_rules, setup),
+	    cmocka_unit_test_setup(bare_values_are_typed, setup),
+	    cmocka_unit_test_setup(typed_values_pass_through, setup),
+	    cmocka_unit_test_setup(integer_limits, setup),
+	    cmocka_unit_test_setup(unsigned_long_limits, setup),
+	    cmocka_unit_test_setup(base64_edge_cases, setup),
+	    cmocka_unit_test_setup(route_parameter_types_convert_bare_values, setup),
+	    cmocka_unit_test_setup(invalid_values_name_the_parameter, setup),
+	    cmocka_unit_test_setup(strings_keep_utf8_and_escapes, setup),
+	    cmocka_unit_test_setup(reals_round_trip, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

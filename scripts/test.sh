@@ -60,6 +60,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	step "integration tests (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_gateway.py
 	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
+step "systemd unit" bash tests/service_check.sh
 step "valgrind: 1000 requests" timeout 600 $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
 
 echo

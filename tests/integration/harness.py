@@ -187,7 +187,7 @@ class Gateway:
 
 def config(mqtt_port, endpoint, extra="", mqtt_extra="", aws_extra="", gateway_extra=""):
     return f"""
-mqtt: {{ uri = "tcp://127.0.0.1:{mqtt_port}"; client_id = "gw-{time.time_ns()}"; {mqtt_extra} }};
+mqtt: {{ uri = "tcp://127.0.0.1:{mqtt_port}"; {"" if "client_id" in mqtt_extra else f'client_id = "gw-{time.time_ns()}";'} {mqtt_extra} }};
 aws: {{ region = "eu-west-1"; account = "123456789012"; endpoint = "{endpoint}";
         credentials: {{ source = "env"; }}; {aws_extra} }};
 gateway: {{ {"" if "deadline_ms" in gateway_extra else "deadline_ms = 8000;"} {gateway_extra} }};

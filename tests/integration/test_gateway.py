@@ -223,6 +223,31 @@ class GatewayRejections(GatewayCase):
         self.assertEqual(AWS.calls(), [])
 
 
+class CustomTemplates(GatewayCase):
+    mqtt_extra = 'client_id = "gw-templates";'
+    extra = """routes = ( { request_topic = "site/{site}/{thing}/{command}";
+        reply_topic = "site/{site}/{thing}/{command}/{status}/{client_id}/{region}";
+        target_arn = "arn:aws:iot:{region}:{account}:thing/{site}-{thing}"; } );"""
+
+    def test_captures_and_fixed_names_fill_every_template(self):
+        self.dev.c.subscribe("site/#", qos=1)
+        time.sleep(0.1)
+        self.dev.publish("site/hall.2/pump-1/c9", {"id": 1})
+        got = self.dev.wait_reply("site/hall.2/pump-1/c9/")
+        self.assertEqual(got[0].topic, "site/hall.2/pump-1/c9/accepted/gw-templates/eu-west-1")
+        body = json.loads(AWS.calls()[0]["body"])
+        self.assertEqual(body["targetArn"], "arn:aws:iot:eu-west-1:123456789012:thing/hall.2-pump-1")
+
+    def test_other_captures_have_their_own_rule(self):
+        self.dev.c.subscribe("site/#", qos=1)
+        time.sleep(0.1)
+        self.dev.publish("site/hall 2/pump-1/c9", {"id": 2})
+        got = self.dev.wait_reply("site/hall 2/pump-1/c9/")
+        r = json.loads(got[0].payload)
+        self.assertEqual(r["code"], "InvalidRequest")
+        self.assertIn("{site}", r["message"])
+
+
 class AwsErrors(GatewayCase):
     aws_extra = "max_attempts = 3;"
 
@@ -531,23 +556,57 @@ class Lifecycle(unittest.TestCase):
             dev.close()
             self.assertEqual(gw.stop(), 0)
 
-    def test_systemd_ready_and_status(self):
+    def test_systemd_ready_status_and_watchdog(self):
         path = os.path.join(TMP, f"notify-{time.time_ns()}.sock")
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         s.bind(path)
         s.settimeout(5)
-        gw = Gateway(TMP, config(BROKER.port, AWS.url), notify=path)
+        env = {"AWS_ACCESS_KEY_ID": AKID, "AWS_SECRET_ACCESS_KEY": SECRET,
+               "WATCHDOG_USEC": "200000"}
+        gw = Gateway(TMP, config(BROKER.port, AWS.url), notify=path, env=env)
         try:
             seen = []
             end = time.time() + 5
-            while time.time() < end and not ("READY=1" in seen and any(
-                    x.startswith("STATUS=mqtt connected") for x in seen)):
+            while time.time() < end and not ("READY=1" in seen and seen.count("WATCHDOG=1") >= 3
+                                             and any(x.startswith("STATUS=mqtt connected")
+                                                     for x in seen)):
                 seen.append(s.recv(4096).decode())
             self.assertIn("READY=1", seen)
+            self.assertGreaterEqual(seen.count("WATCHDOG=1"), 3)
             self.assertTrue(any(x.startswith("STATUS=mqtt connected") for x in seen), seen)
+            gw.signal(signal.SIGTERM)
+            self.assertTrue(wait_for(lambda: "STOPPING=1" in seen or
+                                     seen.append(s.recv(4096).decode()), 5))
         finally:
             gw.stop()
             s.close()
+
+    def test_log_level_option_overrides_the_file(self):
+        gw = Gateway(TMP, config(BROKER.port, AWS.url), args=["--log-level", "warn"],
+                     wait_ready=False)
+        dev = Device(BROKER.port)
+        try:
+            time.sleep(0.5)
+            r, _ = dev.request("lvl-1", "c1", {})
+            self.assertEqual(r["status"], "accepted")
+        finally:
+            dev.close()
+            gw.stop()
+        text = gw.text()
+        self.assertNotIn(" info ", text)
+        self.assertNotIn(" debug ", text)
+
+    def test_json_log_format(self):
+        conf = config(BROKER.port, AWS.url).replace('log: { level = "debug"; }',
+                                                    'log: { level = "info"; format = "json"; }')
+        gw = Gateway(TMP, conf, wait_ready=False)
+        try:
+            self.assertTrue(wait_for(lambda: "ready: subscribed" in gw.text(), 10))
+        finally:
+            gw.stop()
+        for line in gw.text().splitlines():
+            rec = json.loads(line)
+            self.assertEqual(set(rec), {"time", "level", "msg"})
 
 
 class CommandLine(unittest.TestCase):

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The systemd unit: sandbox exposure (SPEC section 7 requires <= 2.0) and
+# that it declares what the SPEC says (Type=notify, watchdog, reload by HUP).
+set -u
+cd "$(dirname "$0")/.."
+unit=systemd/cmdgate.service
+passed=0
+failed=0
+check() { # check NAME CONDITION-COMMAND...
+	local name=$1
+	shift
+	if "$@"; then
+		echo "PASS $name"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $name"
+		failed=$((failed + 1))
+	fi
+}
+out=$(systemd-analyze security --offline=true "$unit" 2>&1)
+level=$(echo "$out" | sed -n 's/.*Overall exposure level for cmdgate.service: \([0-9.]*\).*/\1/p')
+echo "exposure: ${level:-unknown}"
+check "exposure <= 2.0" awk -v l="${level:-99}" 'BEGIN { exit !(l <= 2.0) }'
+check "Type=notify" grep -qx "Type=notify" "$unit"
+check "WatchdogSec set" grep -q "^WatchdogSec=" "$unit"
+check "ExecReload sends HUP" grep -q '^ExecReload=/bin/kill -HUP \$MAINPID' "$unit"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

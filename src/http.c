@@ -5,6 +5,7 @@
  */
 #include "http.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -151,6 +152,14 @@ enum cg_err http_post(struct http_client *c, struct http_call *call, const char 
 	return CG_OK;
 }
 
+/* Headers hold the Authorization value and the session token: wipe them. */
+static void free_headers(struct curl_slist *h)
+{
+	for (struct curl_slist *p = h; p; p = p->next)
+		OPENSSL_cleanse(p->data, strlen(p->data));
+	curl_slist_free_all(h);
+}
+
 static void release(struct http_client *c, struct http_call *call)
 {
 	if (call->easy) {
@@ -159,7 +168,7 @@ static void release(struct http_client *c, struct http_call *call)
 		call->easy = NULL;
 		c->active--;
 	}
-	curl_slist_free_all(call->headers);
+	free_headers(call->headers);
 	call->headers = NULL;
 }
 

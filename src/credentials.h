@@ -1,45 +1,42 @@
 /*
- * credentials: where the AWS keys come from. This file does file and
- * environment I/O; the engine calls it only from its own thread.
+ * credentials: where the AWS keys come from, kept fresh.
  *
- * Sources implemented: static (access_key_id + secret_access_key_file),
- * env (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN),
- * profile (the shared credentials file) and chain (env, then profile).
- * Secrets live only in struct credentials and are cleansed when replaced.
+ * Sources (SPEC section 6, following the AWS SDKs): static, env, profile,
+ * container, imds, iot, and chain (env, profile, container, imds: the first
+ * that yields credentials wins). A provider owns one background thread that
+ * loads credentials, refreshes temporary ones ahead of expiry (with jitter)
+ * and retries failures with backoff while the old ones stay in use. The
+ * engine only ever takes the current set under a short lock: it never waits
+ * for the network. Secrets are wiped when a set is released.
  */
 #ifndef CMDGATE_CREDENTIALS_H
 #define CMDGATE_CREDENTIALS_H
 
 #include <stdint.h>
-#include <time.h>
 
 #include "config.h"
+#include "cred_parse.h"
 #include "err.h"
 #include "sigv4.h"
 
-struct credentials {
-	char *access_key_id;
-	char *secret_access_key;
-	char *session_token; /* NULL when none */
-	time_t expiration;   /* 0: does not expire */
-	const char *source;  /* static string: "env", "static", "profile" */
-};
-
 struct cred_provider;
 
+/* Start the provider (and its thread). cfg is copied. */
 struct cred_provider *cred_provider_new(const struct cred_config *cfg);
+/* Stop the thread and wipe everything. */
 void cred_provider_free(struct cred_provider *p);
 
-/*
- * Current credentials as sigv4 views, valid until the next call. Loads them
- * on first use and tries again (at most once per second) after a failure.
- */
-enum cg_err cred_provider_get(struct cred_provider *p, uint64_t now_ms,
-                              struct sigv4_credentials *out, char *err);
+/* Wait up to timeout_ms for the first load attempt to finish. */
+void cred_provider_wait_first(struct cred_provider *p, int timeout_ms);
 
-/* Exposed for tests: parse an INI credentials file's profile. */
-enum cg_err cred_parse_profile(const char *text, const char *profile, struct credentials *out,
-                               char *err);
-void credentials_clean_up(struct credentials *c);
+/*
+ * The current credentials as views, valid until the next call of this
+ * function from the same (engine) thread. CG_CREDENTIALS with the reason
+ * when none are usable now.
+ */
+enum cg_err cred_provider_get(struct cred_provider *p, struct sigv4_credentials *out, char *err);
+
+/* AWS said the credentials of this generation expired: refresh now. */
+void cred_provider_invalidate(struct cred_provider *p, uint64_t generation);
 
 #endif

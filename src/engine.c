@@ -49,7 +49,8 @@ struct request {
 	struct translated tr;
 	uint64_t deadline_ms, next_try_ms;
 	unsigned attempts;
-	int skew_retried;
+	int skew_retried, token_retried;
+	uint64_t cred_generation;
 	struct http_call call;
 	/* the last failure, for the final reply when retries run out */
 	struct aws_error last_aws;
@@ -391,9 +392,10 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
 static enum cg_err start_call(struct engine *e, struct request *r, uint64_t now, char *err)
 {
 	struct sigv4_credentials cred;
-	enum cg_err rc = cred_provider_get(e->creds, now, &cred, err);
+	enum cg_err rc = cred_provider_get(e->creds, &cred, err);
 	if (rc != CG_OK)
 		return rc;
+	r->cred_generation = cred.generation;
 	char amz_date[SIGV4_DATE_LEN + 1];
 	sigv4_format_date(time(NULL) + e->skew_s, amz_date);
 	char hash[65];
@@ -490,6 +492,17 @@ static void on_response(struct engine *e, struct request *r, uint64_t now)
 		http_call_free(c);
 		log_warn("clock skew: AWS is %+lds from local time; re-signing", e->skew_s);
 		r->next_try_ms = now;
+		r->state = RS_RETRY;
+		list_push(&e->retry, r);
+		return;
+	}
+	if (ae.expired_token && !r->token_retried) {
+		/* One refresh and one re-signed attempt (not counted as an attempt). */
+		cred_provider_invalidate(e->creds, r->cred_generation);
+		r->token_retried = 1;
+		r->attempts--;
+		http_call_free(c);
+		r->next_try_ms = now + 300;
 		r->state = RS_RETRY;
 		list_push(&e->retry, r);
 		return;
@@ -612,6 +625,22 @@ static char **route_filters(const struct config *c)
 	return f;
 }
 
+static int cred_config_differs(const struct cred_config *a, const struct cred_config *b)
+{
+	const char *x[] = {a->source,         a->access_key_id,  a->secret_access_key_file,
+	                   a->profile,        a->iot.endpoint,   a->iot.role_alias,
+	                   a->iot.thing_name, a->iot.cert_file,  a->iot.key_file,
+	                   a->iot.ca_file};
+	const char *y[] = {b->source,         b->access_key_id,  b->secret_access_key_file,
+	                   b->profile,        b->iot.endpoint,   b->iot.role_alias,
+	                   b->iot.thing_name, b->iot.cert_file,  b->iot.key_file,
+	                   b->iot.ca_file};
+	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+		if (strcmp(x[i], y[i]) != 0)
+			return 1;
+	return 0;
+}
+
 static void reload(struct engine *e)
 {
 	char err[ERR_LEN];
@@ -638,9 +667,12 @@ static void reload(struct engine *e)
 	e->rate.max_rate = n->aws.max_rate;
 	if (n->aws.max_rate > 0 && (e->rate.rate <= 0 || e->rate.rate > n->aws.max_rate))
 		e->rate.rate = n->aws.max_rate;
-	cred_provider_free(e->creds);
-	e->creds = cred_provider_new(&n->aws.credentials);
-	sigv4_key_cache_clean_up(&e->keys);
+	if (cred_config_differs(&old->aws.credentials, &n->aws.credentials)) {
+		cred_provider_free(e->creds);
+		e->creds = cred_provider_new(&n->aws.credentials);
+		cred_provider_wait_first(e->creds, 2000);
+		sigv4_key_cache_clean_up(&e->keys);
+	}
 	set_endpoint(e);
 	config_free(old);
 	log_info("configuration reloaded from %s (%zu routes)", n->path, n->n_routes);
@@ -761,6 +793,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	pthread_mutex_init(&e->lock, NULL);
 	e->inbox_tail = &e->inbox;
 	e->creds = cred_provider_new(&cfg->aws.credentials);
+	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
 	rate_init(&e->rate, cfg->aws.max_rate, now_ms());

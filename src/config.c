@@ -443,9 +443,10 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 	const struct iot_cred_config *iot = &c->aws.credentials.iot;
 	if (strcmp(c->aws.credentials.source, "iot") == 0 &&
 	    (!*iot->endpoint || !*iot->role_alias || !*iot->cert_file || !*iot->key_file))
-		return fail_at(err, file, AT("aws.credentials"),
-		               "source \"iot\" needs iot.endpoint, iot.role_alias, iot.cert_file and "
-		               "iot.key_file");
+		return fail_at(
+		    err, file, AT("aws.credentials"),
+		    "source \"iot\" needs iot.endpoint, iot.role_alias, iot.cert_file and "
+		    "iot.key_file");
 	if (!one_of(c->log.level, levels))
 		return fail_at(err, file, AT("log.level"),
 		               "log.level \"%s\" is not one of error warn info debug",

@@ -78,8 +78,9 @@ enum cg_err cred_parse_profile(const char *text, const char *profile, struct cre
 	}
 	enum cg_err rc = CG_OK;
 	if (!id || !*id || !secret || !*secret) {
-		rc = cg_fail(err, CG_CREDENTIALS,
-		             "profile [%s] has no aws_access_key_id/aws_secret_access_key", profile);
+		rc =
+		    cg_fail(err, CG_CREDENTIALS,
+		            "profile [%s] has no aws_access_key_id/aws_secret_access_key", profile);
 	} else {
 		out->access_key_id = dup_or_die(id);
 		out->secret_access_key = dup_or_die(secret);

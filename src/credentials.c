@@ -241,7 +241,8 @@ static enum cg_err container_token(struct sbuf *tok, char *err)
 		sbuf_puts(tok, val);
 	}
 	if (strpbrk(tok->data, "\r\n"))
-		return cg_fail(err, CG_CREDENTIALS, "container: authorization token has a line break");
+		return cg_fail(err, CG_CREDENTIALS,
+		               "container: authorization token has a line break");
 	return CG_OK;
 }
 
@@ -261,7 +262,8 @@ static enum cg_err from_container(struct credentials *c, char *err)
 	else if (full && *full)
 		sbuf_puts(&url, full);
 	if (url.len == 0) {
-		rc = cg_fail(err, CG_CREDENTIALS, "container: AWS_CONTAINER_CREDENTIALS_*_URI not set");
+		rc = cg_fail(err, CG_CREDENTIALS,
+		             "container: AWS_CONTAINER_CREDENTIALS_*_URI not set");
 		goto out;
 	}
 	if (!cred_container_uri_allowed(url.data)) {
@@ -279,7 +281,8 @@ static enum cg_err from_container(struct credentials *c, char *err)
 	if ((rc = fetch("GET", url.data, h, NULL, &status, &body, err)))
 		goto out;
 	if (status != 200)
-		rc = cg_fail(err, CG_CREDENTIALS, "container: %s answered HTTP %ld", url.data, status);
+		rc = cg_fail(err, CG_CREDENTIALS, "container: %s answered HTTP %ld", url.data,
+		             status);
 	else if ((rc = cred_parse_container(body.data, body.len, c, err)) == CG_OK)
 		c->source = "container";
 out:
@@ -319,7 +322,8 @@ static enum cg_err from_imds(struct credentials *c, char *err)
 	sbuf_init(&body);
 	long status = 0;
 	sbuf_printf(&url, "%.*s/latest/api/token", (int)bl, base);
-	struct curl_slist *h = curl_slist_append(NULL, "X-aws-ec2-metadata-token-ttl-seconds: 21600");
+	struct curl_slist *h =
+	    curl_slist_append(NULL, "X-aws-ec2-metadata-token-ttl-seconds: 21600");
 	enum cg_err rc = fetch("PUT", url.data, h, NULL, &status, &token, err);
 	curl_slist_free_all(h);
 	if (rc == CG_OK && (status != 200 || token.len == 0))
@@ -372,8 +376,8 @@ static enum cg_err from_iot(const struct iot_cred_config *iot, struct credential
 		                                    "not accepted"
 		                  : status == 404 ? "unknown role alias"
 		                                  : "error";
-		rc = cg_fail(err, CG_CREDENTIALS, "iot: %s answered HTTP %ld (%s): %.120s", url.data,
-		             status, why, body.data);
+		rc = cg_fail(err, CG_CREDENTIALS, "iot: %s answered HTTP %ld (%s): %.120s",
+		             url.data, status, why, body.data);
 	}
 	if (rc == CG_OK && (rc = cred_parse_iot(body.data, body.len, c, err)) == CG_OK)
 		c->source = "iot";
@@ -532,9 +536,9 @@ static void copy_config(struct cred_config *d, const struct cred_config *s)
 
 static void free_config(struct cred_config *c)
 {
-	char **all[] = {&c->source,         &c->access_key_id,  &c->secret_access_key_file,
-	                &c->profile,        &c->iot.endpoint,   &c->iot.role_alias,
-	                &c->iot.thing_name, &c->iot.cert_file,  &c->iot.key_file,
+	char **all[] = {&c->source,         &c->access_key_id, &c->secret_access_key_file,
+	                &c->profile,        &c->iot.endpoint,  &c->iot.role_alias,
+	                &c->iot.thing_name, &c->iot.cert_file, &c->iot.key_file,
 	                &c->iot.ca_file};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		free(*all[i]);

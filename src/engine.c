@@ -627,13 +627,13 @@ static char **route_filters(const struct config *c)
 
 static int cred_config_differs(const struct cred_config *a, const struct cred_config *b)
 {
-	const char *x[] = {a->source,         a->access_key_id,  a->secret_access_key_file,
-	                   a->profile,        a->iot.endpoint,   a->iot.role_alias,
-	                   a->iot.thing_name, a->iot.cert_file,  a->iot.key_file,
+	const char *x[] = {a->source,         a->access_key_id, a->secret_access_key_file,
+	                   a->profile,        a->iot.endpoint,  a->iot.role_alias,
+	                   a->iot.thing_name, a->iot.cert_file, a->iot.key_file,
 	                   a->iot.ca_file};
-	const char *y[] = {b->source,         b->access_key_id,  b->secret_access_key_file,
-	                   b->profile,        b->iot.endpoint,   b->iot.role_alias,
-	                   b->iot.thing_name, b->iot.cert_file,  b->iot.key_file,
+	const char *y[] = {b->source,         b->access_key_id, b->secret_access_key_file,
+	                   b->profile,        b->iot.endpoint,  b->iot.role_alias,
+	                   b->iot.thing_name, b->iot.cert_file, b->iot.key_file,
 	                   b->iot.ca_file};
 	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
 		if (strcmp(x[i], y[i]) != 0)

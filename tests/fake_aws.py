@@ -10,12 +10,21 @@ headers, the payload hash over the exact body bytes and the request time
 validated against the AWS model rules; clientToken gives AWS's idempotency
 (same token and body: same executionId; same token, other body: 409).
 
+It also stands in for the credential sources a gateway uses: the container
+credentials endpoint (GET /creds/container), IMDSv2 (PUT /latest/api/token,
+GET /latest/meta-data/iam/security-credentials/...) and, on a listener that
+requires a client certificate, the AWS IoT credentials provider (GET
+/role-aliases/{alias}/credentials). Each issues fresh temporary credentials
+(lifetime set by control) that the signature check then accepts until they
+expire, with ExpiredTokenException after.
+
 Tests steer it through /_control (JSON):
   {"rules": [{"thing": "t1", "times": 2, "status": 429,
               "code": "ThrottlingException", "message": "slow down",
               "where": "header|body|type|none", "drop": false,
               "delay_ms": 0}],
-   "delay_ms": 0, "skew_s": 0, "reset": true}
+   "delay_ms": 0, "skew_s": 0, "reset": true,
+   "creds": {"lifetime_s": 900, "fail": 0, "malformed": "", "expire_all": false}}
 A rule without "thing" applies to any request; "times" counts down (absent:
 forever). GET /_log returns every request seen, in order.
 """
@@ -165,6 +174,10 @@ class State:
         self.log = []
         self.tokens = {}
         self.executions = 0
+        self.issued = {}  # access key id -> (secret, token, expiry)
+        self.creds = {"lifetime_s": 900, "fail": 0, "malformed": ""}
+        self.imds_tokens = set()
+        self.cred_log = []
 
     def take_rule(self, thing):
         with self.lock:
@@ -221,11 +234,105 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def do_GET(self):
+        st = self.server.state
         if self.path == "/_log":
-            with self.server.state.lock:
-                self.reply(200, self.server.state.log)
+            with st.lock:
+                self.reply(200, st.log)
+        elif self.path == "/_credlog":
+            with st.lock:
+                self.reply(200, st.cred_log)
+        elif self.path.startswith("/creds/container"):
+            want = st.args.container_token
+            if want and self.headers.get("Authorization") != want:
+                self.cred_answer(None, 401, {"message": "bad authorization token"})
+            else:
+                self.cred_answer("container")
+        elif self.path.startswith("/latest/meta-data/iam/security-credentials/"):
+            if self.headers.get("X-aws-ec2-metadata-token") not in st.imds_tokens:
+                self.cred_answer(None, 401, {"message": "missing or invalid token"})
+            elif self.path.endswith("/security-credentials/"):
+                with st.lock:
+                    st.cred_log.append({"path": self.path, "kind": "imds-role", "status": 200,
+                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
+                self.send_text(200, "cmdgate-role")
+            elif self.path.endswith("/security-credentials/cmdgate-role"):
+                self.cred_answer("imds")
+            else:
+                self.cred_answer(None, 404, {"message": "no such role"})
+        elif self.path.startswith("/role-aliases/"):
+            if not getattr(self.server, "mtls", False):
+                self.cred_answer(None, 403, {"message": "client certificate required"})
+                return
+            parts = self.path.split("/")
+            if len(parts) != 4 or parts[3] != "credentials" or parts[2] != "cmdgate-alias":
+                self.cred_answer(None, 404, {"message": "Role alias does not exist"})
+            elif self.headers.get("x-amzn-iot-thingname") != st.args.iot_thing:
+                self.cred_answer(None, 403, {"message": "Invalid thing name passed"})
+            else:
+                self.cred_answer("iot")
         else:
             self.reply(404, {"message": "not found"})
+
+    def do_PUT(self):
+        st = self.server.state
+        self.read_body()
+        if self.path == "/latest/api/token" and self.headers.get(
+                "X-aws-ec2-metadata-token-ttl-seconds"):
+            tok = uuid.uuid4().hex
+            with st.lock:
+                st.imds_tokens.add(tok)
+            self.send_text(200, tok)
+        else:
+            self.reply(400, {"message": "bad token request"})
+
+    def send_text(self, status, text):
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def cred_answer(self, kind, status=200, body=None):
+        """Issue temporary credentials in the shape of `kind`, or an error."""
+        st = self.server.state
+        with st.lock:
+            st.cred_log.append({"path": self.path, "kind": kind, "status": status,
+                                "headers": {k.lower(): v for k, v in self.headers.items()}})
+            if kind and st.creds.get("fail", 0) > 0:
+                st.creds["fail"] -= 1
+                kind, status, body = None, 500, {"message": "injected failure"}
+            malformed = st.creds.get("malformed", "") if kind else ""
+            life = st.creds.get("lifetime_s", 900)
+        if not kind:
+            self.reply(status, body)
+            return
+        if malformed == "notjson":
+            self.send_text(200, "<html>not json</html>")
+            return
+        akid = "ASIA" + uuid.uuid4().hex[:16].upper()
+        secret, token = uuid.uuid4().hex + uuid.uuid4().hex, "tok-" + uuid.uuid4().hex
+        exp = time.time() + life
+        exptxt = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+        if malformed == "badexp":
+            exptxt = "next tuesday"
+        with st.lock:
+            st.issued[akid] = (secret, token, exp)
+        if kind == "iot":
+            c = {"accessKeyId": akid, "secretAccessKey": secret, "sessionToken": token,
+                 "expiration": exptxt}
+            if malformed == "missing":
+                del c["sessionToken"]
+            self.reply(200, {"credentials": c})
+        else:
+            c = {"AccessKeyId": akid, "SecretAccessKey": secret, "Token": token,
+                 "Expiration": exptxt}
+            if kind == "imds":
+                c.update({"Code": "Success", "Type": "AWS-HMAC",
+                          "LastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            if malformed == "missing":
+                del c["SecretAccessKey"]
+            self.reply(200, c)
 
     def do_POST(self):
         st = self.server.state
@@ -238,6 +345,11 @@ class Handler(BaseHTTPRequestHandler):
                 st.rules.extend(ctl.get("rules", []))
                 st.delay_ms = ctl.get("delay_ms", st.delay_ms)
                 st.skew_s = ctl.get("skew_s", st.skew_s)
+                c = ctl.get("creds", {})
+                if c.pop("expire_all", False):
+                    for k, (sec, tok, _) in list(st.issued.items()):
+                        st.issued[k] = (sec, tok, time.time() - 1)
+                st.creds.update(c)
             self.reply(200, {"ok": True})
             return
         path, _, query = self.path.partition("?")
@@ -322,15 +434,22 @@ class Handler(BaseHTTPRequestHandler):
         if not m:
             return (403, "IncompleteSignatureException", "Authorization header is malformed")
         akid, day, region, service, signed, sig = m.groups()
+        secret, want_token = a.secret, a.session_token
         if akid != a.access_key:
-            return (403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+            with st.lock:
+                issued = st.issued.get(akid)
+            if not issued:
+                return (403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+            secret, want_token, exp = issued
+            if time.time() > exp:
+                return (403, "ExpiredTokenException", "The security token included in the request is expired")
         amz_date = self.headers.get("X-Amz-Date", "")
         signed_list = signed.split(";")
         for need in ("host", "x-amz-date"):
             if need not in signed_list:
                 return (403, "InvalidSignatureException", f"{need} must be signed")
-        if a.session_token:
-            if self.headers.get("X-Amz-Security-Token") != a.session_token:
+        if want_token:
+            if self.headers.get("X-Amz-Security-Token") != want_token:
                 return (403, "UnrecognizedClientException", "The security token included in the request is invalid.")
             if "x-amz-security-token" not in signed_list:
                 return (403, "InvalidSignatureException", "x-amz-security-token must be signed")
@@ -350,7 +469,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = list(self.headers.items())
         creq = canonical_request(self.command, path, query, headers, signed_list,
                                  hashlib.sha256(raw).hexdigest())
-        if not hmac.compare_digest(sign(a.secret, amz_date, region, service, creq), sig):
+        if not hmac.compare_digest(sign(secret, amz_date, region, service, creq), sig):
             return (403, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided.")
         return None
 
@@ -365,10 +484,13 @@ def main():
     p.add_argument("--access-key", default="AKIDCMDGATETEST")
     p.add_argument("--secret", default="cmdgate-test-secret")
     p.add_argument("--session-token", default="")
-    p.add_argument("--port-file", required=True, help="writes 'HTTP_PORT HTTPS_PORT'")
+    p.add_argument("--port-file", required=True, help="writes 'HTTP_PORT [HTTPS_PORT [MTLS_PORT]]'")
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--container-token", default="", help="required Authorization for /creds")
+    p.add_argument("--iot-thing", default="gw-thing", help="expected x-amzn-iot-thingname")
+    p.add_argument("--client-ca", help="CA for client certificates: adds an mTLS listener")
     args = p.parse_args()
     state = State(args)
     servers = []
@@ -380,6 +502,15 @@ def main():
         ctx.load_cert_chain(args.cert, args.key)
         tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
         servers.append(tls)
+    if args.cert and args.client_ca:
+        mtls = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        ctx.load_verify_locations(args.client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        mtls.socket = ctx.wrap_socket(mtls.socket, server_side=True)
+        mtls.mtls = True
+        servers.append(mtls)
     for s in servers:
         s.daemon_threads = True
         s.state = state

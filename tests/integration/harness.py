@@ -55,8 +55,14 @@ def make_pki(d):
         "-keyout", "server.key", "-out", "server.csr")
     run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
+    # a device certificate for mutual TLS (the AWS IoT credentials provider)
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=gw-thing",
+        "-keyout", "client.key", "-out", "client.csr")
+    run("openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-out", "client.pem")
     return {k: os.path.join(d, v) for k, v in
-            (("ca", "ca.pem"), ("cert", "server.pem"), ("key", "server.key"))}
+            (("ca", "ca.pem"), ("cert", "server.pem"), ("key", "server.key"),
+             ("client_cert", "client.pem"), ("client_key", "client.key"))}
 
 
 class Mosquitto:
@@ -97,7 +103,8 @@ class Mosquitto:
 
 
 class FakeAws:
-    def __init__(self, tmp, pki=None, session_token="", region="eu-west-1"):
+    def __init__(self, tmp, pki=None, session_token="", region="eu-west-1", container_token="",
+                 mtls=False):
         pf = os.path.join(tmp, f"fake-{time.time_ns()}.ports")
         args = [PYTHON, FAKE, "--port-file", pf, "--region", region, "--access-key", AKID,
                 "--secret", SECRET]
@@ -105,6 +112,10 @@ class FakeAws:
             args += ["--session-token", session_token]
         if pki:
             args += ["--cert", pki["cert"], "--key", pki["key"]]
+        if pki and mtls:
+            args += ["--client-ca", pki["ca"]]
+        if container_token:
+            args += ["--container-token", container_token]
         self.log = open(pf + ".log", "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         if not wait_for(lambda: os.path.exists(pf), 10):
@@ -113,6 +124,7 @@ class FakeAws:
             ports = f.read().split()
         self.http_port = int(ports[0])
         self.https_port = int(ports[1]) if len(ports) > 1 else None
+        self.mtls_port = int(ports[2]) if len(ports) > 2 else None
         self.url = f"http://127.0.0.1:{self.http_port}"
 
     def control(self, **kw):
@@ -125,6 +137,9 @@ class FakeAws:
 
     def calls(self):
         return json.loads(urllib.request.urlopen(self.url + "/_log", timeout=5).read())
+
+    def cred_calls(self):
+        return json.loads(urllib.request.urlopen(self.url + "/_credlog", timeout=5).read())
 
     def stop(self):
         self.proc.terminate()
@@ -148,6 +163,9 @@ class Gateway:
             f.write(conf)
         self.logpath = self.conf + ".log"
         e = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # IMDS is never reached by accident: only a test that points it at
+        # loopback turns it on.
+        e["AWS_EC2_METADATA_DISABLED"] = "true"
         e.update(env if env is not None else {"AWS_ACCESS_KEY_ID": AKID,
                                                "AWS_SECRET_ACCESS_KEY": SECRET})
         if notify:
@@ -185,11 +203,12 @@ class Gateway:
         return rc
 
 
-def config(mqtt_port, endpoint, extra="", mqtt_extra="", aws_extra="", gateway_extra=""):
+def config(mqtt_port, endpoint, extra="", mqtt_extra="", aws_extra="", gateway_extra="",
+           credentials='source = "env";'):
     return f"""
 mqtt: {{ uri = "tcp://127.0.0.1:{mqtt_port}"; {"" if "client_id" in mqtt_extra else f'client_id = "gw-{time.time_ns()}";'} {mqtt_extra} }};
 aws: {{ region = "eu-west-1"; account = "123456789012"; endpoint = "{endpoint}";
-        credentials: {{ source = "env"; }}; {aws_extra} }};
+        credentials: {{ {credentials} }}; {aws_extra} }};
 gateway: {{ {"" if "deadline_ms" in gateway_extra else "deadline_ms = 8000;"} {gateway_extra} }};
 log: {{ level = "debug"; }};
 {extra}
@@ -256,3 +275,15 @@ class Device:
     def close(self):
         self.c.loop_stop()
         self.c.disconnect()
+
+
+def check_every_gateway(case):
+    """No gateway started by this process crashed or had a sanitizer report."""
+    case.assertGreater(len(STARTED), 0)
+    for g in STARTED:
+        if g.rc is None:
+            g.stop()
+        text = g.text()
+        for marker in ("Sanitizer", "runtime error:", "Segmentation", "Aborted"):
+            case.assertNotIn(marker, text, g.logpath)
+        case.assertEqual(g.rc, 0, g.logpath + "\n" + text[-2000:])

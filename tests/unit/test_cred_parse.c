@@ -39,8 +39,9 @@ static void profile_file_as_the_cli_writes_it(void **s)
 static void container_and_imds_json(void **s)
 {
 	(void)s;
-	const char *ok = "{\"Code\":\"Success\",\"AccessKeyId\":\"ASIA1\",\"SecretAccessKey\":\"sk\","
-	                 "\"Token\":\"tk\",\"Expiration\":\"2026-11-26T10:45:16Z\"}";
+	const char *ok =
+	    "{\"Code\":\"Success\",\"AccessKeyId\":\"ASIA1\",\"SecretAccessKey\":\"sk\","
+	    "\"Token\":\"tk\",\"Expiration\":\"2026-11-26T10:45:16Z\"}";
 	struct credentials c = {0};
 	char err[ERR_LEN];
 	assert_int_equal(cred_parse_container(ok, strlen(ok), &c, err), CG_OK);
@@ -48,7 +49,9 @@ static void container_and_imds_json(void **s)
 	assert_string_equal(c.session_token, "tk");
 	assert_int_equal((long)c.expiration, 1795689916L);
 	credentials_clean_up(&c);
-	const char *bad[] = {"not json", "[]", "{\"AccessKeyId\":\"a\"}",
+	const char *bad[] = {"not json",
+	                     "[]",
+	                     "{\"AccessKeyId\":\"a\"}",
 	                     "{\"AccessKeyId\":\"a\",\"SecretAccessKey\":\"b\",\"Token\":\"c\","
 	                     "\"Expiration\":\"tomorrow\"}",
 	                     "{\"Code\":\"Failure\",\"AccessKeyId\":\"a\"}",
@@ -97,13 +100,17 @@ static void timestamps(void **s)
 static void container_uri_rule(void **s)
 {
 	(void)s;
-	const char *yes[] = {"https://creds.example/x", "http://127.0.0.1:8080/creds",
-	                     "http://127.9.9.9/c", "http://localhost:1/c", "http://[::1]:9/c",
+	const char *yes[] = {"https://creds.example/x",
+	                     "http://127.0.0.1:8080/creds",
+	                     "http://127.9.9.9/c",
+	                     "http://localhost:1/c",
+	                     "http://[::1]:9/c",
 	                     "http://169.254.170.2/v2/credentials/abc",
 	                     "http://169.254.170.23/v1/credentials"};
-	const char *no[] = {"http://10.0.0.1/creds", "http://192.168.1.2/c", "http://example.com/c",
-	                    "http://127.0.0.1.evil.example/c", "ftp://127.0.0.1/c", "https://",
-	                    "http://[::2]/c", "http://1270.0.0.1/c"};
+	const char *no[] = {"http://10.0.0.1/creds", "http://192.168.1.2/c",
+	                    "http://example.com/c",  "http://127.0.0.1.evil.example/c",
+	                    "ftp://127.0.0.1/c",     "https://",
+	                    "http://[::2]/c",        "http://1270.0.0.1/c"};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
 		if (!cred_container_uri_allowed(yes[i]))
 			fail_msg("refused %s", yes[i]);
@@ -123,19 +130,19 @@ static void refresh_schedule(void **s)
 	/* ten seconds left: at half of the remaining life or a little before */
 	time_t at = cred_refresh_at(1000, 1010, 12345);
 	assert_in_range((long)at, 1004, 1005);
-	assert_int_equal((long)cred_refresh_at(1000, 0, 1), 0);   /* never expires */
+	assert_int_equal((long)cred_refresh_at(1000, 0, 1), 0);      /* never expires */
 	assert_int_equal((long)cred_refresh_at(1000, 900, 1), 1000); /* already expired */
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(profile_file_as_the_cli_writes_it),
-		TEST(container_and_imds_json),
-		TEST(iot_provider_json),
-		TEST(timestamps),
-		TEST(container_uri_rule),
-		TEST(refresh_schedule),
+	    TEST(profile_file_as_the_cli_writes_it),
+	    TEST(container_and_imds_json),
+	    TEST(iot_provider_json),
+	    TEST(timestamps),
+	    TEST(container_uri_rule),
+	    TEST(refresh_schedule),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# cmdgate benchmark: mosquitto + nginx (a fast HTTPS endpoint with a fixed
+# StartCommandExecution answer) + the gateway, all on loopback, driven by
+# bench/loadgen at 1, 64 and 256 outstanding requests; the same load against
+# bench/nullbridge (the MQTT path alone) in the same run. Three runs; one
+# JSON line per load, then medians, ratios and the targets of issue 5.
+#
+# usage: bench/run.sh [RUNS]      (default 3; BENCH_N64/BENCH_N1 change counts)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+command -v nginx >/dev/null || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo;
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light >/dev/null; }
+scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+
+RUNS=${1:-3}
+N1=${BENCH_N1:-2000}
+NBIG=${BENCH_N64:-20000}
+work=$(mktemp -d /tmp/cmdgate-bench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+asroot() { [ "$(id -u)" -eq 0 ] && echo "$1"; true; }
+
+# --- endpoint: nginx over TLS with a test certificate
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+	-addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	-keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+https_port=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/nginx.conf" <<CONF
+$(asroot "user root;")
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  server {
+    listen 127.0.0.1:$https_port ssl;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    location = /command-executions {
+      default_type application/json;
+      return 200 '{"executionId":"11111111-2222-4333-8444-555555555555"}';
+    }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+
+# --- broker
+mqtt_port=$(free_port)
+cat > "$work/mosquitto.conf" <<CONF
+listener $mqtt_port 127.0.0.1
+allow_anonymous true
+set_tcp_nodelay true
+max_inflight_messages 0
+max_queued_messages 1000000
+$(asroot "user root")
+CONF
+mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
+pids+=($!)
+sleep 0.5
+
+cat > "$work/cmdgate.conf" <<CONF
+mqtt: { uri = "tcp://127.0.0.1:$mqtt_port"; client_id = "cmdgate-bench"; };
+aws:  { region = "eu-west-1"; account = "123456789012";
+        endpoint = "https://127.0.0.1:$https_port"; ca_file = "$work/cert.pem";
+        credentials: { source = "env"; }; };
+gateway: { max_inflight = 256; };
+log: { level = "warn"; };
+CONF
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
+
+mem() { # PID -> "private_kib rss_kib"
+	awk '/^Rss:/ {r=$2} /^Private_Dirty:/ {p=$2} END {print p+0, r+0}' "/proc/$1/smaps_rollup"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# start_target NAME -> PID in $target_pid once it is subscribed
+start_target() {
+	local log="$work/$1.log"
+	: > "$log"
+	if [ "$1" = gateway ]; then
+		build-bench/cmdgate -c "$work/cmdgate.conf" --log-level info > "$log" 2>&1 &
+	else
+		build-bench/nullbridge "tcp://127.0.0.1:$mqtt_port" > "$log" 2>&1 &
+	fi
+	target_pid=$!
+	for _ in $(seq 200); do grep -qE "ready" "$log" && return 0; sleep 0.01; done
+	echo "$1 did not become ready" >&2
+	cat "$log" >&2
+	return 1
+}
+
+results="$work/results.jsonl"
+for run in $(seq "$RUNS"); do
+	for target in null gateway; do
+		start_target "$target"
+		sleep 0.3
+		read -r idle_priv idle_rss < <(mem "$target_pid")
+		for c in 1 64 256; do
+			n=$NBIG
+			[ "$c" -eq 1 ] && n=$N1
+			t0=$(cpu_ticks "$target_pid")
+			line=$(build-bench/loadgen "tcp://127.0.0.1:$mqtt_port" "$c" "$n" 64)
+			t1=$(cpu_ticks "$target_pid")
+			read -r priv rss < <(mem "$target_pid")
+			cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v n="$n" 'BEGIN { printf "%.3f", (b - a) / hz * 10000 / n }')
+			echo "${line%\}},\"run\":$run,\"target\":\"$target\",\"cpu_s_per_10k\":$cpu,\"idle_private_kib\":$idle_priv,\"idle_rss_kib\":$idle_rss,\"private_kib\":$priv,\"rss_kib\":$rss}" | tee -a "$results"
+		done
+		kill "$target_pid"
+		wait "$target_pid" 2>/dev/null || true
+	done
+done
+
+# start-up: launch -> READY=1 (systemd notify protocol), five times
+startup=$(/usr/bin/python3 - "$work" <<'PY'
+import os, socket, subprocess, sys, time
+work = sys.argv[1]
+out = []
+for i in range(5):
+    path = os.path.join(work, f"notify-{i}.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(5)
+    env = dict(os.environ, NOTIFY_SOCKET=path)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(["build-bench/cmdgate", "-c", os.path.join(work, "cmdgate.conf")],
+                         env=env, stderr=subprocess.DEVNULL)
+    while s.recv(4096) != b"READY=1":
+        pass
+    out.append((time.perf_counter() - t0) * 1000)
+    p.terminate(); p.wait(10); s.close()
+out.sort()
+print(f"{out[len(out) // 2]:.1f}")
+PY
+)
+echo "{\"startup_ready_ms_median_of_5\":$startup}" | tee -a "$results"
+
+/usr/bin/python3 bench/summarize.py "$results"

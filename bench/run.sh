@@ -13,6 +13,11 @@ command -v nginx >/dev/null || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo;
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light >/dev/null; }
 scripts/build.sh build-bench -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
 
+MODE=run
+if [ "${1:-}" = "--callgrind" ]; then
+	MODE=callgrind
+	shift
+fi
 RUNS=${1:-3}
 N1=${BENCH_N1:-2000}
 NBIG=${BENCH_N64:-20000}
@@ -80,7 +85,6 @@ mqtt: { uri = "tcp://127.0.0.1:$mqtt_port"; client_id = "cmdgate-bench"; };
 aws:  { region = "eu-west-1"; account = "123456789012";
         endpoint = "https://127.0.0.1:$https_port"; ca_file = "$work/cert.pem";
         credentials: { source = "env"; }; };
-gateway: { max_inflight = 256; };
 log: { level = "warn"; };
 CONF
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
@@ -106,6 +110,28 @@ start_target() {
 	cat "$log" >&2
 	return 1
 }
+
+if [ "$MODE" = callgrind ]; then
+	# Instructions per request: two runs under callgrind, with 0 and with
+	# N requests; the difference divided by N excludes start-up and shutdown.
+	command -v callgrind_annotate >/dev/null || true
+	n=${BENCH_CG_N:-2000}
+	for count in 0 "$n"; do
+		valgrind --tool=callgrind --callgrind-out-file="$work/cg.$count" \
+			build-bench/cmdgate -c "$work/cmdgate.conf" --log-level info > "$work/cg.$count.log" 2>&1 &
+		target_pid=$!
+		for _ in $(seq 500); do grep -q "ready" "$work/cg.$count.log" && break; sleep 0.02; done
+		[ "$count" -gt 0 ] && build-bench/loadgen "tcp://127.0.0.1:$mqtt_port" 16 "$count" 64 >/dev/null
+		kill "$target_pid"
+		wait "$target_pid" 2>/dev/null || true
+	done
+	ir() { grep -E "^(summary|totals):" "$1" | head -1 | awk '{print $2}'; }
+	base=$(ir "$work/cg.0")
+	full=$(ir "$work/cg.$n")
+	echo "{\"callgrind_ir_per_request\":$(( (full - base) / n )),\"requests\":$n,\"ir_total\":$full,\"ir_idle\":$base}"
+	if [ -n "${BENCH_CG_KEEP:-}" ]; then cp "$work/cg.$n" "$BENCH_CG_KEEP"; fi
+	exit 0
+fi
 
 results="$work/results.jsonl"
 for run in $(seq "$RUNS"); do

@@ -130,9 +130,19 @@ static void uuid_v4(char out[37])
 			b[i] = (unsigned char)rand();
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-	         b[13], b[14], b[15]);
+	char hex[33];
+	hex_encode(b, 16, hex);
+	/* 8-4-4-4-12 */
+	memcpy(out, hex, 8);
+	out[8] = '-';
+	memcpy(out + 9, hex + 8, 4);
+	out[13] = '-';
+	memcpy(out + 14, hex + 12, 4);
+	out[18] = '-';
+	memcpy(out + 19, hex + 16, 4);
+	out[23] = '-';
+	memcpy(out + 24, hex + 20, 12);
+	out[36] = '\0';
 }
 
 /* ---- lists ------------------------------------------------------------ */
@@ -316,9 +326,7 @@ static void admit(struct engine *e, struct inbound *in)
 		finish_gateway(e, r, GW_PAYLOAD_TOO_LARGE, err);
 		goto out;
 	}
-	char token[37];
-	uuid_v4(token);
-	enum cg_err rc = translate_request(rt, &v, in->payload, in->len, token, &r->tr, err);
+	enum cg_err rc = translate_request(rt, &v, in->payload, in->len, uuid_v4, &r->tr, err);
 	for (size_t i = 0; rc == CG_OK && i < v.n; i++)
 		for (size_t k = 0; k < rt->n_ph; k++)
 			if (strcmp(v.name[i], rt->ph_names[k]) == 0)
@@ -382,7 +390,9 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
 {
 	struct sbuf b;
 	sbuf_init(&b);
-	sbuf_printf(&b, "%s: %s", name, value);
+	sbuf_puts(&b, name);
+	sbuf_puts(&b, ": ");
+	sbuf_puts(&b, value);
 	l = curl_slist_append(l, b.data);
 	sbuf_wipe(&b);
 	return l;

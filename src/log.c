@@ -52,9 +52,15 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	struct sbuf msg, line;
 	sbuf_init(&msg);
 	sbuf_init(&line);
+	if (!log_json) { /* one formatting pass straight into the line */
+		sbuf_puts(&line, when);
+		sbuf_putc(&line, ' ');
+		sbuf_puts(&line, names[lvl]);
+		sbuf_putc(&line, ' ');
+	}
 	va_list ap;
 	va_start(ap, fmt);
-	sbuf_vprintf(&msg, fmt, ap);
+	sbuf_vprintf(log_json ? &msg : &line, fmt, ap);
 	va_end(ap);
 	if (log_json) {
 		json_t *o = json_pack("{s:s,s:s,s:s%}", "time", when, "level", names[lvl], "msg",
@@ -63,8 +69,6 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 		sbuf_puts(&line, s ? s : "{\"msg\":\"(unencodable log line)\"}");
 		free(s);
 		json_decref(o);
-	} else {
-		sbuf_printf(&line, "%s %s %s", when, names[lvl], msg.data);
 	}
 	sbuf_putc(&line, '\n');
 	fputs(line.data, stderr);

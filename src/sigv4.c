@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +27,32 @@ void sigv4_format_date(time_t t, char out[SIGV4_DATE_LEN + 1])
 	strftime(out, SIGV4_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm);
 }
 
+/* SHA-256 fetched once: OpenSSL 3 otherwise looks the algorithm up (with
+ * locks) on every EVP_sha256()/HMAC() call, which dominated signing time. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+	pthread_once(&sha256_once, fetch_sha256);
+	return sha256_md ? sha256_md : EVP_sha256();
+}
+
+static void digest(const void *data, size_t n, unsigned char md[32])
+{
+	unsigned int len = 0;
+	EVP_Digest(data, n, md, &len, sha256(), NULL);
+}
+
 void sigv4_sha256_hex(const void *data, size_t n, char out[65])
 {
 	unsigned char md[32];
-	unsigned int len = 0;
-	EVP_Digest(data, n, md, &len, EVP_sha256(), NULL);
+	digest(data, n, md);
 	hex_encode(md, 32, out);
 }
 
@@ -167,7 +189,9 @@ static void canonical_query(struct sbuf *out, const char *query)
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			sbuf_putc(out, '&');
-		sbuf_printf(out, "%s=%s", kvs[i].k, kvs[i].v);
+		sbuf_puts(out, kvs[i].k);
+		sbuf_putc(out, '=');
+		sbuf_puts(out, kvs[i].v);
 		free(kvs[i].k);
 		free(kvs[i].v);
 	}
@@ -210,7 +234,8 @@ static void append_trimmed(struct sbuf *out, const char *v)
 void sigv4_canonical_request(const struct sigv4_request *req, struct sbuf *creq,
                              struct sbuf *signed_headers)
 {
-	sbuf_printf(creq, "%s\n", req->method);
+	sbuf_puts(creq, req->method);
+	sbuf_putc(creq, '\n');
 	canonical_path(creq, req->path);
 	sbuf_putc(creq, '\n');
 	canonical_query(creq, req->query);
@@ -238,7 +263,8 @@ void sigv4_canonical_request(const struct sigv4_request *req, struct sbuf *creq,
 				sbuf_putc(creq, '\n');
 				sbuf_putc(signed_headers, ';');
 			}
-			sbuf_printf(creq, "%s:", h[i].name);
+			sbuf_puts(creq, h[i].name);
+			sbuf_putc(creq, ':');
 			sbuf_puts(signed_headers, h[i].name);
 		}
 		append_trimmed(creq, h[i].value);
@@ -248,7 +274,10 @@ void sigv4_canonical_request(const struct sigv4_request *req, struct sbuf *creq,
 	for (size_t i = 0; i < req->n_headers; i++)
 		free(h[i].name);
 	free(h);
-	sbuf_printf(creq, "\n%s\n%s", signed_headers->data, req->payload_hash);
+	sbuf_putc(creq, '\n');
+	sbuf_append(creq, signed_headers->data, signed_headers->len);
+	sbuf_putc(creq, '\n');
+	sbuf_puts(creq, req->payload_hash);
 }
 
 void sigv4_string_to_sign(const char *amz_date, const char *region, const char *service,
@@ -256,14 +285,44 @@ void sigv4_string_to_sign(const char *amz_date, const char *region, const char *
 {
 	char hash[65];
 	sigv4_sha256_hex(creq, strlen(creq), hash);
-	sbuf_printf(out, "AWS4-HMAC-SHA256\n%s\n%.8s/%s/%s/aws4_request\n%s", amz_date, amz_date,
-	            region, service, hash);
+	sbuf_puts(out, "AWS4-HMAC-SHA256\n");
+	sbuf_puts(out, amz_date);
+	sbuf_putc(out, '\n');
+	sbuf_append(out, amz_date, 8);
+	sbuf_putc(out, '/');
+	sbuf_puts(out, region);
+	sbuf_putc(out, '/');
+	sbuf_puts(out, service);
+	sbuf_puts(out, "/aws4_request\n");
+	sbuf_puts(out, hash);
 }
 
+/* HMAC-SHA256 (RFC 2104) on a reused digest context; key is at most 64 bytes
+ * here (the secret is hashed into the chain first only if longer). */
 static void hmac(const void *key, size_t klen, const char *msg, unsigned char out[32])
 {
-	unsigned int len = 32;
-	HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &len);
+	static __thread EVP_MD_CTX *ctx;
+	if (!ctx)
+		ctx = EVP_MD_CTX_new();
+	unsigned char k[64] = {0}, pad[64], inner[32];
+	if (klen > sizeof(k))
+		digest(key, klen, k);
+	else
+		memcpy(k, key, klen);
+	for (size_t i = 0; i < 64; i++)
+		pad[i] = k[i] ^ 0x36;
+	EVP_DigestInit_ex2(ctx, sha256(), NULL);
+	EVP_DigestUpdate(ctx, pad, 64);
+	EVP_DigestUpdate(ctx, msg, strlen(msg));
+	EVP_DigestFinal_ex(ctx, inner, NULL);
+	for (size_t i = 0; i < 64; i++)
+		pad[i] = k[i] ^ 0x5c;
+	EVP_DigestInit_ex2(ctx, sha256(), NULL);
+	EVP_DigestUpdate(ctx, pad, 64);
+	EVP_DigestUpdate(ctx, inner, 32);
+	EVP_DigestFinal_ex(ctx, out, NULL);
+	OPENSSL_cleanse(k, sizeof(k));
+	OPENSSL_cleanse(pad, sizeof(pad));
 }
 
 void sigv4_signing_key(const char *secret, const char *date8, const char *region,
@@ -327,10 +386,18 @@ void sigv4_authorize(const struct sigv4_request *req, const struct sigv4_credent
 	sigv4_signature(cached_key(c, cred, amz_date, region, service), sts.data, sig);
 	sigv4_key_cache_clean_up(&local);
 
-	sbuf_printf(authz,
-	            "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/aws4_request, SignedHeaders=%s, "
-	            "Signature=%s",
-	            cred->access_key_id, amz_date, region, service, sh.data, sig);
+	sbuf_puts(authz, "AWS4-HMAC-SHA256 Credential=");
+	sbuf_puts(authz, cred->access_key_id);
+	sbuf_putc(authz, '/');
+	sbuf_append(authz, amz_date, 8);
+	sbuf_putc(authz, '/');
+	sbuf_puts(authz, region);
+	sbuf_putc(authz, '/');
+	sbuf_puts(authz, service);
+	sbuf_puts(authz, "/aws4_request, SignedHeaders=");
+	sbuf_append(authz, sh.data, sh.len);
+	sbuf_puts(authz, ", Signature=");
+	sbuf_puts(authz, sig);
 	sbuf_clean_up(&creq);
 	sbuf_clean_up(&sh);
 	sbuf_clean_up(&sts);

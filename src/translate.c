@@ -44,7 +44,11 @@ void client_token_derive(const char *thing, const char *command, const char *id_
 {
 	struct sbuf b;
 	sbuf_init(&b);
-	sbuf_printf(&b, "%s\n%s\n%s", thing, command, id_text);
+	sbuf_puts(&b, thing);
+	sbuf_putc(&b, '\n');
+	sbuf_puts(&b, command);
+	sbuf_putc(&b, '\n');
+	sbuf_puts(&b, id_text);
 	sigv4_sha256_hex(b.data, b.len, out);
 	sbuf_clean_up(&b);
 }
@@ -348,8 +352,7 @@ static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const c
 }
 
 enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, const char *random_token, struct translated *out,
-                              char *err)
+                              size_t len, token_fn new_token, struct translated *out, char *err)
 {
 	json_t *root = NULL, *params = NULL, *body = json_object();
 	char id_text[300];
@@ -393,7 +396,7 @@ enum cg_err translate_request(const struct route *r, const struct vars *vars, co
 		                    out->client_token);
 		out->token_kind = TOKEN_DERIVED;
 	} else {
-		snprintf(out->client_token, sizeof(out->client_token), "%s", random_token);
+		new_token(out->client_token);
 		out->token_kind = TOKEN_RANDOM;
 	}
 	json_object_set_new(body, "clientToken", json_string(out->client_token));

@@ -31,12 +31,12 @@ void translated_clean_up(struct translated *t);
 
 /*
  * vars must hold thing, command and every name the route's ARN templates
- * use. random_token (a UUIDv4 text) is used only when the request has neither
- * clientToken nor id.
+ * use. new_token writes a fresh random token (a UUIDv4 text); it is called
+ * only when the request has neither clientToken nor id.
  */
+typedef void (*token_fn)(char out[37]);
 enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, const char *random_token, struct translated *out,
-                              char *err);
+                              size_t len, token_fn new_token, struct translated *out, char *err);
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */
 void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65]);

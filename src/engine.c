@@ -371,10 +371,14 @@ static void on_inbound(struct inbound *in, void *ctx)
 {
 	struct engine *e = ctx;
 	pthread_mutex_lock(&e->lock);
+	int was_empty = e->inbox == NULL;
 	*e->inbox_tail = in;
 	e->inbox_tail = &in->next;
 	pthread_mutex_unlock(&e->lock);
-	wake(e->wake_fd);
+	/* One wake-up per batch: the engine drains the whole inbox after every
+	 * wake, so a non-empty inbox already has one pending. */
+	if (was_empty)
+		wake(e->wake_fd);
 }
 
 static void on_ready(void *ctx)
@@ -774,6 +778,7 @@ int engine_run(struct engine *e)
 			last_status = now;
 		}
 		mqtt_tick(e->mqtt, now);
+		fflush(stderr); /* log lines are written once per loop turn, not per line */
 		http_client_run(e->http, e->wake_fd, next_timeout(e, now, rate_wait), on_done, e);
 		uint64_t drained;
 		while (read(e->wake_fd, &drained, sizeof(drained)) > 0)

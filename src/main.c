@@ -109,6 +109,9 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
+	/* Fully buffered: the engine flushes once per loop turn (see engine_run). */
+	static char logbuf[1 << 16];
+	setvbuf(stderr, logbuf, _IOFBF, sizeof(logbuf));
 	log_configure(level ? level : cfg->log.level, cfg->log.format);
 	if (level)
 		setenv("CMDGATE_LOG_LEVEL_OVERRIDE", level, 1);
@@ -124,6 +127,7 @@ int main(int argc, char **argv)
 	}
 	int rc = engine_run(e);
 	engine_free(e);
+	fflush(stderr);
 	curl_global_cleanup();
 	return rc;
 }

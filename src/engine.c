@@ -28,6 +28,7 @@
 #include "backoff.h"
 #include "credentials.h"
 #include "http.h"
+#include "jsonw.h"
 #include "log.h"
 #include "notify.h"
 #include "reply.h"
@@ -197,7 +198,11 @@ static void finish(struct engine *e, struct request *r, const struct outcome *o)
 	if (topic && mqtt_publish(e->mqtt, topic, json.data, json.len, r->in->qos, 0,
 	                          r->in->correlation, r->in->correlation_len, err) != CG_OK)
 		log_error("reply to %s not published: %s", topic, err);
-	char *id = r->tr.id ? json_dumps(r->tr.id, JSON_ENCODE_ANY) : NULL;
+	struct sbuf idtext;
+	sbuf_init(&idtext);
+	if (r->tr.id)
+		jsonw_value(&idtext, r->tr.id);
+	const char *id = r->tr.id ? idtext.data : NULL;
 	log_info("request thing=%s command=%s id=%s token=%s outcome=%s%s%s attempts=%u "
 	         "latency_ms=%llu",
 	         r->thing[0] ? r->thing : "-", r->command[0] ? r->command : "-", id ? id : "-",
@@ -207,7 +212,7 @@ static void finish(struct engine *e, struct request *r, const struct outcome *o)
 	         (unsigned long long)(now_ms() - r->in->received_ms));
 	if (!o->accepted && o->message)
 		log_debug("request token=%s message=%s", r->tr.client_token, o->message);
-	free(id);
+	sbuf_clean_up(&idtext);
 	sbuf_clean_up(&json);
 	request_free(r);
 }

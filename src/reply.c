@@ -1,6 +1,10 @@
 /* reply: render outcomes; member order is the one shown in the SPEC. */
 #include "reply.h"
 
+#include <stdio.h>
+
+#include "jsonw.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,45 +42,66 @@ void outcome_gateway(struct outcome *o, enum gw_code c, const char *message)
 	o->retryable = gw_code_retryable(c);
 }
 
-/* A JSON string from text that may hold invalid UTF-8 (cut messages):
- * bytes jansson refuses become '?'. */
-static json_t *safe_string(const char *s)
+static int utf8_valid(const unsigned char *s, size_t n)
 {
-	json_t *j = json_string(s);
-	if (j)
-		return j;
-	char *copy = strdup(s);
-	if (!copy)
-		return json_string("");
-	for (char *p = copy; *p; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	j = json_string(copy);
-	free(copy);
-	return j;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t len = c < 0x80         ? 1
+		             : (c >> 5) == 6  ? 2
+		             : (c >> 4) == 14 ? 3
+		             : (c >> 3) == 30 ? 4
+		                              : 0;
+		if (!len || i + len > n)
+			return 0;
+		for (size_t k = 1; k < len; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+		i += len;
+	}
+	return 1;
+}
+
+/* A string member; text that is not valid UTF-8 (a cut message) has its
+ * non-ASCII bytes replaced by '?' so the reply stays valid JSON. */
+static void put_string(struct sbuf *b, const char *key, const char *s)
+{
+	size_t n = strlen(s);
+	jsonw_key(b, key, 0);
+	if (utf8_valid((const unsigned char *)s, n)) {
+		jsonw_string(b, s, n);
+		return;
+	}
+	struct sbuf clean;
+	sbuf_init(&clean);
+	for (size_t i = 0; i < n; i++)
+		sbuf_putc(&clean, (unsigned char)s[i] >= 0x80 ? '?' : s[i]);
+	jsonw_string(b, clean.data, clean.len);
+	sbuf_clean_up(&clean);
 }
 
 void reply_render(const struct outcome *o, struct sbuf *out)
 {
-	json_t *r = json_object();
-	json_object_set_new(r, "status", json_string(o->accepted ? "accepted" : "rejected"));
-	if (o->id)
-		json_object_set(r, "id", o->id);
+	sbuf_puts(out, o->accepted ? "{\"status\":\"accepted\"" : "{\"status\":\"rejected\"");
+	if (o->id) {
+		jsonw_key(out, "id", 0);
+		jsonw_value(out, o->id);
+	}
 	if (o->accepted) {
-		json_object_set_new(r, "executionId", safe_string(o->execution_id));
+		put_string(out, "executionId", o->execution_id);
 	} else {
-		json_object_set_new(r, "code", safe_string(o->code));
-		json_object_set_new(r, "message", safe_string(o->message ? o->message : ""));
-		json_object_set_new(r, "source", json_string(o->aws ? "aws" : "gateway"));
-		if (o->aws)
-			json_object_set_new(r, "httpStatus", json_integer(o->http_status));
-		json_object_set_new(r, "retryable", json_boolean(o->retryable));
+		put_string(out, "code", o->code);
+		put_string(out, "message", o->message ? o->message : "");
+		put_string(out, "source", o->aws ? "aws" : "gateway");
+		if (o->aws) {
+			char n[16];
+			snprintf(n, sizeof(n), "%d", o->http_status);
+			jsonw_key(out, "httpStatus", 0);
+			sbuf_puts(out, n);
+		}
+		jsonw_key(out, "retryable", 0);
+		sbuf_puts(out, o->retryable ? "true" : "false");
 	}
 	if (o->client_token && o->client_token[0])
-		json_object_set_new(r, "clientToken", json_string(o->client_token));
-	char *s = json_dumps(r, JSON_COMPACT);
-	if (s)
-		sbuf_puts(out, s);
-	free(s);
-	json_decref(r);
+		put_string(out, "clientToken", o->client_token);
+	sbuf_putc(out, '}');
 }

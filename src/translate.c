@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "jsonw.h"
 #include "sigv4.h"
 
 void translated_init(struct translated *t)
@@ -401,10 +402,8 @@ enum cg_err translate_request(const struct route *r, const struct vars *vars, co
 	}
 	json_object_set_new(body, "clientToken", json_string(out->client_token));
 
-	char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
 	sbuf_reset(&out->body);
-	sbuf_puts(&out->body, text);
-	free(text);
+	jsonw_value(&out->body, body);
 	rc = CG_OK;
 out:
 	json_decref(params);

@@ -631,3 +631,11 @@ void cred_provider_invalidate(struct cred_provider *p, uint64_t generation)
 	}
 	pthread_mutex_unlock(&p->lock);
 }
+
+void cred_provider_info(struct cred_provider *p, const char **source, time_t *expiry)
+{
+	pthread_mutex_lock(&p->lock);
+	*source = p->cur ? p->cur->c.source : NULL;
+	*expiry = p->cur ? p->cur->c.expiration : 0;
+	pthread_mutex_unlock(&p->lock);
+}

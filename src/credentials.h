@@ -13,6 +13,7 @@
 #define CMDGATE_CREDENTIALS_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "config.h"
 #include "cred_parse.h"
@@ -35,6 +36,10 @@ void cred_provider_wait_first(struct cred_provider *p, int timeout_ms);
  * when none are usable now.
  */
 enum cg_err cred_provider_get(struct cred_provider *p, struct sigv4_credentials *out, char *err);
+
+/* The source of the current credentials (a static string, NULL when none)
+ * and their expiry (0: never). */
+void cred_provider_info(struct cred_provider *p, const char **source, time_t *expiry);
 
 /* AWS said the credentials of this generation expired: refresh now. */
 void cred_provider_invalidate(struct cred_provider *p, uint64_t generation);

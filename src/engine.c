@@ -33,6 +33,7 @@
 #include "notify.h"
 #include "reply.h"
 #include "sigv4.h"
+#include "stats.h"
 #include "translate.h"
 
 #define SERVICE       "iot-jobs-data"
@@ -79,6 +80,8 @@ struct engine {
 	int ready, draining;
 	uint64_t drain_until_ms;
 	unsigned long n_accepted, n_rejected, n_retries;
+	struct stats stats;
+	uint64_t last_stats_ms;
 	char *host;     /* "host[:port]" of the endpoint */
 	char *url;      /* endpoint + "/command-executions" */
 	char *url_path; /* path part of url */
@@ -190,6 +193,8 @@ static void request_free(struct request *r)
 static void finish(struct engine *e, struct request *r, const struct outcome *o)
 {
 	o->accepted ? e->n_accepted++ : e->n_rejected++;
+	uint64_t latency_ms = now_ms() - r->in->received_ms;
+	stats_record(&e->stats, o->accepted ? NULL : o->code, latency_ms * 1000);
 	const char *topic = o->accepted ? r->reply_accepted : r->reply_rejected;
 	struct sbuf json;
 	sbuf_init(&json);
@@ -477,6 +482,7 @@ static void retry_or_finish(struct engine *e, struct request *r, uint64_t now)
 		return;
 	}
 	e->n_retries++;
+	e->stats.retries++;
 	http_call_free(&r->call);
 	r->next_try_ms = now + delay;
 	r->state = RS_RETRY;
@@ -725,6 +731,52 @@ static void abort_flight(struct engine *e)
 	}
 }
 
+/* Publish the stats JSON (retained) and rewrite the Prometheus textfile. */
+static void emit_stats(struct engine *e)
+{
+	const struct config *c = e->cfg;
+	if (!*c->stats.topic && !*c->stats.file)
+		return;
+	struct stats_gauges g = {.queue = e->queue.n + e->retry.n,
+	                         .inflight = e->flight.n,
+	                         .mqtt_connected = mqtt_connected(e->mqtt),
+	                         .now = time(NULL),
+	                         .client_id = c->mqtt.client_id};
+	cred_provider_info(e->creds, &g.cred_source, &g.cred_expiry);
+	struct sbuf b;
+	sbuf_init(&b);
+	if (*c->stats.topic) {
+		struct vars v = {0};
+		vars_set(&v, "client_id", c->mqtt.client_id);
+		struct sbuf topic;
+		sbuf_init(&topic);
+		template_expand(c->stats.topic, &v, &topic, NULL);
+		stats_render_json(&e->stats, &g, &b);
+		char err[ERR_LEN];
+		if (mqtt_publish(e->mqtt, topic.data, b.data, b.len, 1, 1, NULL, 0, err) != CG_OK)
+			log_warn("stats not published: %s", err);
+		sbuf_clean_up(&topic);
+	}
+	if (*c->stats.file) {
+		sbuf_reset(&b);
+		stats_render_prometheus(&e->stats, &g, &b);
+		struct sbuf tmp;
+		sbuf_init(&tmp);
+		sbuf_printf(&tmp, "%s.tmp.%d", c->stats.file, (int)getpid());
+		FILE *f = fopen(tmp.data, "w");
+		int ok = f && fwrite(b.data, 1, b.len, f) == b.len;
+		if (f && fclose(f) != 0)
+			ok = 0;
+		if (!ok || rename(tmp.data, c->stats.file) != 0) {
+			log_warn("stats file %s not written: %s", c->stats.file, strerror(errno));
+			unlink(tmp.data);
+		}
+		sbuf_clean_up(&tmp);
+	}
+	sbuf_clean_up(&b);
+	stats_new_interval(&e->stats);
+}
+
 static void report_status(struct engine *e)
 {
 	char s[200];
@@ -782,6 +834,10 @@ int engine_run(struct engine *e)
 			report_status(e);
 			last_status = now;
 		}
+		if (now - e->last_stats_ms >= (uint64_t)e->cfg->stats.interval * 1000) {
+			emit_stats(e);
+			e->last_stats_ms = now;
+		}
 		mqtt_tick(e->mqtt, now);
 		fflush(stderr); /* log lines are written once per loop turn, not per line */
 		http_client_run(e->http, e->wake_fd, next_timeout(e, now, rate_wait), on_done, e);
@@ -790,6 +846,7 @@ int engine_run(struct engine *e)
 			;
 	}
 	drain_inbox(e); /* late arrivals are answered Unavailable */
+	emit_stats(e);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
 	e->mqtt = NULL;
@@ -817,6 +874,8 @@ struct engine *engine_new(struct config *cfg, char *err)
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
 	rate_init(&e->rate, cfg->aws.max_rate, now_ms());
+	stats_init(&e->stats, time(NULL));
+	e->last_stats_ms = now_ms();
 	set_endpoint(e);
 	return e;
 }

@@ -21,8 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonw.h"
 #include "log.h"
 #include "sbuf.h"
+
+#ifndef CMDGATE_VERSION
+#define CMDGATE_VERSION "0.0.0"
+#endif
 
 struct mqtt {
 	MQTTAsync client;
@@ -159,9 +164,19 @@ static void publish_status(struct mqtt *m, const char *state)
 {
 	if (!*m->status_topic)
 		return;
-	char payload[64];
-	snprintf(payload, sizeof(payload), "{\"state\":\"%s\"}", state);
-	mqtt_publish(m, m->status_topic, payload, strlen(payload), 1, 1, NULL, 0, NULL);
+	struct sbuf p;
+	sbuf_init(&p);
+	if (strcmp(state, "online") == 0) {
+		sbuf_puts(&p, "{\"state\":\"online\"");
+		jsonw_key(&p, "client_id", 0);
+		jsonw_string(&p, m->client_id, strlen(m->client_id));
+		sbuf_printf(&p, ",\"version\":\"%s\",\"pid\":%d,\"since\":%lld}", CMDGATE_VERSION,
+		            (int)getpid(), (long long)time(NULL));
+	} else {
+		sbuf_printf(&p, "{\"state\":\"%s\"}", state);
+	}
+	mqtt_publish(m, m->status_topic, p.data, p.len, 1, 1, NULL, 0, NULL);
+	sbuf_clean_up(&p);
 }
 
 static void on_connected(void *ctx, char *cause)

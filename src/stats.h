@@ -1,0 +1,55 @@
+/*
+ * stats: what operators watch. Counters by outcome and code, retries,
+ * gauges, and the latency distribution of the last interval; rendered as a
+ * JSON document (for stats.topic) and as Prometheus text exposition (for
+ * stats.file, read by node_exporter's textfile collector). Pure: the engine
+ * feeds it and owns the I/O.
+ */
+#ifndef CMDGATE_STATS_H
+#define CMDGATE_STATS_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "sbuf.h"
+
+#define STATS_CODES_MAX 48
+#define STATS_BUCKETS   64
+
+struct stats {
+	uint64_t accepted;
+	struct {
+		char code[64];
+		uint64_t n;
+	} rejected[STATS_CODES_MAX];
+	size_t n_codes;
+	uint64_t rejected_other; /* codes past STATS_CODES_MAX */
+	uint64_t retries;
+	double latency_sum_s; /* since start */
+	uint64_t latency_count;
+	uint32_t window[STATS_BUCKETS]; /* log-scale latency histogram, this interval */
+	uint64_t window_count;
+	time_t started;
+};
+
+/* What the engine knows at render time. */
+struct stats_gauges {
+	uint64_t queue, inflight, spool;
+	int mqtt_connected;
+	const char *cred_source; /* NULL when none */
+	time_t cred_expiry;      /* 0: none or does not expire */
+	time_t now;
+	const char *client_id;
+};
+
+void stats_init(struct stats *s, time_t now);
+void stats_record(struct stats *s, const char *code_or_null, uint64_t latency_us);
+/* Latency quantile (0..1) of the current interval, in ms; 0 when empty. */
+double stats_quantile_ms(const struct stats *s, double q);
+void stats_render_json(const struct stats *s, const struct stats_gauges *g, struct sbuf *out);
+void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g,
+                             struct sbuf *out);
+/* Start a new latency interval. */
+void stats_new_interval(struct stats *s);
+
+#endif

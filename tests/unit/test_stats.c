@@ -1,0 +1,101 @@
+/* stats: counters, interval quantiles, JSON and Prometheus renderings. */
+#include "test_util.h"
+
+#include <jansson.h>
+
+#include "stats.h"
+
+static struct stats_gauges gauges(void)
+{
+	struct stats_gauges g = {.queue = 3, .inflight = 2, .spool = 0, .mqtt_connected = 1,
+	                         .cred_source = "iot", .cred_expiry = 1795689916,
+	                         .now = 1795686000, .client_id = "gw-1"};
+	return g;
+}
+
+static void counters_add_up(void **s)
+{
+	(void)s;
+	struct stats st;
+	stats_init(&st, 1795685000);
+	for (int i = 0; i < 7; i++)
+		stats_record(&st, NULL, 1000);
+	stats_record(&st, "InvalidRequest", 50);
+	stats_record(&st, "ThrottlingException", 90000);
+	stats_record(&st, "InvalidRequest", 50);
+	st.retries = 4;
+	struct stats_gauges g = gauges();
+	struct sbuf b;
+	sbuf_init(&b);
+	stats_render_json(&st, &g, &b);
+	json_error_t je;
+	json_t *j = json_loads(b.data, 0, &je);
+	if (!j)
+		fail_msg("not JSON: %s (%s)", b.data, je.text);
+	json_t *req = json_object_get(j, "requests");
+	assert_int_equal(json_integer_value(json_object_get(req, "accepted")), 7);
+	json_t *rej = json_object_get(req, "rejected");
+	assert_int_equal(json_integer_value(json_object_get(rej, "InvalidRequest")), 2);
+	assert_int_equal(json_integer_value(json_object_get(rej, "ThrottlingException")), 1);
+	assert_int_equal(json_integer_value(json_object_get(j, "retries")), 4);
+	assert_int_equal(json_integer_value(json_object_get(j, "queue")), 3);
+	assert_int_equal(json_integer_value(json_object_get(j, "uptime_s")), 1000);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "credentials"),
+	                                                      "source")),
+	                    "iot");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "credentials"),
+	                                                      "expires")),
+	                    "2026-11-26T10:45:16Z");
+	json_decref(j);
+	sbuf_clean_up(&b);
+}
+
+static void quantiles_are_close(void **s)
+{
+	(void)s;
+	struct stats st;
+	stats_init(&st, 0);
+	assert_true(stats_quantile_ms(&st, 0.5) == 0);
+	for (int i = 1; i <= 1000; i++)
+		stats_record(&st, NULL, (uint64_t)i * 100); /* 0.1 .. 100 ms */
+	double p50 = stats_quantile_ms(&st, 0.5), p99 = stats_quantile_ms(&st, 0.99);
+	assert_true(p50 >= 50 && p50 <= 50 * 1.2);
+	assert_true(p99 >= 99 && p99 <= 99 * 1.2);
+	stats_new_interval(&st);
+	assert_true(stats_quantile_ms(&st, 0.99) == 0);
+	assert_int_equal(st.latency_count, 1000); /* the summary's count is cumulative */
+}
+
+static void prometheus_text(void **s)
+{
+	(void)s;
+	struct stats st;
+	stats_init(&st, 0);
+	stats_record(&st, NULL, 2000);
+	stats_record(&st, "Odd\"Code\\", 2000);
+	struct stats_gauges g = gauges();
+	struct sbuf b;
+	sbuf_init(&b);
+	stats_render_prometheus(&st, &g, &b);
+	assert_non_null(strstr(b.data, "# TYPE cmdgate_requests_total counter\n"));
+	assert_non_null(
+		strstr(b.data, "cmdgate_requests_total{outcome=\"accepted\",code=\"\"} 1\n"));
+	assert_non_null(strstr(
+		b.data, "cmdgate_requests_total{outcome=\"rejected\",code=\"Odd\\\"Code\\\\\"} 1\n"));
+	assert_non_null(strstr(b.data, "cmdgate_request_latency_seconds_count 2\n"));
+	assert_non_null(strstr(b.data, "cmdgate_inflight 2\n"));
+	assert_non_null(
+		strstr(b.data, "cmdgate_credentials_expiry_timestamp_seconds{source=\"iot\"} "
+		               "1795689916\n"));
+	sbuf_clean_up(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		TEST(counters_add_up),
+		TEST(quantiles_are_close),
+		TEST(prometheus_text),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

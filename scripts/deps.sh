@@ -8,7 +8,7 @@ PACKAGES=(
 	libpaho-mqtt-dev libcurl4-openssl-dev libssl-dev libjansson-dev libconfig-dev
 	libcmocka-dev libsystemd-dev
 	mosquitto mosquitto-clients openssl ca-certificates
-	python3 python3-paho-mqtt
+	python3 python3-paho-mqtt python3-prometheus-client
 	valgrind systemd
 )
 [ "${1:-}" = "--print" ] && { echo "${PACKAGES[@]}"; exit 0; }

@@ -50,6 +50,7 @@ scripts/build.sh build || { echo "0 passed, 1 failed"; exit 1; }
 step "unit tests" run_units build
 step "integration tests" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_gateway.py
 step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_credentials.py
+step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug ||
@@ -60,6 +61,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	step "unit tests (sanitizers)" run_units build-asan
 	step "integration tests (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_gateway.py
 	step "credential sources (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_credentials.py
+	step "operations (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_operations.py
 	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
 step "systemd unit" bash tests/service_check.sh

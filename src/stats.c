@@ -159,8 +159,7 @@ static void metric_head(struct sbuf *b, const char *name, const char *type, cons
 	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g,
-                             struct sbuf *out)
+void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g, struct sbuf *out)
 {
 	metric_head(out, "cmdgate_requests_total", "counter",
 	            "Requests answered, by outcome and reply code.");
@@ -172,10 +171,12 @@ void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g
 		sbuf_printf(out, "\"} %llu\n", (unsigned long long)s->rejected[i].n);
 	}
 	if (s->rejected_other)
-		sbuf_printf(out, "cmdgate_requests_total{outcome=\"rejected\",code=\"other\"} %llu\n",
+		sbuf_printf(out,
+		            "cmdgate_requests_total{outcome=\"rejected\",code=\"other\"} %llu\n",
 		            (unsigned long long)s->rejected_other);
-	metric_head(out, "cmdgate_retries_total", "counter", "Calls to AWS repeated after a "
-	                                                     "retryable failure.");
+	metric_head(out, "cmdgate_retries_total", "counter",
+	            "Calls to AWS repeated after a "
+	            "retryable failure.");
 	sbuf_printf(out, "cmdgate_retries_total %llu\n", (unsigned long long)s->retries);
 	metric_head(out, "cmdgate_queue_depth", "gauge", "Requests waiting for a call slot.");
 	sbuf_printf(out, "cmdgate_queue_depth %llu\n", (unsigned long long)g->queue);

@@ -47,8 +47,7 @@ void stats_record(struct stats *s, const char *code_or_null, uint64_t latency_us
 /* Latency quantile (0..1) of the current interval, in ms; 0 when empty. */
 double stats_quantile_ms(const struct stats *s, double q);
 void stats_render_json(const struct stats *s, const struct stats_gauges *g, struct sbuf *out);
-void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g,
-                             struct sbuf *out);
+void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g, struct sbuf *out);
 /* Start a new latency interval. */
 void stats_new_interval(struct stats *s);
 

@@ -7,9 +7,14 @@
 
 static struct stats_gauges gauges(void)
 {
-	struct stats_gauges g = {.queue = 3, .inflight = 2, .spool = 0, .mqtt_connected = 1,
-	                         .cred_source = "iot", .cred_expiry = 1795689916,
-	                         .now = 1795686000, .client_id = "gw-1"};
+	struct stats_gauges g = {.queue = 3,
+	                         .inflight = 2,
+	                         .spool = 0,
+	                         .mqtt_connected = 1,
+	                         .cred_source = "iot",
+	                         .cred_expiry = 1795689916,
+	                         .now = 1795686000,
+	                         .client_id = "gw-1"};
 	return g;
 }
 
@@ -40,12 +45,11 @@ static void counters_add_up(void **s)
 	assert_int_equal(json_integer_value(json_object_get(j, "retries")), 4);
 	assert_int_equal(json_integer_value(json_object_get(j, "queue")), 3);
 	assert_int_equal(json_integer_value(json_object_get(j, "uptime_s")), 1000);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "credentials"),
-	                                                      "source")),
-	                    "iot");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "credentials"),
-	                                                      "expires")),
-	                    "2026-11-26T10:45:16Z");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "credentials"), "source")), "iot");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "credentials"), "expires")),
+	    "2026-11-26T10:45:16Z");
 	json_decref(j);
 	sbuf_clean_up(&b);
 }
@@ -79,23 +83,23 @@ static void prometheus_text(void **s)
 	stats_render_prometheus(&st, &g, &b);
 	assert_non_null(strstr(b.data, "# TYPE cmdgate_requests_total counter\n"));
 	assert_non_null(
-		strstr(b.data, "cmdgate_requests_total{outcome=\"accepted\",code=\"\"} 1\n"));
+	    strstr(b.data, "cmdgate_requests_total{outcome=\"accepted\",code=\"\"} 1\n"));
 	assert_non_null(strstr(
-		b.data, "cmdgate_requests_total{outcome=\"rejected\",code=\"Odd\\\"Code\\\\\"} 1\n"));
+	    b.data, "cmdgate_requests_total{outcome=\"rejected\",code=\"Odd\\\"Code\\\\\"} 1\n"));
 	assert_non_null(strstr(b.data, "cmdgate_request_latency_seconds_count 2\n"));
 	assert_non_null(strstr(b.data, "cmdgate_inflight 2\n"));
-	assert_non_null(
-		strstr(b.data, "cmdgate_credentials_expiry_timestamp_seconds{source=\"iot\"} "
-		               "1795689916\n"));
+	assert_non_null(strstr(b.data,
+	                       "cmdgate_credentials_expiry_timestamp_seconds{source=\"iot\"} "
+	                       "1795689916\n"));
 	sbuf_clean_up(&b);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(counters_add_up),
-		TEST(quantiles_are_close),
-		TEST(prometheus_text),
+	    TEST(counters_add_up),
+	    TEST(quantiles_are_close),
+	    TEST(prometheus_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,156 @@
+"""Operating cmdgate (issue 6): status/will, stats topic, Prometheus
+textfile, JSON logs, and scale-out with shared subscriptions across three
+instances, one of them killed mid-run."""
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
+
+TMP = BROKER = AWS = None
+
+
+def setUpModule():
+    global TMP, BROKER, AWS
+    TMP = tempfile.mkdtemp(prefix="cmdgate-ops-")
+    BROKER = Mosquitto(TMP)
+    AWS = FakeAws(TMP)
+
+
+def tearDownModule():
+    AWS.stop()
+    BROKER.stop()
+
+
+class Stats(unittest.TestCase):
+    def test_stats_topic_and_textfile_add_up(self):
+        AWS.reset()
+        AWS.control(rules=[{"thing": "stats-bad", "status": 404,
+                            "code": "ResourceNotFoundException"}])
+        prom = os.path.join(TMP, "cmdgate.prom")
+        conf = config(BROKER.port, AWS.url, mqtt_extra='client_id = "gw-stats";',
+                      extra=f'stats: {{ topic = "cmdgate/{{client_id}}/stats"; interval = 1; '
+                            f'file = "{prom}"; }};')
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port, subscribe=("commands/#", "cmdgate/gw-stats/stats"))
+        try:
+            for i in range(6):
+                dev.request("stats-ok", "c1", {"id": i})
+            for i in range(3):
+                dev.request("stats-bad", "c1", {"id": i})
+            for i in range(2):
+                dev.request("stats-ok", "c1", {"id": i, "bogus": 1})
+            # the next interval's document counts all eleven
+            def doc():
+                got = dev.replies("cmdgate/gw-stats/stats")
+                if not got:
+                    return None
+                d = json.loads(got[-1].payload)
+                r = d["requests"]
+                total = r["accepted"] + sum(r["rejected"].values())
+                return d if total == 11 else None
+            d = wait_for(doc, 5)
+            self.assertIsNotNone(d)
+            late = Device(BROKER.port, subscribe=("cmdgate/gw-stats/stats",))
+            got = wait_for(lambda: late.replies("cmdgate/gw-stats/stats"), 3)
+            late.close()
+            self.assertTrue(got and got[0].retain)  # a new dashboard sees it at once
+            self.assertEqual(d["requests"]["accepted"], 6)
+            self.assertEqual(d["requests"]["rejected"],
+                             {"ResourceNotFoundException": 3, "InvalidRequest": 2})
+            self.assertEqual(d["credentials"]["source"], "env")
+            self.assertEqual(d["mqtt"], "connected")
+            for k in ("queue", "inflight", "spool", "retries", "latency_ms", "uptime_s"):
+                self.assertIn(k, d)
+            self.assertTrue(wait_for(lambda: os.path.exists(prom), 3))
+            time.sleep(1.2)
+            with open(prom) as f:
+                families = {m.name: m for m in text_string_to_metric_families(f.read())}
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for m in families.values() for s in m.samples}
+            req = {k: v for k, v in samples.items() if k[0] == "cmdgate_requests_total"}
+            self.assertEqual(sum(req.values()), 11)
+            self.assertEqual(samples[("cmdgate_requests_total",
+                                      (("code", ""), ("outcome", "accepted")))], 6)
+            self.assertEqual(samples[("cmdgate_request_latency_seconds_count", ())], 11)
+            self.assertIn("cmdgate_inflight", families)
+            self.assertIn("cmdgate_credentials_expiry_timestamp_seconds", families)
+            self.assertEqual([f for f in os.listdir(TMP) if ".prom.tmp" in f], [])
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class ScaleOut(unittest.TestCase):
+    def test_three_instances_share_the_load_and_survive_a_kill(self):
+        AWS.reset()
+        AWS.control(delay_ms=20)
+        gws = []
+        for i in range(3):
+            conf = config(BROKER.port, AWS.url,
+                          mqtt_extra=f'client_id = "gw-share-{i}"; shared_group = "cmdgate";')
+            conf = conf.replace('level = "debug"', 'level = "info"')
+            gws.append(Gateway(TMP, conf))
+        dev = Device(BROKER.port)
+        n = 300
+        answered = {}
+        lock = threading.Lock()
+
+        def on_message(c, u, m):
+            if "/start/" in m.topic:
+                r = json.loads(m.payload)
+                with lock:
+                    answered.setdefault(r["id"], []).append(r)
+        dev.c.on_message = on_message
+        try:
+            sent_at = {}
+            for i in range(n):
+                dev.publish(f"commands/share-{i % 10}/c1/start", {"id": i})
+                sent_at[i] = time.time()
+                if i == n // 2:
+                    gws[1].proc.send_signal(signal.SIGKILL)
+                time.sleep(0.005)
+            # a device that saw no reply repeats the same request (same id)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                with lock:
+                    missing = [i for i in range(n) if i not in answered]
+                if not missing:
+                    break
+                for i in missing:
+                    if time.time() - sent_at[i] > 3:
+                        dev.publish(f"commands/share-{i % 10}/c1/start", {"id": i})
+                        sent_at[i] = time.time()
+                time.sleep(0.2)
+            with lock:
+                self.assertEqual(sorted(answered), list(range(n)))
+                for i, rs in answered.items():
+                    self.assertTrue(all(r["status"] == "accepted" for r in rs), rs)
+                    self.assertEqual(len({r["executionId"] for r in rs}), 1)
+            calls = AWS.calls()
+            started = [c for c in calls if c["outcome"] == "started"]
+            self.assertEqual(len(started), n)  # never two executions for one id
+            per_gw = [g.text().count("outcome=accepted") for g in gws]
+            self.assertTrue(all(c > 0 for c in per_gw), per_gw)
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            for i, g in enumerate(gws):
+                rc = g.stop()
+                if i != 1:
+                    self.assertEqual(rc, 0)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
+    sys.exit(1 if failed or result.testsRun == 0 else 0)

@@ -65,6 +65,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
 step "systemd unit" bash tests/service_check.sh
+step "Debian package" bash tests/package_check.sh
 step "valgrind: 1000 requests" timeout 600 $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
 
 echo

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The Debian package and the systemd unit as an operator gets them:
+# contents (dpkg-deb -c), lintian without errors, no maintainer scripts
+# (nothing created or enabled behind the operator's back), conffile marked,
+# and systemd-analyze verify / security on the unit as installed.
+set -u
+cd "$(dirname "$0")/.."
+passed=0
+failed=0
+check() {
+	local name=$1
+	shift
+	if "$@" >/dev/null 2>&1; then
+		echo "PASS $name"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $name"
+		failed=$((failed + 1))
+	fi
+}
+command -v lintian >/dev/null || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo;
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq lintian dpkg-dev >/dev/null; }
+rm -rf build-pkg
+cmake -S . -B build-pkg -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DBUILD_BENCH=OFF \
+	-DCMAKE_INSTALL_PREFIX=/usr >/dev/null && cmake --build build-pkg -j"$(nproc)" >/dev/null &&
+	(cd build-pkg && cpack >/dev/null)
+deb=$(ls build-pkg/cmdgate_*.deb 2>/dev/null | head -1)
+check "package built" test -f "$deb"
+contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
+echo "$contents"
+for f in ./usr/bin/cmdgate ./etc/cmdgate/cmdgate.conf ./lib/systemd/system/cmdgate.service \
+	./usr/share/man/man8/cmdgate.8.gz ./usr/share/man/man5/cmdgate.conf.5.gz \
+	./usr/share/doc/cmdgate/copyright; do
+	check "contains $f" grep -qx "$f" <<<"$contents"
+done
+check "conffile marked" sh -c "dpkg-deb -I '$deb' conffiles | grep -qx /etc/cmdgate/cmdgate.conf"
+check "no maintainer scripts" sh -c "! dpkg-deb -I '$deb' | grep -qE ' (pre|post)(inst|rm) '"
+lint=$(lintian "$deb" 2>&1 | grep -v "root privileges")
+echo "${lint:-lintian: clean}"
+check "lintian: no errors" bash -c "! grep -q '^E:' <<<'$lint'"
+
+root=$(mktemp -d)
+dpkg-deb -x "$deb" "$root"
+sed -e "s|/usr/bin/cmdgate|$root/usr/bin/cmdgate|g" "$root/lib/systemd/system/cmdgate.service" \
+	> "$root/cmdgate.service"
+verify=$(MANPATH="$root/usr/share/man" systemd-analyze verify "$root/cmdgate.service" 2>&1)
+echo "${verify:-systemd-analyze verify: clean}"
+check "systemd-analyze verify" test -z "$verify"
+exposure=$(systemd-analyze security --offline=true "$root/cmdgate.service" 2>&1 |
+	sed -n 's/.*Overall exposure level for cmdgate.service: \([0-9.]*\).*/\1/p')
+echo "exposure: $exposure"
+check "exposure <= 1.5" awk -v l="${exposure:-99}" 'BEGIN { exit !(l <= 1.5) }'
+check "binary runs" "$root/usr/bin/cmdgate" --version
+rm -rf "$root"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -89,6 +89,78 @@ class Stats(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
 
+class DeployFiles(unittest.TestCase):
+    ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def test_container_config_is_valid(self):
+        import subprocess
+        from harness import CMDGATE
+        for conf in ("deploy/cmdgate.conf", "config/cmdgate.conf"):
+            r = subprocess.run([CMDGATE, "--check", "-c", os.path.join(self.ROOT, conf)],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual((r.returncode, r.stdout), (0, "configuration OK\n"), r.stderr)
+
+    def test_dockerfile_installs_what_deps_installs(self):
+        import re
+        import subprocess
+        with open(os.path.join(self.ROOT, "Dockerfile")) as f:
+            docker = set(re.findall(r"\b(lib[a-z0-9.+-]+-dev)\b", f.read()))
+        deps = set(subprocess.run(["bash", os.path.join(self.ROOT, "scripts/deps.sh"), "--print"],
+                                  capture_output=True, text=True).stdout.split())
+        self.assertTrue(docker)
+        self.assertEqual(docker - deps, set())
+        self.assertEqual({p for p in deps if p.endswith("-dev") and p != "libcmocka-dev"
+                          and p != "dpkg-dev"} - docker, set())
+
+    def test_readme_acl_binds_devices_to_their_own_topics(self):
+        """deploy/acl on a real mosquitto: pump-7 may request for itself only."""
+        import subprocess
+        d = tempfile.mkdtemp(dir=TMP)
+        passwd = os.path.join(d, "passwd")
+        subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, "cmdgate", "gw-pass"], check=True)
+        subprocess.run(["mosquitto_passwd", "-b", passwd, "pump-7", "dev-pass"], check=True)
+        from harness import free_port
+        port = free_port()
+        conf = os.path.join(d, "mosquitto.conf")
+        with open(os.path.join(self.ROOT, "deploy/mosquitto.conf")) as f:
+            text = f.read()
+        text = (text.replace("listener 1883", f"listener {port} 127.0.0.1")
+                .replace("/mosquitto/config/passwd", passwd)
+                .replace("/mosquitto/config/acl", os.path.join(self.ROOT, "deploy/acl")))
+        if os.geteuid() == 0:
+            text += "user root\n"
+        with open(conf, "w") as f:
+            f.write(text)
+        os.chmod(passwd, 0o600)
+        proc = subprocess.Popen(["mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
+        try:
+            import paho.mqtt.client as mqtt
+            time.sleep(0.5)
+            seen = []
+            gw = mqtt.Client(client_id="cmdgate")
+            gw.username_pw_set("cmdgate", "gw-pass")
+            gw.on_message = lambda c, u, m: seen.append(m.topic)
+            gw.connect("127.0.0.1", port)
+            gw.loop_start()
+            gw.subscribe("commands/#", 1)
+            dev = mqtt.Client(client_id="pump-7")
+            dev.username_pw_set("pump-7", "dev-pass")
+            dev.connect("127.0.0.1", port)
+            dev.loop_start()
+            time.sleep(0.3)
+            dev.publish("commands/pump-8/open-valve/start", "{}", qos=1).wait_for_publish(5)
+            dev.publish("commands/pump-7/open-valve/start", "{}", qos=1).wait_for_publish(5)
+            self.assertTrue(wait_for(lambda: "commands/pump-7/open-valve/start" in seen, 5))
+            time.sleep(0.3)
+            self.assertNotIn("commands/pump-8/open-valve/start", seen)
+            for c in (gw, dev):
+                c.loop_stop()
+                c.disconnect()
+        finally:
+            proc.terminate()
+            proc.wait(5)
+
+
 class ScaleOut(unittest.TestCase):
     def test_three_instances_share_the_load_and_survive_a_kill(self):
         AWS.reset()

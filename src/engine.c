@@ -33,6 +33,7 @@
 #include "notify.h"
 #include "reply.h"
 #include "sigv4.h"
+#include "spool.h"
 #include "stats.h"
 #include "translate.h"
 
@@ -82,6 +83,9 @@ struct engine {
 	unsigned long n_accepted, n_rejected, n_retries;
 	struct stats stats;
 	uint64_t last_stats_ms;
+	struct spool *spool; /* NULL without gateway.spool_dir */
+	uint64_t *delivered; /* spool seqs whose reply the broker has; guarded by lock */
+	size_t n_delivered, cap_delivered;
 	char *host;     /* "host[:port]" of the endpoint */
 	char *url;      /* endpoint + "/command-executions" */
 	char *url_path; /* path part of url */
@@ -126,7 +130,7 @@ static uint32_t random_u32(void)
 	return r;
 }
 
-static void uuid_v4(char out[37])
+static void uuid_v4(char out[CLIENT_TOKEN_MAX + 1])
 {
 	unsigned char b[16];
 	if (RAND_bytes(b, sizeof(b)) != 1)
@@ -147,6 +151,17 @@ static void uuid_v4(char out[37])
 	out[23] = '-';
 	memcpy(out + 24, hex + 20, 12);
 	out[36] = '\0';
+}
+
+/* The token of a request without id or clientToken: the one it had before a
+ * restart when resumed from the spool, else a fresh UUIDv4. */
+static void new_token(char out[CLIENT_TOKEN_MAX + 1], void *ctx)
+{
+	const struct inbound *in = ctx;
+	if (in->resume_token[0])
+		memcpy(out, in->resume_token, sizeof(in->resume_token));
+	else
+		uuid_v4(out);
 }
 
 /* ---- lists ------------------------------------------------------------ */
@@ -200,8 +215,10 @@ static void finish(struct engine *e, struct request *r, const struct outcome *o)
 	sbuf_init(&json);
 	reply_render(o, &json);
 	char err[ERR_LEN] = "";
-	if (topic && mqtt_publish(e->mqtt, topic, json.data, json.len, r->in->qos, 0,
-	                          r->in->correlation, r->in->correlation_len, err) != CG_OK)
+	/* A spooled request leaves the spool once the broker has its reply. */
+	if (topic && mqtt_publish_tracked(e->mqtt, topic, json.data, json.len, r->in->qos,
+	                                  r->in->correlation, r->in->correlation_len,
+	                                  e->spool ? r->in->spool_seq : 0, err) != CG_OK)
 		log_error("reply to %s not published: %s", topic, err);
 	struct sbuf idtext;
 	sbuf_init(&idtext);
@@ -303,6 +320,31 @@ static const struct route *bind_route(struct engine *e, struct request *r, struc
 	return rt;
 }
 
+/* Queue r's ADD record; it becomes durable at the end of this loop turn,
+ * before r's first call starts. */
+static void spool_request(struct engine *e, struct request *r)
+{
+	struct inbound *in = r->in;
+	struct spool_entry s = {
+		.received_ms = in->received_wall_ms,
+		.deadline_ms = in->received_wall_ms + e->cfg->gateway.deadline_ms,
+		.qos = (uint8_t)in->qos,
+		.token = r->tr.client_token,
+		.token_len = strlen(r->tr.client_token),
+		.topic = in->topic,
+		.topic_len = strlen(in->topic),
+		.response_topic = in->response_topic,
+		.response_topic_len = in->response_topic ? strlen(in->response_topic) : 0,
+		.correlation = in->correlation,
+		.correlation_len = in->correlation_len,
+		.has_correlation = in->correlation != NULL,
+		.payload = in->payload,
+		.payload_len = in->len,
+	};
+	spool_add(e->spool, &s);
+	in->spool_seq = s.seq;
+}
+
 /* Validate and either queue r or answer it. */
 static void admit(struct engine *e, struct inbound *in)
 {
@@ -312,6 +354,10 @@ static void admit(struct engine *e, struct inbound *in)
 	r->in = in;
 	translated_init(&r->tr);
 	r->deadline_ms = in->received_ms + (uint64_t)e->cfg->gateway.deadline_ms;
+	if (in->deadline_wall_ms) { /* resumed: keep the original deadline */
+		int64_t left = in->deadline_wall_ms - in->received_wall_ms;
+		r->deadline_ms = in->received_ms + (uint64_t)(left > 0 ? left : 0);
+	}
 	struct vars v = {0};
 	char *storage = NULL;
 	const struct route *rt = bind_route(e, r, &v, &storage);
@@ -336,7 +382,8 @@ static void admit(struct engine *e, struct inbound *in)
 		finish_gateway(e, r, GW_PAYLOAD_TOO_LARGE, err);
 		goto out;
 	}
-	enum cg_err rc = translate_request(rt, &v, in->payload, in->len, uuid_v4, &r->tr, err);
+	enum cg_err rc =
+		translate_request(rt, &v, in->payload, in->len, new_token, in, &r->tr, err);
 	for (size_t i = 0; rc == CG_OK && i < v.n; i++)
 		for (size_t k = 0; k < rt->n_ph; k++)
 			if (strcmp(v.name[i], rt->ph_names[k]) == 0)
@@ -355,6 +402,13 @@ static void admit(struct engine *e, struct inbound *in)
 	if (e->queue.n >= (size_t)e->cfg->gateway.queue_size) {
 		finish_gateway(e, r, GW_OVERLOADED, "too many requests are waiting");
 		goto out;
+	}
+	if (e->spool && !in->spool_seq) {
+		if (spool_live(e->spool) >= (size_t)e->cfg->gateway.spool_max) {
+			finish_gateway(e, r, GW_OVERLOADED, "the spool is full");
+			goto out;
+		}
+		spool_request(e, r);
 	}
 	r->state = RS_QUEUED;
 	list_push(&e->queue, r);
@@ -389,6 +443,70 @@ static void on_inbound(struct inbound *in, void *ctx)
 	 * wake, so a non-empty inbox already has one pending. */
 	if (was_empty)
 		wake(e->wake_fd);
+}
+
+static void on_delivered(uint64_t seq, void *ctx)
+{
+	struct engine *e = ctx;
+	pthread_mutex_lock(&e->lock);
+	if (e->n_delivered == e->cap_delivered) {
+		e->cap_delivered = e->cap_delivered ? 2 * e->cap_delivered : 256;
+		e->delivered = realloc(e->delivered, e->cap_delivered * sizeof(*e->delivered));
+		if (!e->delivered)
+			abort();
+	}
+	e->delivered[e->n_delivered++] = seq;
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Record DONE for delivered replies and make this turn's ADDs durable. */
+static void sync_spool(struct engine *e)
+{
+	if (!e->spool)
+		return;
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < e->n_delivered; i++)
+		spool_done(e->spool, e->delivered[i]);
+	e->n_delivered = 0;
+	pthread_mutex_unlock(&e->lock);
+	char err[ERR_LEN];
+	if (spool_flush(e->spool, 1, err) != CG_OK)
+		log_error("%s", err);
+}
+
+/* A live spool entry found at start: back into the inbox as if it had just
+ * arrived, with its original token and deadline. */
+static void resume_entry(const struct spool_entry *s, void *ctx)
+{
+	struct engine *e = ctx;
+	struct inbound *in = calloc(1, sizeof(*in));
+	if (!in)
+		abort();
+	in->topic = strndup(s->topic, s->topic_len);
+	in->payload = malloc(s->payload_len + 1);
+	if (!in->topic || !in->payload)
+		abort();
+	memcpy(in->payload, s->payload, s->payload_len);
+	in->payload[s->payload_len] = '\0';
+	in->len = s->payload_len;
+	in->qos = s->qos;
+	if (s->response_topic_len)
+		in->response_topic = strndup(s->response_topic, s->response_topic_len);
+	if (s->has_correlation) {
+		in->correlation = malloc(s->correlation_len + 1);
+		memcpy(in->correlation, s->correlation, s->correlation_len);
+		in->correlation_len = s->correlation_len;
+	}
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	int64_t now_wall = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+	in->received_wall_ms = now_wall;
+	in->received_ms = now_ms();
+	/* past its deadline: the deadline becomes "now" and it is answered Expired */
+	in->deadline_wall_ms = s->deadline_ms > now_wall ? s->deadline_ms : now_wall;
+	in->spool_seq = s->seq;
+	snprintf(in->resume_token, sizeof(in->resume_token), "%.*s", (int)s->token_len, s->token);
+	on_inbound(in, e);
 }
 
 static void on_ready(void *ctx)
@@ -712,12 +830,20 @@ static void begin_drain(struct engine *e, uint64_t now)
 	notify_send("STOPPING=1");
 	mqtt_set_filters(e->mqtt, NULL, 0); /* take no new requests */
 	struct list *lists[2] = {&e->queue, &e->retry};
+	size_t kept = 0;
 	for (int i = 0; i < 2; i++)
 		while (lists[i]->head) {
 			struct request *r = lists[i]->head;
 			list_remove(lists[i], r);
-			finish_gateway(e, r, GW_UNAVAILABLE, "the gateway is shutting down");
+			if (e->spool && r->in->spool_seq) { /* resumed at the next start */
+				request_free(r);
+				kept++;
+			} else {
+				finish_gateway(e, r, GW_UNAVAILABLE, "the gateway is shutting down");
+			}
 		}
+	if (kept)
+		log_info("stopping: %zu waiting request(s) stay in the spool", kept);
 }
 
 static void abort_flight(struct engine *e)
@@ -726,6 +852,11 @@ static void abort_flight(struct engine *e)
 		struct request *r = e->flight.head;
 		list_remove(&e->flight, r);
 		http_abort(e->http, &r->call);
+		if (e->spool && r->in->spool_seq) {
+			log_info("stopping: token=%s stays in the spool", r->tr.client_token);
+			request_free(r);
+			continue;
+		}
 		finish_gateway(e, r, GW_UNAVAILABLE,
 		               "the gateway stopped before AWS answered; retry with the same id");
 	}
@@ -791,12 +922,18 @@ static void report_status(struct engine *e)
 int engine_run(struct engine *e)
 {
 	char err[ERR_LEN];
-	struct mqtt_hooks hooks = {on_inbound, on_ready, e};
+	struct mqtt_hooks hooks = {on_inbound, on_ready, on_delivered, e};
 	char **f = route_filters(e->cfg);
 	e->mqtt = mqtt_start(e->cfg, f, e->cfg->n_routes, &hooks, err);
 	free(f);
 	if (!e->mqtt) {
 		log_error("%s", err);
+		return 1;
+	}
+	if (e->spool && spool_recover(e->spool, resume_entry, e, err) != CG_OK) {
+		log_error("%s", err);
+		mqtt_stop(e->mqtt, 0);
+		e->mqtt = NULL;
 		return 1;
 	}
 	uint64_t wd = notify_watchdog_interval_ms(), last_wd = 0, last_status = 0;
@@ -813,6 +950,7 @@ int engine_run(struct engine *e)
 			notify_send("READY=1");
 		}
 		drain_inbox(e);
+		sync_spool(e); /* before any call of a request admitted this turn starts */
 		expire_waiting(e, now);
 		if (e->draining && (e->flight.n == 0 || now >= e->drain_until_ms)) {
 			abort_flight(e);
@@ -850,6 +988,7 @@ int engine_run(struct engine *e)
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
 	e->mqtt = NULL;
+	sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", e->n_accepted, e->n_rejected);
 	return 0;
 }
@@ -869,6 +1008,15 @@ struct engine *engine_new(struct config *cfg, char *err)
 	signal_wake_fd = e->wake_fd;
 	pthread_mutex_init(&e->lock, NULL);
 	e->inbox_tail = &e->inbox;
+	if (*cfg->gateway.spool_dir) {
+		e->spool = spool_open(cfg->gateway.spool_dir, err);
+		if (!e->spool) {
+			pthread_mutex_destroy(&e->lock);
+			close(e->wake_fd);
+			free(e);
+			return NULL;
+		}
+	}
 	e->creds = cred_provider_new(&cfg->aws.credentials);
 	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
@@ -896,6 +1044,8 @@ void engine_free(struct engine *e)
 	}
 	http_client_free(e->http);
 	cred_provider_free(e->creds);
+	spool_close(e->spool);
+	free(e->delivered);
 	sigv4_key_cache_clean_up(&e->keys);
 	config_free(e->cfg);
 	free(e->host);

@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,10 @@ struct mqtt {
 	MQTTAsync_willOptions will;
 	MQTTAsync_SSLOptions ssl;
 };
+
+/* The one client of this process, for delivery callbacks whose context
+ * carries the cookie itself (no allocation per publish). */
+static struct mqtt *the_client;
 
 void inbound_free(struct inbound *m)
 {
@@ -243,6 +248,9 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
 	in->len = (size_t)msg->payloadlen;
 	in->qos = msg->qos;
 	in->received_ms = mono_ms();
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	in->received_wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
 	if (m->version == 5) {
 		MQTTProperty *p =
 		    MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
@@ -389,6 +397,7 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 		m->ssl.privateKey = keep(m, cfg->mqtt.key_file);
 		m->conn.ssl = &m->ssl;
 	}
+	the_client = m;
 	begin_connect(m);
 	return m;
 fail:
@@ -444,9 +453,24 @@ void mqtt_set_filters(struct mqtt *m, char **filters, size_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
-enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, int retained, const void *correlation, size_t correlation_len,
-                         char *err)
+
+static void on_published(void *ctx, MQTTAsync_successData *resp)
+{
+	(void)resp;
+	struct mqtt *m = the_client;
+	if (m && m->hooks.on_delivered)
+		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, m->hooks.ctx);
+}
+
+static void on_published5(void *ctx, MQTTAsync_successData5 *resp)
+{
+	(void)resp;
+	on_published(ctx, NULL);
+}
+
+static enum cg_err publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
+                           int qos, int retained, const void *correlation, size_t correlation_len,
+                           uint64_t cookie, char *err)
 {
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
 	msg.payload = (void *)payload;
@@ -460,12 +484,32 @@ enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload,
 		MQTTProperties_add(&msg.properties, &p);
 	}
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	if (cookie) {
+		ro.context = (void *)(uintptr_t)cookie;
+		if (m->version == 5)
+			ro.onSuccess5 = on_published5;
+		else
+			ro.onSuccess = on_published;
+	}
 	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
 	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS)
-		return cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic,
-		               MQTTAsync_strerror(rc));
+		return cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic, MQTTAsync_strerror(rc));
 	return CG_OK;
+}
+
+enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
+                         int qos, int retained, const void *correlation, size_t correlation_len,
+                         char *err)
+{
+	return publish(m, topic, payload, len, qos, retained, correlation, correlation_len, 0, err);
+}
+
+enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload,
+                                 size_t len, int qos, const void *correlation,
+                                 size_t correlation_len, uint64_t cookie, char *err)
+{
+	return publish(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err);
 }
 
 int mqtt_connected(const struct mqtt *m)
@@ -497,6 +541,7 @@ void mqtt_stop(struct mqtt *m, int timeout_ms)
 			usleep(10000);
 	}
 	MQTTAsync_destroy(&m->client);
+	the_client = NULL;
 	pthread_mutex_lock(&m->lock);
 	set_filters_locked(m, NULL, 0);
 	pthread_mutex_unlock(&m->lock);

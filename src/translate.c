@@ -353,7 +353,8 @@ static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const c
 }
 
 enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, token_fn new_token, struct translated *out, char *err)
+                              size_t len, token_fn new_token, void *token_ctx,
+                              struct translated *out, char *err)
 {
 	json_t *root = NULL, *params = NULL, *body = json_object();
 	char id_text[300];
@@ -397,7 +398,7 @@ enum cg_err translate_request(const struct route *r, const struct vars *vars, co
 		                    out->client_token);
 		out->token_kind = TOKEN_DERIVED;
 	} else {
-		new_token(out->client_token);
+		new_token(out->client_token, token_ctx);
 		out->token_kind = TOKEN_RANDOM;
 	}
 	json_object_set_new(body, "clientToken", json_string(out->client_token));

@@ -34,9 +34,10 @@ void translated_clean_up(struct translated *t);
  * use. new_token writes a fresh random token (a UUIDv4 text); it is called
  * only when the request has neither clientToken nor id.
  */
-typedef void (*token_fn)(char out[37]);
+typedef void (*token_fn)(char out[CLIENT_TOKEN_MAX + 1], void *ctx);
 enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, token_fn new_token, struct translated *out, char *err);
+                              size_t len, token_fn new_token, void *token_ctx,
+                              struct translated *out, char *err);
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */
 void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65]);

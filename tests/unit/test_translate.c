@@ -24,8 +24,9 @@ static int setup(void **s)
 	return 0;
 }
 
-static void fixed_token(char out[37])
+static void fixed_token(char out[CLIENT_TOKEN_MAX + 1], void *ctx)
 {
+	(void)ctx;
 	memcpy(out, RANDOM_TOKEN, 37);
 }
 
@@ -34,7 +35,7 @@ static enum cg_err run(const char *payload, size_t len, struct translated *t, ch
 {
 	translated_init(t);
 	err[0] = '\0';
-	return translate_request(&route, &vars, payload, len, fixed_token, t, err);
+	return translate_request(&route, &vars, payload, len, fixed_token, NULL, t, err);
 }
 
 static void ok_body(const char *payload, const char *want_body)

@@ -1,0 +1,39 @@
+/*
+ * spool: requests made durable on disk (gateway.spool_dir), the file edge
+ * of the spool format.
+ *
+ * One append-only file, spool.log. The engine adds a record per accepted
+ * request and one per answered request; records are batched and written
+ * with one write() and one fdatasync() per engine loop turn, so many
+ * concurrent requests share a sync. At start the file is read (stopping at
+ * a torn or corrupt tail, which is logged), the entries without a DONE are
+ * handed back, and the file is rewritten with just those.
+ */
+#ifndef CMDGATE_SPOOL_H
+#define CMDGATE_SPOOL_H
+
+#include "err.h"
+#include "spool_format.h"
+
+struct spool;
+
+/* Open (creating the directory and file if needed). */
+struct spool *spool_open(const char *dir, char *err);
+void spool_close(struct spool *s);
+
+/* Read every live entry (in order), call cb for each, then compact the file.
+ * The entry's views are valid during the call only. */
+typedef void (*spool_entry_fn)(const struct spool_entry *e, void *ctx);
+enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *err);
+
+/* Queue an ADD (e->seq is assigned) or a DONE record for the next flush. */
+void spool_add(struct spool *s, struct spool_entry *e);
+void spool_done(struct spool *s, uint64_t seq);
+/* Write what is queued; with sync, make it durable (fdatasync). */
+enum cg_err spool_flush(struct spool *s, int sync, char *err);
+/* Entries added and not yet done. */
+size_t spool_live(const struct spool *s);
+/* Whether ADD records are queued but not yet durable. */
+int spool_pending_adds(const struct spool *s);
+
+#endif

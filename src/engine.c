@@ -53,6 +53,7 @@ struct request {
 	uint64_t deadline_ms, next_try_ms;
 	unsigned attempts;
 	int skew_retried, token_retried;
+	unsigned waits; /* retries that used no attempt (endpoint unreachable) */
 	uint64_t cred_generation;
 	struct http_call call;
 	/* the last failure, for the final reply when retries run out */
@@ -589,11 +590,20 @@ static void launch(struct engine *e, struct request *r, uint64_t now)
 	}
 }
 
-/* Schedule a retry of r if attempts and deadline allow; else answer it. */
-static void retry_or_finish(struct engine *e, struct request *r, uint64_t now)
+/* Schedule a retry of r if attempts and deadline allow; else answer it.
+ * A call that never reached the endpoint does not use up an attempt: while
+ * AWS is unreachable, requests wait (with backoff) until their deadline. */
+static void retry_or_finish(struct engine *e, struct request *r, uint64_t now, int not_sent)
 {
+	if (not_sent) {
+		r->attempts--;
+		r->waits++;
+	}
+	unsigned step = r->attempts + r->waits;
 	uint64_t delay =
-	    backoff_full_jitter(r->attempts, RETRY_BASE_MS, RETRY_CAP_MS, random_u32());
+	    backoff_full_jitter(step ? step : 1, RETRY_BASE_MS, RETRY_CAP_MS, random_u32());
+	if (not_sent && now + delay >= r->deadline_ms && now + 50 < r->deadline_ms)
+		delay = r->deadline_ms - now - 50; /* one last try just before the deadline */
 	if (r->attempts >= (unsigned)e->cfg->aws.max_attempts || now + delay >= r->deadline_ms ||
 	    e->draining) {
 		finish_last_error(e, r);
@@ -658,7 +668,7 @@ static void on_response(struct engine *e, struct request *r, uint64_t now)
 	}
 	r->last_aws = ae;
 	r->last_was_aws = 1;
-	retry_or_finish(e, r, now);
+	retry_or_finish(e, r, now, 0);
 }
 
 static void on_done(struct http_call *call, void *ctx)
@@ -676,7 +686,7 @@ static void on_done(struct http_call *call, void *ctx)
 		         call->errbuf, cg_strerror(call->result));
 		r->last_was_aws = 0;
 		log_debug("call token=%s failed: %s", r->tr.client_token, r->last_err);
-		retry_or_finish(e, r, now);
+		retry_or_finish(e, r, now, call->not_sent);
 	}
 }
 

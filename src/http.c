@@ -216,6 +216,13 @@ void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_do
 		struct http_call *call = NULL;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
 		call->result = classify(m->data.result);
+		/* Refused, unresolvable or never connected: the endpoint cannot have
+		 * seen the request, so waiting and trying again costs nothing. */
+		curl_off_t connect_us = 0;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_CONNECT_TIME_T, &connect_us);
+		call->not_sent = m->data.result == CURLE_COULDNT_CONNECT ||
+		                 m->data.result == CURLE_COULDNT_RESOLVE_HOST ||
+		                 (m->data.result == CURLE_OPERATION_TIMEDOUT && connect_us == 0);
 		if (call->result == CG_OK)
 			curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &call->status);
 		else if (!call->errbuf[0])

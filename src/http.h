@@ -23,6 +23,7 @@ struct http_call {
 	char date[64];        /* Date */
 	char errbuf[CURL_ERROR_SIZE];
 	enum cg_err result; /* CG_OK: a response arrived (any status) */
+	int not_sent;       /* failed before the request could reach the endpoint */
 	void *user;
 };
 

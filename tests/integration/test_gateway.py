@@ -386,12 +386,19 @@ class SlowEndpoint(GatewayCase):
 class Unreachable(GatewayCase):
     endpoint = f"http://127.0.0.1:{free_port()}"
     aws_extra = "max_attempts = 2; connect_timeout_ms = 500;"
+    gateway_extra = "deadline_ms = 2500;"
 
-    def test_unreachable_endpoint_is_unavailable(self):
-        r, _ = self.dev.request(self.thing(), "c1", {"id": "u"})
+    def test_unreachable_endpoint_waits_for_the_deadline_then_is_unavailable(self):
+        start = time.time()
+        r, _ = self.dev.request(self.thing(), "c1", {"id": "u"}, timeout=10)
+        took = time.time() - start
         self.assertEqual(r["code"], "Unavailable")
         self.assertIs(r["retryable"], True)
         self.assertIn("endpoint unreachable", r["message"])
+        # more than max_attempts tries were made: it waited, then gave up at the deadline
+        self.assertGreater(took, 2.0)
+        self.assertLess(took, 4.0)
+        self.assertGreater(self.gw.text().count("attempt="), 2)
 
 
 class NoCredentials(GatewayCase):

@@ -51,6 +51,7 @@ step "unit tests" run_units build
 step "integration tests" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_gateway.py
 step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_credentials.py
 step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py
+step "durability and faults" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_durability.py
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug ||
@@ -62,6 +63,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	step "integration tests (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_gateway.py
 	step "credential sources (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_credentials.py
 	step "operations (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_operations.py
+	step "durability and faults (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_durability.py
 	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
 step "systemd unit" bash tests/service_check.sh

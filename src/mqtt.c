@@ -24,6 +24,8 @@
 
 #include "jsonw.h"
 #include "log.h"
+
+#define SESSION_EXPIRY_S 300
 #include "sbuf.h"
 
 #ifndef CMDGATE_VERSION
@@ -52,6 +54,7 @@ struct mqtt {
 	MQTTAsync_connectOptions conn;
 	MQTTAsync_willOptions will;
 	MQTTAsync_SSLOptions ssl;
+	MQTTProperties connect_props;
 };
 
 /* The one client of this process, for delivery callbacks whose context
@@ -354,7 +357,13 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 	if (m->version == 5) {
 		MQTTAsync_connectOptions c5 = MQTTAsync_connectOptions_initializer5;
 		m->conn = c5;
-		m->conn.cleanstart = 1;
+		/* A session that outlives a short restart: the broker keeps the
+		 * subscriptions and queues QoS 1 requests while the gateway is away. */
+		m->conn.cleanstart = 0;
+		MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
+		expiry.value.integer4 = SESSION_EXPIRY_S;
+		MQTTProperties_add(&m->connect_props, &expiry);
+		m->conn.connectProperties = &m->connect_props;
 		m->conn.onFailure5 = on_connect_failed5;
 	} else {
 		MQTTAsync_connectOptions c4 = MQTTAsync_connectOptions_initializer;
@@ -552,6 +561,7 @@ void mqtt_stop(struct mqtt *m, int timeout_ms)
 	free(m->status_topic);
 	for (size_t i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
+	MQTTProperties_free(&m->connect_props);
 	if (m->password) {
 		memset(m->password, 0, strlen(m->password));
 		free(m->password);

@@ -488,13 +488,14 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--http-port", type=int, default=0)
     p.add_argument("--container-token", default="", help="required Authorization for /creds")
     p.add_argument("--iot-thing", default="gw-thing", help="expected x-amzn-iot-thingname")
     p.add_argument("--client-ca", help="CA for client certificates: adds an mTLS listener")
     args = p.parse_args()
     state = State(args)
     servers = []
-    plain = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    plain = ThreadingHTTPServer(("127.0.0.1", args.http_port), Handler)
     servers.append(plain)
     if args.cert:
         tls = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

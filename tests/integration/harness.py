@@ -66,8 +66,8 @@ def make_pki(d):
 
 
 class Mosquitto:
-    def __init__(self, tmp, pki=None):
-        self.port = free_port()
+    def __init__(self, tmp, pki=None, port=None):
+        self.port = port or free_port()
         self.tls_port = free_port() if pki else None
         conf = os.path.join(tmp, f"mosquitto-{self.port}.conf")
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
@@ -104,7 +104,7 @@ class Mosquitto:
 
 class FakeAws:
     def __init__(self, tmp, pki=None, session_token="", region="eu-west-1", container_token="",
-                 mtls=False):
+                 mtls=False, http_port=0):
         pf = os.path.join(tmp, f"fake-{time.time_ns()}.ports")
         args = [PYTHON, FAKE, "--port-file", pf, "--region", region, "--access-key", AKID,
                 "--secret", SECRET]
@@ -116,6 +116,8 @@ class FakeAws:
             args += ["--client-ca", pki["ca"]]
         if container_token:
             args += ["--container-token", container_token]
+        if http_port:
+            args += ["--http-port", str(http_port)]
         self.log = open(pf + ".log", "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         if not wait_for(lambda: os.path.exists(pf), 10):

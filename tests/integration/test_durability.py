@@ -1,0 +1,296 @@
+"""Nothing lost, nothing twice (issue 4): the spool across SIGKILLs, an
+unreachable endpoint, a broker restart, a burst over capacity and hostile
+payloads. Every test is bounded in count and time."""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Device, FakeAws, Gateway, Mosquitto, config, free_port, wait_for  # noqa
+
+TMP = BROKER = AWS = None
+
+
+def setUpModule():
+    global TMP, BROKER, AWS
+    TMP = tempfile.mkdtemp(prefix="cmdgate-dur-")
+    BROKER = Mosquitto(TMP)
+    AWS = FakeAws(TMP)
+
+
+def tearDownModule():
+    AWS.stop()
+    BROKER.stop()
+
+
+class Collector:
+    """Replies by request topic; a device that repeats unanswered requests."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.lock = threading.Lock()
+        self.replies = {}
+        dev.c.on_message = self.on_message
+
+    def on_message(self, c, u, m):
+        if m.topic.endswith(("/accepted", "/rejected")):
+            base = m.topic.rsplit("/", 1)[0]
+            with self.lock:
+                self.replies.setdefault(base, []).append(json.loads(m.payload))
+
+    def answered(self, base):
+        with self.lock:
+            return base in self.replies
+
+    def wait_all(self, requests, timeout, retry_after=None):
+        """requests: {topic: payload}; repeat unanswered ones after retry_after s."""
+        sent = {t: time.time() for t in requests}
+        end = time.time() + timeout
+        while time.time() < end:
+            missing = [t for t in requests if not self.answered(t)]
+            if not missing:
+                return []
+            if retry_after:
+                for t in missing:
+                    if time.time() - sent[t] > retry_after:
+                        self.dev.publish(t, requests[t])
+                        sent[t] = time.time()
+            time.sleep(0.1)
+        return [t for t in requests if not self.answered(t)]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class CrashLoop(unittest.TestCase):
+    def test_sigkill_at_random_moments_loses_nothing_and_starts_nothing_twice(self):
+        AWS.reset()
+        AWS.control(delay_ms=150)
+        spool = os.path.join(TMP, "spool-crash")
+        conf = config(BROKER.port, AWS.url, mqtt_extra='client_id = "gw-crash";',
+                      gateway_extra=f'spool_dir = "{spool}"; deadline_ms = 60000; '
+                                    'max_inflight = 8;')
+        conf = conf.replace('level = "debug"', 'level = "info"')
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        rnd = random.Random(4)
+        requests = {}
+        for i in range(240):
+            topic = f"commands/crash-{i % 12}/c{i}/start"
+            # half carry an id, half do not (their token is random, and spooled)
+            requests[topic] = json.dumps({"id": i}) if i % 2 == 0 else ""
+        kills = 0
+        try:
+            items = list(requests.items())
+            for k, (topic, payload) in enumerate(items):
+                dev.publish(topic, payload)
+                if k % 30 == 29:
+                    time.sleep(rnd.uniform(0.1, 0.6))
+                    gw.proc.send_signal(signal.SIGKILL)
+                    gw.proc.wait(5)
+                    kills += 1
+                    gw = Gateway(TMP, conf)
+            # a device that heard nothing for a long time repeats the same request
+            missing = col.wait_all(requests, timeout=90, retry_after=20)
+            self.assertEqual(missing, [])
+            self.assertGreaterEqual(kills, 7)
+            calls = AWS.calls()
+            by_target = {}
+            for c in calls:
+                body = json.loads(c["body"])
+                key = body["commandArn"]  # one command name per request
+                by_target.setdefault(key, set()).add(c["clientToken"])
+            self.assertEqual(len(by_target), len(requests))
+            twice = {k: v for k, v in by_target.items() if len(v) != 1}
+            self.assertEqual(twice, {}, "a request reached AWS with two client tokens")
+            started = [c for c in calls if c["outcome"] == "started"]
+            self.assertEqual(len(started), len(requests))
+            for topic, rs in col.replies.items():
+                self.assertTrue(all(r["status"] == "accepted" for r in rs), rs)
+                self.assertEqual(len({r["executionId"] for r in rs}), 1, rs)
+            resumed = "to resume from" in "".join(open(g.logpath).read() for g in
+                                                   __import__("harness").STARTED[-kills:])
+            self.assertTrue(resumed, "no restart found requests in the spool")
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class EndpointOutage(unittest.TestCase):
+    def test_down_longer_than_retries_but_shorter_than_deadline(self):
+        port = free_port()
+        conf = config(BROKER.port, f"http://127.0.0.1:{port}",
+                      aws_extra="max_attempts = 2; connect_timeout_ms = 300;",
+                      gateway_extra="deadline_ms = 15000;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        aws = None
+        try:
+            requests = {f"commands/out-{i}/c1/start": json.dumps({"id": i}) for i in range(10)}
+            for t, p in requests.items():
+                dev.publish(t, p)
+            time.sleep(3)  # several retry rounds with nothing listening
+            self.assertEqual([t for t in requests if col.answered(t)], [])
+            aws = FakeAws(TMP, http_port=port)
+            self.assertEqual(col.wait_all(requests, timeout=15), [])
+            for rs in col.replies.values():
+                self.assertEqual(rs[0]["status"], "accepted")
+        finally:
+            dev.close()
+            gw.stop()
+            if aws:
+                aws.stop()
+
+    def test_down_past_the_deadline(self):
+        port = free_port()
+        conf = config(BROKER.port, f"http://127.0.0.1:{port}",
+                      aws_extra="connect_timeout_ms = 300;", gateway_extra="deadline_ms = 2000;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        try:
+            r, _ = dev.request("down-1", "c1", {"id": 1}, timeout=8)
+            self.assertEqual(r["code"], "Unavailable")
+            self.assertIs(r["retryable"], True)
+        finally:
+            dev.close()
+            gw.stop()
+
+
+class Burst(unittest.TestCase):
+    def test_ten_times_over_capacity(self):
+        AWS.reset()
+        AWS.control(delay_ms=100)
+        conf = config(BROKER.port, AWS.url, mqtt_extra="keepalive = 2;",
+                      gateway_extra="queue_size = 40; max_inflight = 4; deadline_ms = 30000;")
+        conf = conf.replace('level = "debug"', 'level = "info"')
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            base_rss = rss_kib(gw.proc.pid)
+            requests = {f"commands/burst-{i % 20}/c{i}/start": json.dumps({"id": i})
+                        for i in range(440)}
+            for t, p in requests.items():
+                dev.publish(t, p)
+            self.assertEqual(col.wait_all(requests, timeout=60), [])
+            codes = [rs[0].get("code", "accepted") for rs in col.replies.values()]
+            self.assertGreater(codes.count("Overloaded"), 300)
+            self.assertGreaterEqual(codes.count("accepted"), 40)
+            self.assertEqual(set(codes), {"accepted", "Overloaded"})
+            self.assertLess(rss_kib(gw.proc.pid) - base_rss, 16 * 1024)
+            # the broker never lost the gateway: keepalive held under the burst
+            self.assertNotIn("connection lost", gw.text())
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class HostilePayloads(unittest.TestCase):
+    def test_thousands_of_hostile_payloads_each_answered(self):
+        rnd = random.Random(7)
+        gw = Gateway(TMP, config(BROKER.port, AWS.url).replace('level = "debug"',
+                                                                'level = "warn"'),
+                     wait_ready=False)
+        self.assertTrue(wait_for(lambda: gw.proc.poll() is None, 2))
+        time.sleep(0.5)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        samples = [b"\xff\xfe\xfd", b"{" * 5000 + b"}" * 5000, b"[" * 100000,
+                   b'{"parameters":{"a":1' + b"9" * 400 + b"}}", b'{"id":"a\x00b"}',
+                   b'{"id":1,"id":2}', b"\x00" * 64, b'{"parameters":{"x":{"S":"' + b"\xc3" + b'"}}}',
+                   b'{"parameters":{"x":1e999999}}', b'"' + b"\\u0000" * 100 + b'"',
+                   b'{"timeout":-1e308}', b"null", b"{\"id\":" + b"1" * 100 + b"}"]
+        requests = {}
+        try:
+            for i in range(3000):
+                if i < len(samples):
+                    p = samples[i]
+                else:
+                    n = rnd.choice((0, 1, 8, 64, 300))
+                    p = bytes(rnd.getrandbits(8) for _ in range(n))
+                    if i % 3 == 0:
+                        p = b'{"id":' + p + b"}"
+                topic = f"commands/hostile/h{i}/start"
+                requests[topic] = p
+                dev.publish(topic, p)
+            self.assertEqual(col.wait_all(requests, timeout=60), [])
+            self.assertIsNone(gw.proc.poll())  # still alive
+            after = {"commands/hostile-ok/c1/start": json.dumps({"id": "after"})}
+            dev.publish("commands/hostile-ok/c1/start", after["commands/hostile-ok/c1/start"])
+            self.assertEqual(col.wait_all(after, timeout=10), [])
+            self.assertEqual(col.replies["commands/hostile-ok/c1/start"][0]["status"], "accepted")
+            codes = {rs[0].get("code") for t, rs in col.replies.items() if "/hostile/" in t}
+            self.assertEqual(codes - {"InvalidRequest", "PayloadTooLarge", None}, set())
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class BrokerRestart(unittest.TestCase):
+    def test_broker_restart_mid_load(self):
+        AWS.reset()
+        AWS.control(delay_ms=300)
+        broker = Mosquitto(TMP)
+        conf = config(broker.port, AWS.url, mqtt_extra='client_id = "gw-restart";',
+                      gateway_extra="max_inflight = 4; deadline_ms = 60000;")
+        gw = Gateway(TMP, conf)
+        dev = Device(broker.port)
+        col = Collector(dev)
+        dev.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("commands/#", qos=1)
+        try:
+            requests = {f"commands/br-{i}/c1/start": json.dumps({"id": i}) for i in range(30)}
+            for t, p in requests.items():
+                dev.publish(t, p)
+            time.sleep(0.8)
+            port = broker.port
+            broker.stop()
+            time.sleep(1)
+            broker = Mosquitto.__new__(Mosquitto)
+            Mosquitto.__init__(broker, TMP, port=port)
+            self.assertTrue(wait_for(lambda: "mqtt: connected" in gw.text().split("connection lost")[-1], 20))
+            # replies made while the broker was away are delivered after it is back;
+            # what the device missed it asks again for, with the same id
+            self.assertEqual(col.wait_all(requests, timeout=40, retry_after=8), [])
+            started = [c for c in AWS.calls() if c["outcome"] == "started"]
+            self.assertEqual(len(started), len(requests))
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            gw.stop()
+            broker.stop()
+
+
+class ZzEveryGatewayRun(unittest.TestCase):
+    def test_no_crash_and_no_sanitizer_report(self):
+        import harness
+        for g in harness.STARTED:
+            if g.rc is None:
+                g.stop()
+            text = g.text()
+            for marker in ("Sanitizer", "runtime error:", "Segmentation"):
+                self.assertNotIn(marker, text, g.logpath)
+            self.assertIn(g.rc, (0, -9), g.logpath)  # -9: killed on purpose
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
+    sys.exit(1 if failed or result.testsRun == 0 else 0)

@@ -9,7 +9,7 @@ PACKAGES=(
 	libcmocka-dev libsystemd-dev
 	mosquitto mosquitto-clients openssl ca-certificates
 	python3 python3-paho-mqtt python3-prometheus-client
-	valgrind systemd lintian dpkg-dev
+	valgrind systemd lintian dpkg-dev clang libclang-rt-14-dev
 )
 [ "${1:-}" = "--print" ] && { echo "${PACKAGES[@]}"; exit 0; }
 

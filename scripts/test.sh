@@ -4,7 +4,8 @@
 #   2. cmocka unit tests of the pure core
 #   3. integration tests: real mosquitto + local AWS endpoint + build/cmdgate
 #   4. the same two against an ASan+UBSan build
-#   5. valgrind: 1,000 requests through the gateway, no leak
+#   5. the systemd unit, the Debian package, libFuzzer targets 60 s each
+#   6. valgrind: 1,000 requests through the gateway, no leak
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +69,7 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 step "systemd unit" bash tests/service_check.sh
 step "Debian package" bash tests/package_check.sh
+step "fuzzing (libFuzzer, ASan+UBSan, 60 s each)" bash scripts/fuzz.sh
 step "valgrind: 1000 requests" timeout 600 $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
 
 echo

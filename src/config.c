@@ -480,13 +480,16 @@ char *config_default_endpoint(const char *region)
 	return sbuf_steal(&b);
 }
 
-struct config *config_load(const char *path, char *err)
+/* Parse from a file (text NULL) or from text named path. */
+static struct config *load(const char *path, const char *text, char *err)
 {
 	config_t cfg;
 	config_init(&cfg);
 	struct config *c = calloc(1, sizeof(*c));
 	enum cg_err rc = CG_CONFIG;
-	if (!config_read_file(&cfg, path)) {
+	if (text)
+		config_set_include_dir(&cfg, "/nonexistent"); /* text may not pull in files */
+	if (!(text ? config_read_string(&cfg, text) : config_read_file(&cfg, path))) {
 		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
 			cg_fail(err, CG_CONFIG, "%s: cannot read the file", path);
 		else
@@ -528,6 +531,16 @@ out:
 		return NULL;
 	}
 	return c;
+}
+
+struct config *config_load(const char *path, char *err)
+{
+	return load(path, NULL, err);
+}
+
+struct config *config_load_text(const char *text, const char *name, char *err)
+{
+	return load(name, text, err);
 }
 
 void config_free(struct config *c)

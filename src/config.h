@@ -62,6 +62,8 @@ struct config {
 
 /* Load, validate and check path. Returns NULL and fills err on failure. */
 struct config *config_load(const char *path, char *err);
+/* The same from text (no @include), reporting errors against name. */
+struct config *config_load_text(const char *text, const char *name, char *err);
 void config_free(struct config *c);
 
 /* The default endpoint for a region. Caller frees. */

@@ -327,20 +327,20 @@ static void spool_request(struct engine *e, struct request *r)
 {
 	struct inbound *in = r->in;
 	struct spool_entry s = {
-		.received_ms = in->received_wall_ms,
-		.deadline_ms = in->received_wall_ms + e->cfg->gateway.deadline_ms,
-		.qos = (uint8_t)in->qos,
-		.token = r->tr.client_token,
-		.token_len = strlen(r->tr.client_token),
-		.topic = in->topic,
-		.topic_len = strlen(in->topic),
-		.response_topic = in->response_topic,
-		.response_topic_len = in->response_topic ? strlen(in->response_topic) : 0,
-		.correlation = in->correlation,
-		.correlation_len = in->correlation_len,
-		.has_correlation = in->correlation != NULL,
-		.payload = in->payload,
-		.payload_len = in->len,
+	    .received_ms = in->received_wall_ms,
+	    .deadline_ms = in->received_wall_ms + e->cfg->gateway.deadline_ms,
+	    .qos = (uint8_t)in->qos,
+	    .token = r->tr.client_token,
+	    .token_len = strlen(r->tr.client_token),
+	    .topic = in->topic,
+	    .topic_len = strlen(in->topic),
+	    .response_topic = in->response_topic,
+	    .response_topic_len = in->response_topic ? strlen(in->response_topic) : 0,
+	    .correlation = in->correlation,
+	    .correlation_len = in->correlation_len,
+	    .has_correlation = in->correlation != NULL,
+	    .payload = in->payload,
+	    .payload_len = in->len,
 	};
 	spool_add(e->spool, &s);
 	in->spool_seq = s.seq;
@@ -384,7 +384,7 @@ static void admit(struct engine *e, struct inbound *in)
 		goto out;
 	}
 	enum cg_err rc =
-		translate_request(rt, &v, in->payload, in->len, new_token, in, &r->tr, err);
+	    translate_request(rt, &v, in->payload, in->len, new_token, in, &r->tr, err);
 	for (size_t i = 0; rc == CG_OK && i < v.n; i++)
 		for (size_t k = 0; k < rt->n_ph; k++)
 			if (strcmp(v.name[i], rt->ph_names[k]) == 0)
@@ -849,7 +849,8 @@ static void begin_drain(struct engine *e, uint64_t now)
 				request_free(r);
 				kept++;
 			} else {
-				finish_gateway(e, r, GW_UNAVAILABLE, "the gateway is shutting down");
+				finish_gateway(e, r, GW_UNAVAILABLE,
+				               "the gateway is shutting down");
 			}
 		}
 	if (kept)

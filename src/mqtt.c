@@ -462,7 +462,6 @@ void mqtt_set_filters(struct mqtt *m, char **filters, size_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
-
 static void on_published(void *ctx, MQTTAsync_successData *resp)
 {
 	(void)resp;
@@ -503,7 +502,8 @@ static enum cg_err publish(struct mqtt *m, const char *topic, const char *payloa
 	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
 	MQTTProperties_free(&msg.properties);
 	if (rc != MQTTASYNC_SUCCESS)
-		return cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic, MQTTAsync_strerror(rc));
+		return cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic,
+		               MQTTAsync_strerror(rc));
 	return CG_OK;
 }
 
@@ -514,9 +514,9 @@ enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload,
 	return publish(m, topic, payload, len, qos, retained, correlation, correlation_len, 0, err);
 }
 
-enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload,
-                                 size_t len, int qos, const void *correlation,
-                                 size_t correlation_len, uint64_t cookie, char *err)
+enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload, size_t len,
+                                 int qos, const void *correlation, size_t correlation_len,
+                                 uint64_t cookie, char *err)
 {
 	return publish(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err);
 }

@@ -23,12 +23,12 @@ struct inbound {
 	char *response_topic; /* MQTT 5, or NULL */
 	void *correlation;    /* MQTT 5, or NULL */
 	size_t correlation_len;
-	uint64_t received_ms;      /* monotonic */
-	int64_t received_wall_ms;  /* wall clock, for the spool */
+	uint64_t received_ms;     /* monotonic */
+	int64_t received_wall_ms; /* wall clock, for the spool */
 	/* set for requests resumed from the spool */
-	uint64_t spool_seq;        /* 0: not in the spool */
-	int64_t deadline_wall_ms;  /* 0: from the configuration */
-	char resume_token[65];     /* "": none */
+	uint64_t spool_seq;       /* 0: not in the spool */
+	int64_t deadline_wall_ms; /* 0: from the configuration */
+	char resume_token[65];    /* "": none */
 };
 
 void inbound_free(struct inbound *m);
@@ -56,9 +56,9 @@ enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload,
                          int qos, int retained, const void *correlation, size_t correlation_len,
                          char *err);
 /* Like mqtt_publish; hooks.on_delivered(cookie) once the broker has it. */
-enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload,
-                                 size_t len, int qos, const void *correlation,
-                                 size_t correlation_len, uint64_t cookie, char *err);
+enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload, size_t len,
+                                 int qos, const void *correlation, size_t correlation_len,
+                                 uint64_t cookie, char *err);
 int mqtt_connected(const struct mqtt *m);
 /* Publish offline status, wait up to timeout_ms for pending sends, disconnect. */
 void mqtt_stop(struct mqtt *m, int timeout_ms);

@@ -135,7 +135,8 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 	struct sbuf fresh;
 	sbuf_init(&fresh);
 	s->live = 0;
-	for (pos = 0; pos < end && spool_decode((unsigned char *)data.data, end, &pos, &t, &e) == 1;) {
+	for (pos = 0;
+	     pos < end && spool_decode((unsigned char *)data.data, end, &pos, &t, &e) == 1;) {
 		if (t != SPOOL_ADD || bsearch(&e.seq, done, ndone, sizeof(*done), cmp_u64))
 			continue;
 		spool_encode_add(&fresh, &e);
@@ -145,8 +146,8 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 	free(done);
 	enum cg_err out = CG_OK;
 	int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, fresh.data, fresh.len) != (ssize_t)fresh.len || fdatasync(fd) != 0 ||
-	    rename(s->tmp_path, s->path) != 0 || fsync_dir(s->dir) != 0) {
+	if (fd < 0 || write(fd, fresh.data, fresh.len) != (ssize_t)fresh.len ||
+	    fdatasync(fd) != 0 || rename(s->tmp_path, s->path) != 0 || fsync_dir(s->dir) != 0) {
 		out = cg_fail(err, CG_IO, "spool: cannot rewrite %s: %s", s->path, strerror(errno));
 	} else {
 		close(s->fd);
@@ -191,7 +192,8 @@ enum cg_err spool_flush(struct spool *s, int sync, char *err)
 	}
 	if (sync && s->batch_adds) {
 		if (fdatasync(s->fd) != 0)
-			return cg_fail(err, CG_IO, "spool: fdatasync %s: %s", s->path, strerror(errno));
+			return cg_fail(err, CG_IO, "spool: fdatasync %s: %s", s->path,
+			               strerror(errno));
 		s->batch_adds = 0;
 	}
 	if (s->live == 0 && s->size > (off_t)TRUNCATE_AT && !s->batch_adds) {

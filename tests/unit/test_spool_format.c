@@ -6,21 +6,21 @@
 static struct spool_entry sample(uint64_t seq)
 {
 	struct spool_entry e = {
-		.seq = seq,
-		.received_ms = 1795686000000,
-		.deadline_ms = 1795686030000,
-		.qos = 1,
-		.token = "29fcc73786ce102dd6f95126366aa689",
-		.token_len = 32,
-		.topic = "commands/pump-7/open-valve/start",
-		.topic_len = 32,
-		.response_topic = "replies/x",
-		.response_topic_len = 9,
-		.correlation = "\0\1\2",
-		.correlation_len = 3,
-		.has_correlation = 1,
-		.payload = "{\"id\":\"r-42\"}",
-		.payload_len = 13,
+	    .seq = seq,
+	    .received_ms = 1795686000000,
+	    .deadline_ms = 1795686030000,
+	    .qos = 1,
+	    .token = "29fcc73786ce102dd6f95126366aa689",
+	    .token_len = 32,
+	    .topic = "commands/pump-7/open-valve/start",
+	    .topic_len = 32,
+	    .response_topic = "replies/x",
+	    .response_topic_len = 9,
+	    .correlation = "\0\1\2",
+	    .correlation_len = 3,
+	    .has_correlation = 1,
+	    .payload = "{\"id\":\"r-42\"}",
+	    .payload_len = 13,
 	};
 	return e;
 }
@@ -103,10 +103,10 @@ static void crc32_known_value(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		TEST(add_and_done_round_trip),
-		TEST(every_torn_tail_is_detected),
-		TEST(every_flipped_byte_is_detected),
-		TEST(crc32_known_value),
+	    TEST(add_and_done_round_trip),
+	    TEST(every_torn_tail_is_detected),
+	    TEST(every_flipped_byte_is_detected),
+	    TEST(crc32_known_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

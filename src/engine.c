@@ -27,6 +27,7 @@
 #include "awserr.h"
 #include "backoff.h"
 #include "credentials.h"
+#include "fairq.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
@@ -43,7 +44,10 @@
 
 enum req_state { RS_QUEUED, RS_FLIGHT, RS_RETRY };
 
+/* fq is the first member: a struct fq_item * from the fair queue is the
+ * request itself. */
 struct request {
+	struct fq_item fq; /* while waiting for its first call (RS_QUEUED) */
 	struct request *next, *prev;
 	enum req_state state;
 	struct inbound *in; /* owned */
@@ -75,7 +79,8 @@ struct engine {
 	int wake_fd;
 	pthread_mutex_t lock; /* guards inbox */
 	struct inbound *inbox, **inbox_tail;
-	struct list queue, retry, flight;
+	struct fairq *waiting; /* RS_QUEUED: per thing, round-robin */
+	struct list retry, flight;
 	struct sigv4_key_cache keys;
 	long skew_s; /* server clock minus ours */
 	struct rate_limiter rate;
@@ -400,8 +405,13 @@ static void admit(struct engine *e, struct inbound *in)
 		finish_gateway(e, r, GW_FORBIDDEN, err);
 		goto out;
 	}
-	if (e->queue.n >= (size_t)e->cfg->gateway.queue_size) {
+	if (fairq_len(e->waiting) >= (size_t)e->cfg->gateway.queue_size) {
 		finish_gateway(e, r, GW_OVERLOADED, "too many requests are waiting");
+		goto out;
+	}
+	if (!in->spool_seq &&
+	    !fairq_admit(e->waiting, r->thing, e->cfg->gateway.per_thing_rate, now_ms())) {
+		finish_gateway(e, r, GW_OVERLOADED, "this thing exceeded gateway.per_thing_rate");
 		goto out;
 	}
 	if (e->spool && !in->spool_seq) {
@@ -412,7 +422,8 @@ static void admit(struct engine *e, struct inbound *in)
 		spool_request(e, r);
 	}
 	r->state = RS_QUEUED;
-	list_push(&e->queue, r);
+	r->fq.deadline_ms = r->deadline_ms;
+	fairq_push(e->waiting, r->thing, &r->fq);
 out:
 	free(storage);
 }
@@ -694,11 +705,10 @@ static void on_done(struct http_call *call, void *ctx)
 
 static void expire_waiting(struct engine *e, uint64_t now)
 {
-	while (e->queue.head && e->queue.head->deadline_ms <= now) {
-		struct request *r = e->queue.head;
-		list_remove(&e->queue, r);
-		finish_gateway(e, r, GW_EXPIRED, "the deadline passed while the request waited");
-	}
+	struct fq_item *it;
+	while ((it = fairq_pop_expired(e->waiting, now)) != NULL)
+		finish_gateway(e, (struct request *)it, GW_EXPIRED,
+		               "the deadline passed while the request waited");
 	for (struct request *r = e->retry.head, *next; r; r = next) {
 		next = r->next;
 		if (r->deadline_ms <= now) {
@@ -722,13 +732,11 @@ static uint64_t start_ready(struct engine *e, uint64_t now)
 		list_remove(&e->retry, r);
 		launch(e, r, now);
 	}
-	while (e->queue.head && e->flight.n < max) {
+	while (fairq_len(e->waiting) && e->flight.n < max) {
 		uint64_t wait = rate_take(&e->rate, now);
 		if (wait)
 			return wait;
-		struct request *r = e->queue.head;
-		list_remove(&e->queue, r);
-		launch(e, r, now);
+		launch(e, (struct request *)fairq_pop(e->waiting), now);
 	}
 	return 0;
 }
@@ -743,10 +751,9 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 			t = r->next_try_ms - now;
 		else if (r->next_try_ms <= now)
 			t = 0;
-	if (e->queue.head) {
-		uint64_t d = e->queue.head->deadline_ms;
+	uint64_t d = fairq_next_deadline(e->waiting);
+	if (d != UINT64_MAX)
 		t = d <= now ? 0 : (d - now < t ? d - now : t);
-	}
 	return (int)t;
 }
 
@@ -836,23 +843,23 @@ static void begin_drain(struct engine *e, uint64_t now)
 	e->draining = 1;
 	e->drain_until_ms = now + (uint64_t)e->cfg->gateway.drain_ms;
 	log_info("stopping: %zu in flight, %zu waiting; draining up to %ld ms", e->flight.n,
-	         e->queue.n + e->retry.n, e->cfg->gateway.drain_ms);
+	         fairq_len(e->waiting) + e->retry.n, e->cfg->gateway.drain_ms);
 	notify_send("STOPPING=1");
 	mqtt_set_filters(e->mqtt, NULL, 0); /* take no new requests */
-	struct list *lists[2] = {&e->queue, &e->retry};
 	size_t kept = 0;
-	for (int i = 0; i < 2; i++)
-		while (lists[i]->head) {
-			struct request *r = lists[i]->head;
-			list_remove(lists[i], r);
-			if (e->spool && r->in->spool_seq) { /* resumed at the next start */
-				request_free(r);
-				kept++;
-			} else {
-				finish_gateway(e, r, GW_UNAVAILABLE,
-				               "the gateway is shutting down");
-			}
+	for (;;) {
+		struct request *r = (struct request *)fairq_pop(e->waiting);
+		if (!r && (r = e->retry.head) != NULL)
+			list_remove(&e->retry, r);
+		if (!r)
+			break;
+		if (e->spool && r->in->spool_seq) { /* resumed at the next start */
+			request_free(r);
+			kept++;
+		} else {
+			finish_gateway(e, r, GW_UNAVAILABLE, "the gateway is shutting down");
 		}
+	}
 	if (kept)
 		log_info("stopping: %zu waiting request(s) stay in the spool", kept);
 }
@@ -879,7 +886,7 @@ static void emit_stats(struct engine *e)
 	const struct config *c = e->cfg;
 	if (!*c->stats.topic && !*c->stats.file)
 		return;
-	struct stats_gauges g = {.queue = e->queue.n + e->retry.n,
+	struct stats_gauges g = {.queue = fairq_len(e->waiting) + e->retry.n,
 	                         .inflight = e->flight.n,
 	                         .mqtt_connected = mqtt_connected(e->mqtt),
 	                         .now = time(NULL),
@@ -926,7 +933,8 @@ static void report_status(struct engine *e)
 	         "STATUS=mqtt %s; %zu in flight, %zu waiting; %lu accepted, %lu rejected, %lu "
 	         "retries",
 	         mqtt_connected(e->mqtt) ? "connected" : "disconnected", e->flight.n,
-	         e->queue.n + e->retry.n, e->n_accepted, e->n_rejected, e->n_retries);
+	         fairq_len(e->waiting) + e->retry.n, e->n_accepted, e->n_rejected, e->n_retries);
+	fairq_sweep(e->waiting, e->cfg->gateway.per_thing_rate, now_ms());
 	notify_send(s);
 }
 
@@ -1033,6 +1041,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
 	rate_init(&e->rate, cfg->aws.max_rate, now_ms());
+	e->waiting = fairq_new();
 	stats_init(&e->stats, time(NULL));
 	e->last_stats_ms = now_ms();
 	set_endpoint(e);
@@ -1057,6 +1066,7 @@ void engine_free(struct engine *e)
 	cred_provider_free(e->creds);
 	spool_close(e->spool);
 	free(e->delivered);
+	fairq_free(e->waiting);
 	sigv4_key_cache_clean_up(&e->keys);
 	config_free(e->cfg);
 	free(e->host);

@@ -277,6 +277,87 @@ class BrokerRestart(unittest.TestCase):
             broker.stop()
 
 
+class Fairness(unittest.TestCase):
+    def test_runaway_thing_is_rate_limited_without_slowing_others(self):
+        AWS.reset()
+        conf = config(BROKER.port, AWS.url, gateway_extra="per_thing_rate = 2.0;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            requests = {f"commands/runaway/c{i}/start": json.dumps({"id": i}) for i in range(20)}
+            for t, p in requests.items():
+                dev.publish(t, p)
+            calm = {f"commands/calm-{i}/c1/start": json.dumps({"id": i}) for i in range(5)}
+            for t, p in calm.items():
+                dev.publish(t, p)
+            self.assertEqual(col.wait_all({**requests, **calm}, timeout=15), [])
+            codes = [col.replies[t][0].get("code", "accepted") for t in requests]
+            self.assertEqual(codes.count("accepted"), 2)  # the burst of a 2/s bucket
+            self.assertEqual(codes.count("Overloaded"), 18)
+            for t in calm:
+                self.assertEqual(col.replies[t][0]["status"], "accepted")
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_waiting_requests_are_served_round_robin_across_things(self):
+        AWS.reset()
+        AWS.control(delay_ms=100)
+        conf = config(BROKER.port, AWS.url, gateway_extra="max_inflight = 1;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            busy = {f"commands/busy/c{i}/start": json.dumps({"id": i}) for i in range(15)}
+            for t, p in busy.items():
+                dev.publish(t, p)
+            time.sleep(0.15)
+            late = {"commands/late/c1/start": json.dumps({"id": "late"})}
+            dev.publish("commands/late/c1/start", late["commands/late/c1/start"])
+            self.assertEqual(col.wait_all({**busy, **late}, timeout=20), [])
+            things = [json.loads(c["body"])["targetArn"].rsplit("/", 1)[1] for c in AWS.calls()]
+            # the late thing waits for at most one round, not for all of busy's backlog
+            self.assertLessEqual(things.index("late"), 4, things)
+            # and busy's own requests start in the order they arrived
+            cmds = [json.loads(c["body"])["commandArn"].rsplit("/", 1)[1] for c in AWS.calls()
+                    if "thing/busy" in c["body"]]
+            self.assertEqual(cmds, [f"c{i}" for i in range(15)])
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class ReloadUnderLoad(unittest.TestCase):
+    def test_sighup_under_load_drops_and_duplicates_nothing(self):
+        AWS.reset()
+        AWS.control(delay_ms=30)
+        conf = config(BROKER.port, AWS.url, gateway_extra="max_inflight = 8;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            requests = {}
+            for i in range(200):
+                t = f"commands/hup-{i % 7}/c{i}/start"
+                requests[t] = json.dumps({"id": i})
+                dev.publish(t, requests[t])
+                if i % 50 == 25:
+                    gw.rewrite(conf.replace("max_inflight = 8;", f"max_inflight = {4 + i % 5};"))
+                    gw.signal(signal.SIGHUP)
+            self.assertEqual(col.wait_all(requests, timeout=30), [])
+            self.assertEqual(gw.text().count("configuration reloaded"), 4)
+            for t, rs in col.replies.items():
+                self.assertEqual(len(rs), 1, t)
+                self.assertEqual(rs[0]["status"], "accepted")
+            self.assertEqual(len([c for c in AWS.calls() if c["outcome"] == "started"]), 200)
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
 class ZzEveryGatewayRun(unittest.TestCase):
     def test_no_crash_and_no_sanitizer_report(self):
         import harness

@@ -1,0 +1,44 @@
+/*
+ * fairq: the waiting room. One FIFO per thing, served round-robin, so one
+ * busy device cannot starve the others while each thing's requests still
+ * start in arrival order; plus a token bucket per thing for
+ * gateway.per_thing_rate. Intrusive (the engine embeds struct fq_item in its
+ * request) and pure: time comes in as an argument.
+ */
+#ifndef CMDGATE_FAIRQ_H
+#define CMDGATE_FAIRQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct fq_thing;
+
+struct fq_item {
+	struct fq_item *next;
+	struct fq_thing *owner;
+	uint64_t deadline_ms;
+};
+
+struct fairq;
+
+struct fairq *fairq_new(void);
+/* Frees the bookkeeping; items still queued are the caller's. */
+void fairq_free(struct fairq *q);
+
+/* Token bucket of thing at rate requests/s (burst max(1, rate)); 1 when a
+ * request may be admitted now (a token is taken), 0 when over the rate.
+ * rate <= 0 always admits. */
+int fairq_admit(struct fairq *q, const char *thing, double rate, uint64_t now_ms);
+
+void fairq_push(struct fairq *q, const char *thing, struct fq_item *it);
+/* The next item, round-robin across things; NULL when empty. */
+struct fq_item *fairq_pop(struct fairq *q);
+/* An item whose deadline is <= now, or NULL. */
+struct fq_item *fairq_pop_expired(struct fairq *q, uint64_t now_ms);
+/* Earliest deadline among queue heads; UINT64_MAX when empty. */
+uint64_t fairq_next_deadline(const struct fairq *q);
+size_t fairq_len(const struct fairq *q);
+/* Forget idle things whose bucket has refilled (bounds memory). */
+void fairq_sweep(struct fairq *q, double rate, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,99 @@
+/* fairq: round-robin across things, arrival order within a thing, the
+ * per-thing token bucket, expiry and the sweep. */
+#include "test_util.h"
+
+#include "fairq.h"
+
+struct req {
+	struct fq_item it; /* first member: the item is the request */
+	const char *thing;
+	int n;
+};
+
+static void round_robin_and_order_within_a_thing(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	struct req r[12];
+	/* a runaway thing queues 8, then two others queue 2 each */
+	for (int i = 0; i < 12; i++) {
+		r[i].thing = i < 8 ? "busy" : (i < 10 ? "a" : "b");
+		r[i].n = i;
+		r[i].it.deadline_ms = 1000;
+		fairq_push(q, r[i].thing, &r[i].it);
+	}
+	assert_int_equal(fairq_len(q), 12);
+	int order[12];
+	for (int i = 0; i < 12; i++)
+		order[i] = ((struct req *)fairq_pop(q))->n;
+	assert_null(fairq_pop(q));
+	/* busy, a, b, busy, a, b, then busy's rest in order */
+	int want[12] = {0, 8, 10, 1, 9, 11, 2, 3, 4, 5, 6, 7};
+	assert_memory_equal(order, want, sizeof(want));
+	assert_int_equal(fairq_len(q), 0);
+	fairq_free(q);
+}
+
+static void newcomer_is_served_within_one_round(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	struct req busy[5], late = {.thing = "late", .n = 99};
+	for (int i = 0; i < 5; i++) {
+		busy[i].n = i;
+		fairq_push(q, "busy", &busy[i].it);
+	}
+	assert_int_equal(((struct req *)fairq_pop(q))->n, 0);
+	fairq_push(q, "late", &late.it);
+	assert_int_equal(((struct req *)fairq_pop(q))->n, 1);
+	assert_int_equal(((struct req *)fairq_pop(q))->n, 99);
+	fairq_free(q);
+}
+
+static void per_thing_token_bucket(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	int ok = 0;
+	for (int i = 0; i < 10; i++)
+		ok += fairq_admit(q, "runaway", 2.0, 1000);
+	assert_int_equal(ok, 2); /* burst of 2 */
+	assert_true(fairq_admit(q, "other", 2.0, 1000));
+	assert_false(fairq_admit(q, "runaway", 2.0, 1100));
+	assert_true(fairq_admit(q, "runaway", 2.0, 1600)); /* 0.5 s: one token back */
+	assert_true(fairq_admit(q, "anyone", 0, 0));       /* no limit */
+	fairq_sweep(q, 2.0, 100000);
+	fairq_free(q);
+}
+
+static void expiry_and_next_deadline(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	struct req a = {.it.deadline_ms = 500}, b = {.it.deadline_ms = 300},
+	           c = {.it.deadline_ms = 900};
+	fairq_push(q, "x", &a.it);
+	fairq_push(q, "y", &b.it);
+	fairq_push(q, "x", &c.it);
+	assert_int_equal(fairq_next_deadline(q), 300);
+	assert_null(fairq_pop_expired(q, 299));
+	assert_ptr_equal(fairq_pop_expired(q, 300), &b.it);
+	assert_ptr_equal(fairq_pop_expired(q, 600), &a.it);
+	assert_null(fairq_pop_expired(q, 600));
+	assert_int_equal(fairq_next_deadline(q), 900);
+	assert_ptr_equal(fairq_pop(q), &c.it);
+	assert_int_equal(fairq_next_deadline(q), UINT64_MAX);
+	fairq_sweep(q, 0, 0); /* forgets idle things */
+	fairq_free(q);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    TEST(round_robin_and_order_within_a_thing),
+	    TEST(newcomer_is_served_within_one_round),
+	    TEST(per_thing_token_bucket),
+	    TEST(expiry_and_next_deadline),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1027,8 +1027,18 @@ struct engine *engine_new(struct config *cfg, char *err)
 	signal_wake_fd = e->wake_fd;
 	pthread_mutex_init(&e->lock, NULL);
 	e->inbox_tail = &e->inbox;
-	if (*cfg->gateway.spool_dir) {
-		e->spool = spool_open(cfg->gateway.spool_dir, err);
+	/* Under systemd the unit's StateDirectory is the spool's default home. */
+	const char *spool_dir = cfg->gateway.spool_dir;
+	char state_dir[512] = "";
+	const char *sd = getenv("STATE_DIRECTORY");
+	if (!*spool_dir && sd && *sd) {
+		snprintf(state_dir, sizeof(state_dir), "%.*s/spool", (int)strcspn(sd, ":"), sd);
+		spool_dir = state_dir;
+	}
+	if (*spool_dir) {
+		e->spool = spool_open(spool_dir, err);
+		if (e->spool)
+			log_info("spool: %s", spool_dir);
 		if (!e->spool) {
 			pthread_mutex_destroy(&e->lock);
 			close(e->wake_fd);

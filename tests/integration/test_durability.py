@@ -131,6 +131,92 @@ class CrashLoop(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
 
+class SpoolEdges(unittest.TestCase):
+    def spool_conf(self, name, extra=""):
+        spool = os.path.join(TMP, name)
+        conf = config(BROKER.port, AWS.url, mqtt_extra=f'client_id = "gw-{name}";',
+                      gateway_extra=f'spool_dir = "{spool}"; {extra}')
+        return spool, conf
+
+    def test_resumed_request_past_its_deadline_is_answered_expired(self):
+        AWS.reset()
+        AWS.control(delay_ms=5000)
+        spool, conf = self.spool_conf("spool-expired", "deadline_ms = 1500;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            req = {"commands/exp-1/c1/start": json.dumps({"id": "e1"})}
+            dev.publish("commands/exp-1/c1/start", req["commands/exp-1/c1/start"])
+            self.assertTrue(wait_for(lambda: AWS.calls(), 5))
+            gw.proc.send_signal(signal.SIGKILL)
+            gw.proc.wait(5)
+            time.sleep(2)  # the deadline passes while the gateway is down
+            gw = Gateway(TMP, conf)
+            self.assertEqual(col.wait_all(req, timeout=10), [])
+            r = col.replies["commands/exp-1/c1/start"][0]
+            self.assertEqual(r["code"], "Expired")
+            self.assertEqual(r["id"], "e1")
+            self.assertIn("to resume from", gw.text())
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_spool_max_rejects_overloaded(self):
+        AWS.reset()
+        AWS.control(delay_ms=1000)
+        spool, conf = self.spool_conf("spool-max", "spool_max = 2; max_inflight = 8;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            reqs = {f"commands/full-{i}/c1/start": json.dumps({"id": i}) for i in range(6)}
+            for t_, p in reqs.items():
+                dev.publish(t_, p)
+            self.assertEqual(col.wait_all(reqs, timeout=15), [])
+            codes = [col.replies[t_][0].get("code", "accepted") for t_ in reqs]
+            self.assertEqual(codes.count("accepted"), 2)
+            self.assertEqual(codes.count("Overloaded"), 4)
+            self.assertIn("spool is full", json.dumps(col.replies))
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_torn_tail_is_skipped_with_a_log_line(self):
+        AWS.reset()
+        spool, conf = self.spool_conf("spool-torn")
+        os.makedirs(spool, exist_ok=True)
+        import struct
+        import zlib
+
+        def rec(body):
+            return b"CGS1" + struct.pack("<II", len(body), zlib.crc32(body)) + body
+
+        def s(b):
+            return struct.pack("<I", len(b)) + b
+        now = int(time.time() * 1000)
+        add = (bytes([1]) + struct.pack("<QqqB", 5, now, now + 30000, 1) + s(b"torn-token-1") +
+               s(b"commands/torn-1/c1/start") + s(b"") + bytes([0]) + s(b"") + s(b'{"id":"t1"}'))
+        with open(os.path.join(spool, "spool.log"), "wb") as f:
+            f.write(rec(add) + rec(add)[:20])  # one whole record, then a torn one
+        dev = Device(BROKER.port)  # listening before the gateway resumes the request
+        col = Collector(dev)
+        gw = Gateway(TMP, conf)
+        try:
+            req = {"commands/torn-1/c1/start": ""}
+            self.assertEqual(col.wait_all(req, timeout=10), [])
+            self.assertEqual(col.replies["commands/torn-1/c1/start"][0]["status"], "accepted")
+            self.assertIn("torn or corrupt record", gw.text())
+            # a resumed request with an id gets the same derived token again
+            self.assertEqual(AWS.calls()[0]["clientToken"],
+                             __import__("hashlib").sha256(b"torn-1\nc1\nt1").hexdigest())
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
 class EndpointOutage(unittest.TestCase):
     def test_down_longer_than_retries_but_shorter_than_deadline(self):
         port = free_port()

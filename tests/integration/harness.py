@@ -43,6 +43,15 @@ def wait_for(pred, timeout=10.0, step=0.02):
     return None
 
 
+def stop_process(proc, log):
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
 def make_pki(d):
     """A test CA and a server certificate for 127.0.0.1/localhost."""
     def run(*a):
@@ -94,12 +103,7 @@ class Mosquitto:
             return False
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 class FakeAws:
@@ -144,12 +148,7 @@ class FakeAws:
         return json.loads(urllib.request.urlopen(self.url + "/_credlog", timeout=5).read())
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 STARTED = []  # (log path, exit status or None) of every gateway run

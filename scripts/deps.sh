@@ -3,14 +3,21 @@
 # packages. Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 
-PACKAGES=(
+# What building cmdgate needs (the Dockerfile's build stage installs the
+# same -dev packages), then what its tests, demo and benchmark use.
+BUILD_PACKAGES=(
 	build-essential cmake pkg-config
 	libpaho-mqtt-dev libcurl4-openssl-dev libssl-dev libjansson-dev libconfig-dev
-	libcmocka-dev libsystemd-dev
+	libsystemd-dev
+)
+TEST_PACKAGES=(
+	libcmocka-dev
 	mosquitto mosquitto-clients openssl ca-certificates
 	python3 python3-paho-mqtt python3-prometheus-client
 	valgrind systemd lintian dpkg-dev clang libclang-rt-14-dev
 )
+PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+[ "${1:-}" = "--print-build" ] && { echo "${BUILD_PACKAGES[@]}"; exit 0; }
 [ "${1:-}" = "--print" ] && { echo "${PACKAGES[@]}"; exit 0; }
 
 missing=()

@@ -97,6 +97,8 @@ void finish(struct engine *e, struct request *r, const struct outcome *o)
 	                                  r->in->correlation, r->in->correlation_len,
 	                                  e->spool ? r->in->spool_seq : 0, err) != CG_OK)
 		log_error("reply to %s not published: %s", topic, err);
+	if (!topic && e->spool && r->in->spool_seq)
+		spool_done(e->spool, r->in->spool_seq); /* nowhere to answer: do not resume it */
 	struct sbuf idtext;
 	sbuf_init(&idtext);
 	if (r->tr.id)

@@ -22,15 +22,7 @@ RUNS=${1:-3}
 N1=${BENCH_N1:-2000}
 NBIG=${BENCH_N64:-20000}
 work=$(mktemp -d /tmp/cmdgate-bench.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-asroot() { [ "$(id -u)" -eq 0 ] && echo "$1"; true; }
+. scripts/lib.sh
 
 # --- endpoint: nginx over TLS with a test certificate
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \

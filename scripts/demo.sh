@@ -9,15 +9,7 @@ scripts/deps.sh
 scripts/build.sh build
 
 work=$(mktemp -d /tmp/cmdgate-demo.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 wait_file() { for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; return 1; }
 
 mqtt_port=$(free_port)
@@ -25,7 +17,7 @@ cat > "$work/mosquitto.conf" <<CONF
 listener $mqtt_port 127.0.0.1
 allow_anonymous true
 set_tcp_nodelay true
-$([ "$(id -u)" -eq 0 ] && echo "user root")
+$(asroot "user root")
 CONF
 mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
 pids+=($!)

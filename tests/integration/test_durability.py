@@ -415,6 +415,26 @@ class Fairness(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
 
+class SendRate(unittest.TestCase):
+    def test_max_rate_caps_calls_to_aws(self):
+        AWS.reset()
+        conf = config(BROKER.port, AWS.url, aws_extra="max_rate = 10.0;")
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            reqs = {f"commands/rate-{i % 5}/c{i}/start": json.dumps({"id": i}) for i in range(30)}
+            for t_, p in reqs.items():
+                dev.publish(t_, p)
+            self.assertEqual(col.wait_all(reqs, timeout=20), [])
+            times = sorted(c["time"] for c in AWS.calls())
+            # 30 calls at 10/s with a burst of 10: about two seconds from first to last
+            self.assertGreaterEqual(times[-1] - times[0], 1.5)
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
 class ReloadUnderLoad(unittest.TestCase):
     def test_sighup_under_load_drops_and_duplicates_nothing(self):
         AWS.reset()

@@ -108,7 +108,6 @@ static void retry_or_finish(struct engine *e, struct request *r, uint64_t now, i
 		finish_last_error(e, r);
 		return;
 	}
-	e->n_retries++;
 	e->stats.retries++;
 	http_call_free(&r->call);
 	r->next_try_ms = now + delay;
@@ -185,6 +184,9 @@ void on_done(struct http_call *call, void *ctx)
 		         call->errbuf, cg_strerror(call->result));
 		r->last_was_aws = 0;
 		log_debug("call token=%s failed: %s", r->tr.client_token, r->last_err);
-		retry_or_finish(e, r, now, call->not_sent);
+		if (cg_can_retry(call->result))
+			retry_or_finish(e, r, now, call->not_sent);
+		else
+			finish_last_error(e, r); /* e.g. a malformed endpoint URL */
 	}
 }

@@ -166,10 +166,7 @@ static void reload(struct engine *e)
 	char **f = route_filters(n);
 	mqtt_set_filters(e->mqtt, f, n->n_routes);
 	free(f);
-	if (!getenv("CMDGATE_LOG_LEVEL_OVERRIDE"))
-		log_configure(n->log.level, n->log.format);
-	else
-		log_configure(NULL, n->log.format);
+	log_configure(n->log.level, n->log.format);
 	e->rate.max_rate = n->aws.max_rate;
 	if (n->aws.max_rate > 0 && (e->rate.rate <= 0 || e->rate.rate > n->aws.max_rate))
 		e->rate.rate = n->aws.max_rate;
@@ -279,7 +276,8 @@ static void report_status(struct engine *e)
 	         "STATUS=mqtt %s; %zu in flight, %zu waiting; %lu accepted, %lu rejected, %lu "
 	         "retries",
 	         mqtt_connected(e->mqtt) ? "connected" : "disconnected", e->flight.n,
-	         fairq_len(e->waiting) + e->retry.n, e->n_accepted, e->n_rejected, e->n_retries);
+	         fairq_len(e->waiting) + e->retry.n, (unsigned long)e->stats.accepted,
+	         (unsigned long)stats_rejected(&e->stats), (unsigned long)e->stats.retries);
 	fairq_sweep(e->waiting, e->cfg->gateway.per_thing_rate, now_ms());
 	notify_send(s);
 }
@@ -354,7 +352,8 @@ int engine_run(struct engine *e)
 	mqtt_stop(e->mqtt, 5000);
 	e->mqtt = NULL;
 	sync_spool(e); /* DONE for the replies the broker took while stopping */
-	log_info("stopped: %lu accepted, %lu rejected", e->n_accepted, e->n_rejected);
+	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,
+	         (unsigned long)stats_rejected(&e->stats));
 	return 0;
 }
 

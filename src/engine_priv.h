@@ -80,7 +80,6 @@ struct engine {
 	struct rate_limiter rate;
 	int ready, draining;
 	uint64_t drain_until_ms;
-	unsigned long n_accepted, n_rejected, n_retries;
 	struct stats stats;
 	uint64_t last_stats_ms;
 	struct spool *spool; /* NULL without gateway.spool_dir */

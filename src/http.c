@@ -18,7 +18,6 @@ struct http_client {
 	CURLM *multi;
 	CURL *pool[POOL_MAX];
 	size_t npool;
-	size_t active;
 	char *ca_file;
 	long connect_timeout_ms;
 };
@@ -44,11 +43,6 @@ void http_client_free(struct http_client *c)
 	curl_multi_cleanup(c->multi);
 	free(c->ca_file);
 	free(c);
-}
-
-size_t http_client_active(const struct http_client *c)
-{
-	return c->active;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -148,7 +142,6 @@ enum cg_err http_post(struct http_client *c, struct http_call *call, const char 
 		return cg_fail(err, CG_INTERNAL, "curl_multi_add_handle: %s",
 		               curl_multi_strerror(mc));
 	}
-	c->active++;
 	return CG_OK;
 }
 
@@ -166,7 +159,6 @@ static void release(struct http_client *c, struct http_call *call)
 		curl_multi_remove_handle(c->multi, call->easy);
 		give_easy(c, call->easy);
 		call->easy = NULL;
-		c->active--;
 	}
 	free_headers(call->headers);
 	call->headers = NULL;

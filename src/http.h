@@ -55,6 +55,5 @@ void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_do
                      void *ctx);
 /* Release a finished call's memory. */
 void http_call_free(struct http_call *call);
-size_t http_client_active(const struct http_client *c);
 
 #endif

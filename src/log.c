@@ -15,6 +15,7 @@
 
 enum log_level log_threshold = CG_LOG_INFO;
 static int log_json;
+static int level_pinned;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
@@ -29,9 +30,15 @@ int log_level_parse(const char *s, enum log_level *out)
 	return -1;
 }
 
+void log_pin_level(const char *level)
+{
+	log_level_parse(level, &log_threshold);
+	level_pinned = 1;
+}
+
 void log_configure(const char *level, const char *format)
 {
-	if (level)
+	if (level && !level_pinned)
 		log_level_parse(level, &log_threshold);
 	if (format)
 		log_json = strcmp(format, "json") == 0;

@@ -12,6 +12,9 @@ enum log_level { CG_LOG_ERROR = 0, CG_LOG_WARN, CG_LOG_INFO, CG_LOG_DEBUG };
 extern enum log_level log_threshold;
 
 void log_configure(const char *level, const char *format);
+/* Fix the level (the command line's --log-level): later log_configure()
+ * calls change only the format. */
+void log_pin_level(const char *level);
 int log_level_parse(const char *s, enum log_level *out);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -112,9 +112,9 @@ int main(int argc, char **argv)
 	/* Fully buffered: the engine flushes once per loop turn (see engine_run). */
 	static char logbuf[1 << 16];
 	setvbuf(stderr, logbuf, _IOFBF, sizeof(logbuf));
-	log_configure(level ? level : cfg->log.level, cfg->log.format);
+	log_configure(cfg->log.level, cfg->log.format);
 	if (level)
-		setenv("CMDGATE_LOG_LEVEL_OVERRIDE", level, 1);
+		log_pin_level(level); /* --log-level wins over the file, also on reload */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	install_signals();
 	log_info("cmdgate %s starting: %s, endpoint %s", CMDGATE_VERSION, cfg->mqtt.uri,

@@ -84,7 +84,6 @@ void request_free(struct request *r)
 /* Publish r's reply, log its line, free it. r must not be on any list. */
 void finish(struct engine *e, struct request *r, const struct outcome *o)
 {
-	o->accepted ? e->n_accepted++ : e->n_rejected++;
 	uint64_t latency_ms = now_ms() - r->in->received_ms;
 	stats_record(&e->stats, o->accepted ? NULL : o->code, latency_ms * 1000);
 	const char *topic = o->accepted ? r->reply_accepted : r->reply_rejected;

@@ -74,7 +74,7 @@ enum cg_err route_check_capture(const char *name, const char *value, char *err);
 /* Expand "{name}" placeholders from vars; an unknown name is an error. */
 enum cg_err template_expand(const char *tmpl, const struct vars *v, struct sbuf *out, char *err);
 
-/* Every placeholder name in tmpl must satisfy known(); used by config checks. */
+/* Whether tmpl has the placeholder {name}; used by config checks. */
 int template_uses(const char *tmpl, const char *name);
 
 /* Whether a reply topic produced from reply_tmpl could match filter_tmpl. */

@@ -207,8 +207,3 @@ size_t spool_live(const struct spool *s)
 {
 	return s->live;
 }
-
-int spool_pending_adds(const struct spool *s)
-{
-	return s->batch_adds;
-}

@@ -33,7 +33,5 @@ void spool_done(struct spool *s, uint64_t seq);
 enum cg_err spool_flush(struct spool *s, int sync, char *err);
 /* Entries added and not yet done. */
 size_t spool_live(const struct spool *s);
-/* Whether ADD records are queued but not yet durable. */
-int spool_pending_adds(const struct spool *s);
 
 #endif

@@ -54,6 +54,14 @@ void stats_record(struct stats *s, const char *code, uint64_t latency_us)
 	s->window_count++;
 }
 
+uint64_t stats_rejected(const struct stats *s)
+{
+	uint64_t n = s->rejected_other;
+	for (size_t i = 0; i < s->n_codes; i++)
+		n += s->rejected[i].n;
+	return n;
+}
+
 double stats_quantile_ms(const struct stats *s, double q)
 {
 	if (!s->window_count)

@@ -44,6 +44,8 @@ struct stats_gauges {
 
 void stats_init(struct stats *s, time_t now);
 void stats_record(struct stats *s, const char *code_or_null, uint64_t latency_us);
+/* Requests answered rejected, all codes. */
+uint64_t stats_rejected(const struct stats *s);
 /* Latency quantile (0..1) of the current interval, in ms; 0 when empty. */
 double stats_quantile_ms(const struct stats *s, double q);
 void stats_render_json(const struct stats *s, const struct stats_gauges *g, struct sbuf *out);

@@ -540,6 +540,23 @@ class Lifecycle(unittest.TestCase):
             dev.close()
             gw.stop()
 
+    def test_sigint_stops_like_sigterm(self):
+        gw = Gateway(TMP, config(BROKER.port, AWS.url))
+        gw.signal(signal.SIGINT)
+        self.assertEqual(gw.proc.wait(15), 0)
+        self.assertIn("stopped:", gw.text())
+        gw.stop()
+
+    def test_other_fatal_errors_exit_1(self):
+        # a spool directory that cannot be created: valid config, fatal at start
+        conf = config(BROKER.port, AWS.url, gateway_extra='spool_dir = "/proc/cmdgate/spool";')
+        gw = Gateway(TMP, conf, wait_ready=False)
+        self.assertEqual(gw.proc.wait(15), 1)
+        self.assertIn("spool: cannot create /proc/cmdgate/spool", gw.text())
+        self.assertNotIn("Sanitizer", gw.text())
+        gw.stop()
+        __import__("harness").STARTED.remove(gw)  # exit 1 is the point here
+
     def test_sighup_reloads_routes_and_keeps_config_on_error(self):
         conf = config(BROKER.port, AWS.url)
         gw = Gateway(TMP, conf)
@@ -595,6 +612,10 @@ class Lifecycle(unittest.TestCase):
         try:
             time.sleep(0.5)
             r, _ = dev.request("lvl-1", "c1", {})
+            self.assertEqual(r["status"], "accepted")
+            gw.signal(signal.SIGHUP)  # the file says debug; --log-level still wins
+            time.sleep(0.5)
+            r, _ = dev.request("lvl-2", "c1", {})
             self.assertEqual(r["status"], "accepted")
         finally:
             dev.close()

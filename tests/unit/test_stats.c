@@ -29,6 +29,7 @@ static void counters_add_up(void **s)
 	stats_record(&st, "ThrottlingException", 90000);
 	stats_record(&st, "InvalidRequest", 50);
 	st.retries = 4;
+	assert_int_equal(stats_rejected(&st), 3);
 	struct stats_gauges g = gauges();
 	struct sbuf b;
 	sbuf_init(&b);

@@ -13,14 +13,14 @@ passed=0
 failed=0
 
 check() { # check NAME COMMAND... : one assertion, PASS or FAIL with its output
-	local name=$1
+	local check_name=$1
 	shift
 	local out
 	if out=$("$@" 2>&1); then
-		echo "PASS $name"
+		echo "PASS $check_name"
 		passed=$((passed + 1))
 	else
-		echo "FAIL $name"
+		echo "FAIL $check_name"
 		[ -n "$out" ] && echo "$out" | tail -n 15 | sed 's/^/    /'
 		failed=$((failed + 1))
 	fi

@@ -74,11 +74,16 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 in_ct() { nsenter -t "$init_pid" -a "$@"; }
-booted() {
-	local s
-	s=$(timeout 60 nsenter -t "$init_pid" -a systemctl is-system-running --wait 2>&1)
+booted() { # systemctl answers only once PID 1 has its socket: retry until then
+	local s end=$((SECONDS + 60))
+	[ -n "$init_pid" ] || return 1
+	while [ $SECONDS -lt $end ]; do
+		s=$(timeout 30 nsenter -t "$init_pid" -a systemctl is-system-running --wait 2>&1)
+		[ "$s" = running ] || [ "$s" = degraded ] && return 0
+		sleep 0.2
+	done
 	echo "$s"
-	[ "$s" = running ] || [ "$s" = degraded ]
+	return 1
 }
 check "systemd boots as PID 1 in the container" booted
 if [ -z "$init_pid" ]; then tail -n 20 "$work/nspawn.log"; summary; exit 1; fi

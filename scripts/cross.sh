@@ -196,7 +196,7 @@ packaged_binary_is_target() {
 }
 check "the packaged binary is the stripped $arch one" packaged_binary_is_target
 lint=$(lintian "$deb" 2>&1 | grep -v "root privileges")
-echo "${lint:-    lintian: clean}" | sed 's/^/    /'
+echo "${lint:-lintian: clean}" | sed 's/^/    /'
 check "lintian: not binary-from-other-architecture" sh -c "! grep -q binary-from-other-architecture <<'EOF'
 $lint
 EOF"

@@ -11,6 +11,8 @@
 # The base root and image are cached (build/deploy-cache, podman's store).
 # Ends with "N passed, N failed".
 set -u
+# booting a container and running podman need root: as scripts/deps.sh does, use sudo
+[ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 . tests/deploy/lib.sh

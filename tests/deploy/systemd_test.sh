@@ -12,6 +12,8 @@
 # The root is made once by debootstrap and cached under build/deploy-cache
 # (--volatile=overlay: a run never changes it). Ends with "N passed, N failed".
 set -u
+# booting a container and running podman need root: as scripts/deps.sh does, use sudo
+[ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 . tests/deploy/lib.sh

@@ -40,14 +40,14 @@ arch=${1:-}
 smoke=0
 [ "${2:-}" = --smoke ] && smoke=1
 case "$arch" in
-arm64) triplet=aarch64-linux-gnu qemu=qemu-aarch64 ;;
-armhf) triplet=arm-linux-gnueabihf qemu=qemu-arm ;;
+arm64) qemu="qemu-aarch64" ;;
+armhf) qemu="qemu-arm" ;;
 *)
 	echo "usage: scripts/cross.sh arm64|armhf [--smoke]" >&2
 	exit 64
 	;;
 esac
-cd "$ROOT"
+cd "$ROOT" || exit 1
 . tests/deploy/lib.sh
 scripts/deps.sh --deploy || { echo "0 passed, 1 failed"; exit 1; }
 t0=$SECONDS

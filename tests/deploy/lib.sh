@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2154,SC2120
 # Shell helpers for the deploy tests (sourced by tests/deploy/*.sh and
 # scripts/cross.sh): checks and the summary line, the Debian mirror this
 # machine's apt uses, cached Debian 12 roots, and a broker plus the local AWS
@@ -97,7 +98,7 @@ start_broker_and_aws() {
 		--secret "$SECRET" > "$work/aws.log" 2>&1 &
 	echo $! > "$work/aws.pid"
 	local i
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		[ -s "$work/aws.ports" ] && $PYTHON -c "import socket; socket.create_connection(('127.0.0.1', $MQTT_PORT), 0.2)" 2>/dev/null && break
 		sleep 0.1
 	done

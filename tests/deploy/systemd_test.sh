@@ -15,7 +15,7 @@ set -u
 # booting a container and running podman need root: as scripts/deps.sh does, use sudo
 [ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 . tests/deploy/lib.sh
 scripts/deps.sh --deploy || { echo "0 passed, 1 failed"; exit 1; }
 

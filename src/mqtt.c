@@ -61,17 +61,6 @@ struct mqtt {
  * carries the cookie itself (no allocation per publish). */
 static struct mqtt *the_client;
 
-void inbound_free(struct inbound *m)
-{
-	if (!m)
-		return;
-	free(m->topic);
-	free(m->payload);
-	free(m->response_topic);
-	free(m->correlation);
-	free(m);
-}
-
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -243,7 +232,7 @@ static char *dup_mem(const void *p, size_t n)
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
 {
 	struct mqtt *m = ctx;
-	struct inbound *in = calloc(1, sizeof(*in));
+	struct message *in = calloc(1, sizeof(*in));
 	if (!in)
 		abort();
 	in->topic = dup_mem(topic, topic_len > 0 ? (size_t)topic_len : strlen(topic));

@@ -21,10 +21,8 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 		int rc = outbox_put(env->outbox, topic, json.data, json.len, r->msg->qos,
 		                    r->msg->correlation, r->msg->correlation_len, cookie, err);
 		delivery = rc > 0 ? "sent" : rc == 0 ? "waiting" : "failed";
-		if (rc < 0)
+		if (rc < 0) /* answer_publish took it out of the spool */
 			log_error("reply to %s cannot be published: %s", topic, err);
-		if (rc < 0 && env->spool && r->spool_seq)
-			spool_done(env->spool, r->spool_seq); /* resuming would not help */
 	} else if (env->spool && r->spool_seq) {
 		spool_done(env->spool, r->spool_seq); /* nowhere to answer: do not resume it */
 	}
@@ -76,4 +74,16 @@ void answer_aws(const struct answer_env *env, struct request *r, const struct aw
 	o.id = r->tr.id;
 	o.client_token = r->tr.client_token;
 	answer(env, r, &o);
+}
+
+enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err)
+{
+	struct answer_sink *sink = ctx;
+	if (!sink->mqtt)
+		return cg_fail(err, CG_TRANSPORT, "not connected yet");
+	enum cg_err rc = mqtt_publish_tracked(sink->mqtt, m->topic, m->payload, m->len, m->qos,
+	                                      m->correlation, m->correlation_len, m->cookie, err);
+	if (rc != CG_OK && rc != CG_TRANSPORT && sink->spool && m->cookie)
+		spool_done(sink->spool, m->cookie); /* will never be published */
+	return rc;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "awserr.h"
+#include "mqtt.h"
 #include "outbox.h"
 #include "reply.h"
 #include "request.h"
@@ -24,6 +25,16 @@ struct answer_env {
 	struct spool *spool; /* NULL without a spool */
 	uint64_t now_ms;
 };
+
+/* Where the outbox hands replies over. */
+struct answer_sink {
+	struct mqtt *mqtt; /* NULL until connected the first time */
+	struct spool *spool;
+};
+
+/* The outbox's publish function (ctx: struct answer_sink). A reply that
+ * can never be published leaves the spool. */
+enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err);
 
 /* Each takes r (it must be on no list and hold no fairq slot). */
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id);

@@ -74,9 +74,9 @@ struct engine {
 	int draining;
 	uint64_t drain_until_ms;
 	struct stats stats;
-	uint64_t last_stats_ms;
 	struct spool *spool; /* NULL without gateway.spool_dir */
 	struct call_endpoint endpoint;
+	struct answer_sink sink; /* where the outbox publishes */
 };
 
 static volatile sig_atomic_t stop_flag, reload_flag;
@@ -124,18 +124,6 @@ static void finish_aws(struct engine *e, struct request *r, const struct aws_err
 	struct answer_env a = answer_env(e);
 	release(e, r);
 	answer_aws(&a, r, ae);
-}
-
-static enum cg_err publish_reply(void *ctx, const struct outbox_msg *m, char *err)
-{
-	struct engine *e = ctx;
-	if (!e->mqtt)
-		return cg_fail(err, CG_TRANSPORT, "not connected yet");
-	enum cg_err rc = mqtt_publish_tracked(e->mqtt, m->topic, m->payload, m->len, m->qos,
-	                                      m->correlation, m->correlation_len, m->cookie, err);
-	if (rc != CG_OK && rc != CG_TRANSPORT && e->spool && m->cookie)
-		spool_done(e->spool, m->cookie); /* will never be published */
-	return rc;
 }
 
 /* ---- admission ---------------------------------------------------------- */
@@ -416,22 +404,29 @@ static void reload(struct engine *e)
 
 /* Requests not yet started: kept in the spool for the next start, or
  * answered Unavailable without one. */
+/* At shutdown: r stays in the spool for the next start (1), or is
+ * answered Unavailable without one (0). */
+static int keep_or_refuse(struct engine *e, struct request *r, const char *why)
+{
+	if (e->spool && r->spool_seq) {
+		log_debug("stopping: token=%s stays in the spool", r->tr.client_token);
+		release(e, r);
+		request_free(r);
+		return 1;
+	}
+	finish_gateway(e, r, GW_UNAVAILABLE, why);
+	return 0;
+}
+
 static void drop_waiting(struct engine *e)
 {
 	size_t kept = 0;
-	for (;;) {
-		struct request *r = (struct request *)fairq_pop_expired(e->waiting, UINT64_MAX);
-		if (!r && (r = e->held.head) != NULL)
+	struct request *r;
+	while ((r = (struct request *)fairq_pop_expired(e->waiting, UINT64_MAX)) ||
+	       (r = e->held.head)) {
+		if (r->state == RS_HELD)
 			reqlist_remove(&e->held, r);
-		if (!r)
-			break;
-		if (e->spool && r->spool_seq) { /* resumed at the next start */
-			release(e, r);
-			request_free(r);
-			kept++;
-		} else {
-			finish_gateway(e, r, GW_UNAVAILABLE, "the gateway is shutting down");
-		}
+		kept += (size_t)keep_or_refuse(e, r, "the gateway is shutting down");
 	}
 	if (kept)
 		log_info("stopping: %zu waiting request(s) stay in the spool", kept);
@@ -456,14 +451,7 @@ static void abort_flight(struct engine *e)
 		struct request *r = e->flight.head;
 		reqlist_remove(&e->flight, r);
 		http_abort(e->http, &r->call);
-		if (e->spool && r->spool_seq) {
-			log_info("stopping: token=%s stays in the spool", r->tr.client_token);
-			release(e, r);
-			request_free(r);
-			continue;
-		}
-		finish_gateway(e, r, GW_UNAVAILABLE,
-		               "the gateway stopped before AWS answered; retry with the same id");
+		keep_or_refuse(e, r, "the gateway stopped before AWS answered; retry with the same id");
 	}
 	drop_waiting(e); /* retries scheduled while draining */
 }
@@ -496,32 +484,17 @@ static void on_delivered(uint64_t cookie, void *ctx)
 	inbox_delivered(ctx, cookie);
 }
 
-/* One turn's bookkeeping for operators: READY, WATCHDOG, STATUS, stats. */
-struct turn_clock {
-	uint64_t wd, last_wd, last_status;
-};
-
-static void tend(struct engine *e, struct turn_clock *tc, uint64_t now)
+/* READY after every (re)subscription; WATCHDOG, STATUS and stats when due. */
+static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 {
 	if (inbox_take_ready(e->inbox)) {
 		log_info("ready: subscribed to %zu filter(s)", e->cfg->n_routes);
 		notify_send("READY=1");
-		tc->last_status = 0;
-	}
-	if (tc->wd && now - tc->last_wd >= tc->wd) {
-		notify_send("WATCHDOG=1");
-		tc->last_wd = now;
+		rc->last_status_ms = 0;
 	}
 	struct stats_gauges g = gauges(e);
-	if (now - tc->last_status >= 2000) {
-		report_status(&e->stats, &g);
+	if (report_tick(rc, now, e->cfg, e->mqtt, e->creds, &e->stats, &g))
 		fairq_sweep(e->waiting, e->cfg->gateway.per_thing_rate, now);
-		tc->last_status = now;
-	}
-	if (now - e->last_stats_ms >= (uint64_t)e->cfg->stats.interval * 1000) {
-		report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
-		e->last_stats_ms = now;
-	}
 }
 
 int engine_run(struct engine *e)
@@ -535,13 +508,15 @@ int engine_run(struct engine *e)
 		log_error("%s", err);
 		return 1;
 	}
+	e->sink.mqtt = e->mqtt;
 	if (e->spool && spool_recover(e->spool, resume_entry, e, err) != CG_OK) {
 		log_error("%s", err);
 		mqtt_stop(e->mqtt, 0);
 		e->mqtt = NULL;
 		return 1;
 	}
-	struct turn_clock tc = {notify_watchdog_interval_ms(), 0, 0};
+	struct report_clock rc;
+	report_clock_init(&rc, notify_watchdog_interval_ms(), rt_now_ms());
 	for (;;) {
 		uint64_t now = rt_now_ms();
 		if (stop_flag && !e->draining)
@@ -561,7 +536,7 @@ int engine_run(struct engine *e)
 		}
 		uint64_t rate_wait = start_ready(e, now);
 		outbox_flush(&e->outbox);
-		tend(e, &tc, now);
+		tend(e, &rc, now);
 		mqtt_tick(e->mqtt, now);
 		fflush(stderr); /* log lines are written once per loop turn, not per line */
 		http_client_run(e->http, inbox_fd(e->inbox), next_timeout(e, now, rate_wait), on_done,
@@ -577,7 +552,7 @@ int engine_run(struct engine *e)
 	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
-	e->mqtt = NULL;
+	e->mqtt = e->sink.mqtt = NULL;
 	sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,
 	         (unsigned long)stats_rejected(&e->stats));
@@ -602,6 +577,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 		free(e);
 		return NULL;
 	}
+	e->sink.spool = e->spool;
 	signal_inbox = e->inbox;
 	e->creds = cred_provider_new(&cfg->aws.credentials);
 	cred_provider_wait_first(e->creds, 3000);
@@ -610,9 +586,8 @@ struct engine *engine_new(struct config *cfg, char *err)
 	rate_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
-	outbox_init(&e->outbox, publish_reply, e);
+	outbox_init(&e->outbox, answer_publish, &e->sink);
 	stats_init(&e->stats, time(NULL));
-	e->last_stats_ms = rt_now_ms();
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	return e;
 }

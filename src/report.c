@@ -78,3 +78,30 @@ void report_status(const struct stats *s, const struct stats_gauges *g)
 	         (unsigned long long)s->retries);
 	notify_send(line);
 }
+
+void report_clock_init(struct report_clock *rc, uint64_t watchdog_ms, uint64_t now_ms)
+{
+	rc->watchdog_ms = watchdog_ms;
+	rc->last_watchdog_ms = rc->last_status_ms = 0;
+	rc->last_stats_ms = now_ms;
+}
+
+int report_tick(struct report_clock *rc, uint64_t now_ms, const struct config *c, struct mqtt *m,
+                struct cred_provider *creds, struct stats *s, struct stats_gauges *g)
+{
+	int status = 0;
+	if (rc->watchdog_ms && now_ms - rc->last_watchdog_ms >= rc->watchdog_ms) {
+		notify_send("WATCHDOG=1");
+		rc->last_watchdog_ms = now_ms;
+	}
+	if (now_ms - rc->last_status_ms >= 2000) {
+		report_status(s, g);
+		rc->last_status_ms = now_ms;
+		status = 1;
+	}
+	if (now_ms - rc->last_stats_ms >= (uint64_t)c->stats.interval * 1000) {
+		report_stats(c, m, creds, s, g);
+		rc->last_stats_ms = now_ms;
+	}
+	return status;
+}

@@ -2,6 +2,7 @@
 #include "runtime.h"
 
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,6 +10,7 @@
 
 _Noreturn void rt_die(const char *msg)
 {
+	fflush(stderr); /* what was logged before (its buffer is static) */
 	ssize_t r = write(STDERR_FILENO, msg, strlen(msg));
 	r = write(STDERR_FILENO, "\n", 1);
 	(void)r;

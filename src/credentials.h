@@ -1,7 +1,7 @@
 /*
  * credentials: where the AWS keys come from, kept fresh.
  *
- * Sources (SPEC section 6, following the AWS SDKs): static, env, profile,
+ * Sources (docs/configuration.md, following the AWS SDKs): static, env, profile,
  * container, imds, iot, and chain (env, profile, container, imds: the first
  * that yields credentials wins). A provider owns one background thread that
  * loads credentials, refreshes temporary ones ahead of expiry (with jitter)

@@ -2,7 +2,7 @@
  * translate: a device's request payload -> the StartCommandExecution body.
  * Pure: the random token is passed in, nothing is read from the clock.
  *
- * Validation follows SPEC section 3; the body follows section 1. On failure
+ * Validation and the body follow docs/protocol.md (request payload, the AWS call). On failure
  * the error text names the offending member or parameter, and out->id is still
  * set when the payload carried a usable id, so the reply can echo it.
  */

@@ -1,4 +1,4 @@
-/* AWS error parsing and classification (SPEC section 4, last paragraph). */
+/* AWS error parsing and classification (docs/protocol.md, "AWS errors"). */
 #include "test_util.h"
 
 #include "awserr.h"

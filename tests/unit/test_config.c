@@ -1,4 +1,4 @@
-/* Configuration (SPEC section 6): defaults, table validation with FILE:LINE,
+/* Configuration (docs/configuration.md): defaults, table validation with FILE:LINE,
  * unknown keys, cross-field checks, derived endpoint. */
 #include "test_util.h"
 

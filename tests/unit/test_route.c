@@ -1,5 +1,5 @@
 /* Routes: filters from templates, matching and captures, expansion, the
- * capture rules of SPEC section 2 and the reply-loop check. */
+ * capture rules of docs/protocol.md and the reply-loop check. */
 #include "test_util.h"
 
 #include "route.h"

@@ -1,4 +1,5 @@
-/* Translation of request payloads: every row of SPEC sections 1 and 3. */
+/* Translation of request payloads: every row of docs/protocol.md
+ * (the AWS call, request payload). */
 #include "test_util.h"
 
 #include "translate.h"

@@ -6,6 +6,7 @@
  * table because they form a list.
  */
 #include "config.h"
+#include "runtime.h"
 
 #include <libconfig.h>
 #include <stdarg.h>
@@ -134,14 +135,6 @@ static const struct option *find_option(const char *path)
 	return NULL;
 }
 
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort();
-	return d;
-}
-
 /* Refuse keys the table does not know, recursively. */
 static enum cg_err check_known(const config_setting_t *group, const char *prefix, const char *file,
                                char *err)
@@ -179,7 +172,7 @@ static enum cg_err fill_option(struct config *c, const config_t *cfg, const stru
 	if (o->type == OPT_STR) {
 		if (s && t != CONFIG_TYPE_STRING)
 			return fail_at(err, file, s, "'%s' must be a string", o->path);
-		*(char **)base = xstrdup(s ? config_setting_get_string(s) : o->def_s);
+		*(char **)base = rt_strdup(s ? config_setting_get_string(s) : o->def_s);
 		return CG_OK;
 	}
 	double v = o->def_n;
@@ -211,7 +204,7 @@ static enum cg_err route_string(config_setting_t *rs, const char *key, const cha
 	if (s && config_setting_type(s) != CONFIG_TYPE_STRING)
 		return fail_at(err, file, s, "route '%s' must be a string", key);
 	const char *v = s ? config_setting_get_string(s) : def;
-	*out = v ? xstrdup(v) : NULL;
+	*out = v ? rt_strdup(v) : NULL;
 	return CG_OK;
 }
 
@@ -223,12 +216,12 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		if (!config_setting_is_array(s) && !config_setting_is_list(s))
 			return fail_at(err, file, s, "route 'commands' must be an array");
 		int n = config_setting_length(s);
-		r->commands = calloc((size_t)n + 1, sizeof(char *));
+		r->commands = rt_calloc((size_t)n + 1, sizeof(char *));
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			if (config_setting_type(e) != CONFIG_TYPE_STRING)
 				return fail_at(err, file, e, "route 'commands' holds strings");
-			r->commands[r->n_commands++] = xstrdup(config_setting_get_string(e));
+			r->commands[r->n_commands++] = rt_strdup(config_setting_get_string(e));
 		}
 	}
 	s = config_setting_get_member(rs, "parameter_types");
@@ -236,7 +229,7 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		if (!config_setting_is_group(s))
 			return fail_at(err, file, s, "route 'parameter_types' must be a group");
 		int n = config_setting_length(s);
-		r->ptypes = calloc((size_t)n + 1, sizeof(*r->ptypes));
+		r->ptypes = rt_calloc((size_t)n + 1, sizeof(*r->ptypes));
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			enum param_type t = config_setting_type(e) == CONFIG_TYPE_STRING
@@ -248,7 +241,7 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 				    "parameter type of '%s' must be one of S B I L D BIN "
 				    "UL",
 				    config_setting_name(e));
-			r->ptypes[r->n_ptypes].name = xstrdup(config_setting_name(e));
+			r->ptypes[r->n_ptypes].name = rt_strdup(config_setting_name(e));
 			r->ptypes[r->n_ptypes++].type = t;
 		}
 	}
@@ -292,18 +285,18 @@ static enum cg_err parse_routes(struct config *c, const config_t *cfg, const cha
 {
 	config_setting_t *list = config_lookup(cfg, "routes");
 	if (!list) {
-		c->routes = calloc(1, sizeof(struct route));
+		c->routes = rt_calloc(1, sizeof(struct route));
 		c->n_routes = 1;
-		c->routes[0].request_topic = xstrdup(default_route[0]);
-		c->routes[0].reply_topic = xstrdup(default_route[1]);
-		c->routes[0].target_arn = xstrdup(default_route[2]);
-		c->routes[0].command_arn = xstrdup(default_route[3]);
+		c->routes[0].request_topic = rt_strdup(default_route[0]);
+		c->routes[0].reply_topic = rt_strdup(default_route[1]);
+		c->routes[0].target_arn = rt_strdup(default_route[2]);
+		c->routes[0].command_arn = rt_strdup(default_route[3]);
 		return CG_OK;
 	}
 	if (!config_setting_is_list(list) || config_setting_length(list) < 1)
 		return fail_at(err, file, list, "'routes' must be a non-empty list ( { ... } )");
 	size_t n = (size_t)config_setting_length(list);
-	c->routes = calloc(n, sizeof(struct route));
+	c->routes = rt_calloc(n, sizeof(struct route));
 	c->n_routes = n;
 	for (size_t i = 0; i < n; i++) {
 		enum cg_err rc = parse_route(config_setting_get_elem(list, (unsigned)i),
@@ -461,7 +454,7 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 		               c->aws.endpoint);
 #undef AT
 	if (*c->aws.endpoint) {
-		c->endpoint_url = xstrdup(c->aws.endpoint);
+		c->endpoint_url = rt_strdup(c->aws.endpoint);
 		size_t n = strlen(c->endpoint_url);
 		while (n > 0 && c->endpoint_url[n - 1] == '/')
 			c->endpoint_url[--n] = '\0';
@@ -485,7 +478,7 @@ static struct config *load(const char *path, const char *text, char *err)
 {
 	config_t cfg;
 	config_init(&cfg);
-	struct config *c = calloc(1, sizeof(*c));
+	struct config *c = rt_calloc(1, sizeof(*c));
 	enum cg_err rc = CG_CONFIG;
 	if (text)
 		config_set_include_dir(&cfg, "/nonexistent"); /* text may not pull in files */
@@ -498,7 +491,7 @@ static struct config *load(const char *path, const char *text, char *err)
 			        config_error_line(&cfg), config_error_text(&cfg));
 		goto out;
 	}
-	c->path = xstrdup(path);
+	c->path = rt_strdup(path);
 	if ((rc = check_known(config_root_setting(&cfg), "", path, err)))
 		goto out;
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)

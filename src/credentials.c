@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "runtime.h"
 #include "sbuf.h"
 
 #define HTTP_TIMEOUT_MS 3000
@@ -59,14 +60,6 @@ static void snap_unref(struct snapshot *s)
 	}
 }
 
-static char *dup_or_die(const char *s)
-{
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort();
-	return d;
-}
-
 /* ---- file and environment sources ------------------------------------ */
 
 static enum cg_err from_env(struct credentials *c, char *err)
@@ -77,9 +70,9 @@ static enum cg_err from_env(struct credentials *c, char *err)
 	if (!id || !*id || !secret || !*secret)
 		return cg_fail(err, CG_CREDENTIALS,
 		               "env: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set");
-	c->access_key_id = dup_or_die(id);
-	c->secret_access_key = dup_or_die(secret);
-	c->session_token = token && *token ? dup_or_die(token) : NULL;
+	c->access_key_id = rt_strdup(id);
+	c->secret_access_key = rt_strdup(secret);
+	c->session_token = token && *token ? rt_strdup(token) : NULL;
 	c->source = "env";
 	return CG_OK;
 }
@@ -121,8 +114,8 @@ static enum cg_err from_static(const struct cred_config *cfg, struct credentials
 	if (rc == CG_OK && b.len == 0)
 		rc = cg_fail(err, CG_CREDENTIALS, "%s is empty", cfg->secret_access_key_file);
 	if (rc == CG_OK) {
-		c->access_key_id = dup_or_die(cfg->access_key_id);
-		c->secret_access_key = dup_or_die(b.data);
+		c->access_key_id = rt_strdup(cfg->access_key_id);
+		c->secret_access_key = rt_strdup(b.data);
 		c->source = "static";
 	}
 	sbuf_wipe(&b);
@@ -432,9 +425,7 @@ static uint32_t rnd32(void)
 /* Install a new set (takes c). Called with the lock held. */
 static void install(struct cred_provider *p, struct credentials *c, time_t now)
 {
-	struct snapshot *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
+	struct snapshot *s = rt_calloc(1, sizeof(*s));
 	atomic_init(&s->refs, 1);
 	s->c = *c;
 	memset(c, 0, sizeof(*c));
@@ -522,16 +513,16 @@ static void *refresher(void *arg)
 
 static void copy_config(struct cred_config *d, const struct cred_config *s)
 {
-	d->source = dup_or_die(s->source);
-	d->access_key_id = dup_or_die(s->access_key_id);
-	d->secret_access_key_file = dup_or_die(s->secret_access_key_file);
-	d->profile = dup_or_die(s->profile);
-	d->iot.endpoint = dup_or_die(s->iot.endpoint);
-	d->iot.role_alias = dup_or_die(s->iot.role_alias);
-	d->iot.thing_name = dup_or_die(s->iot.thing_name);
-	d->iot.cert_file = dup_or_die(s->iot.cert_file);
-	d->iot.key_file = dup_or_die(s->iot.key_file);
-	d->iot.ca_file = dup_or_die(s->iot.ca_file);
+	d->source = rt_strdup(s->source);
+	d->access_key_id = rt_strdup(s->access_key_id);
+	d->secret_access_key_file = rt_strdup(s->secret_access_key_file);
+	d->profile = rt_strdup(s->profile);
+	d->iot.endpoint = rt_strdup(s->iot.endpoint);
+	d->iot.role_alias = rt_strdup(s->iot.role_alias);
+	d->iot.thing_name = rt_strdup(s->iot.thing_name);
+	d->iot.cert_file = rt_strdup(s->iot.cert_file);
+	d->iot.key_file = rt_strdup(s->iot.key_file);
+	d->iot.ca_file = rt_strdup(s->iot.ca_file);
 }
 
 static void free_config(struct cred_config *c)
@@ -548,9 +539,7 @@ static void free_config(struct cred_config *c)
 
 struct cred_provider *cred_provider_new(const struct cred_config *cfg)
 {
-	struct cred_provider *p = calloc(1, sizeof(*p));
-	if (!p)
-		abort();
+	struct cred_provider *p = rt_calloc(1, sizeof(*p));
 	copy_config(&p->cfg, cfg);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_condattr_t ca;

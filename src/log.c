@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "sbuf.h"
+#include "runtime.h"
 
 enum log_level log_threshold = CG_LOG_INFO;
 static int log_json;
@@ -48,8 +49,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	if (lvl > log_threshold)
 		return;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	struct timespec ts = rt_wall_after_ms(0);
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
 	char when[40];

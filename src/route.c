@@ -4,6 +4,7 @@
  * copy of the topic (whose levels become the captured values).
  */
 #include "route.h"
+#include "runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -129,9 +130,7 @@ enum cg_err route_compile(struct route *r, char *err)
 		free(r->ph_names[i]);
 	r->n_ph = nseen;
 	for (size_t i = 0; i < nseen; i++) {
-		r->ph_names[i] = strdup(seen[i]);
-		if (!r->ph_names[i])
-			abort();
+		r->ph_names[i] = rt_strdup(seen[i]);
 	}
 	return CG_OK;
 bad_empty:
@@ -141,9 +140,7 @@ bad_empty:
 
 int route_match(const struct route *r, const char *topic, char **storage, struct vars *caps)
 {
-	char *copy = strdup(topic);
-	if (!copy)
-		return 0;
+	char *copy = rt_strdup(topic);
 	const char *t = r->request_topic;
 	char *s = copy;
 	size_t k = 0;

@@ -3,27 +3,18 @@
  * always present so data can be handed to C string APIs at any moment.
  */
 #include "sbuf.h"
+#include "runtime.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n);
-	if (!q) {
-		fputs("cmdgate: out of memory\n", stderr);
-		abort();
-	}
-	return q;
-}
-
 void sbuf_init(struct sbuf *b)
 {
 	b->cap = 64;
 	b->len = 0;
-	b->data = xrealloc(NULL, b->cap);
+	b->data = rt_realloc(NULL, b->cap);
 	b->data[0] = '\0';
 }
 
@@ -55,7 +46,7 @@ void sbuf_reserve(struct sbuf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap *= 2;
-	b->data = xrealloc(b->data, cap);
+	b->data = rt_realloc(b->data, cap);
 	b->cap = cap;
 }
 

@@ -15,6 +15,13 @@
 uint64_t backoff_full_jitter(unsigned retry, uint64_t base_ms, uint64_t cap_ms, uint32_t rnd);
 
 /*
+ * The same ceiling with "equal jitter": a delay drawn from [ceiling/2,
+ * ceiling]. For loops that must not hammer a peer that keeps failing
+ * (credential refresh, reconnects): the wait never collapses to zero.
+ */
+uint64_t backoff_equal_jitter(unsigned retry, uint64_t base_ms, uint64_t cap_ms, uint32_t rnd);
+
+/*
  * Token bucket with an adaptive rate. rate <= 0 means unlimited unless the
  * service has throttled us. On throttling the rate drops to 70% of what was
  * being sent (at most once a second: one burst of throttled calls is one

@@ -1,6 +1,5 @@
 /* cred_parse: formats of the credential sources, kept apart from their I/O. */
 #include "cred_parse.h"
-#include "runtime.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -9,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "runtime.h"
 
 static void free_secret(char **s)
 {
@@ -26,6 +27,7 @@ void credentials_clean_up(struct credentials *c)
 	free_secret(&c->secret_access_key);
 	free_secret(&c->session_token);
 	c->expiration = 0;
+	c->source = NULL;
 }
 
 static char *trim(char *s)

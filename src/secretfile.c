@@ -68,8 +68,8 @@ enum cg_err secretfile_read(const char *path, char *buf, size_t len, char *err)
 		while (n && (b.data[n - 1] == ' ' || b.data[n - 1] == '\t'))
 			n--;
 		if (n >= len) {
-			rc = cg_fail(err, CG_CONFIG, "%s: the secret is longer than %zu bytes", path,
-			             len ? len - 1 : 0);
+			rc = cg_fail(err, CG_CONFIG, "%s: the secret is longer than %zu bytes",
+			             path, len ? len - 1 : 0);
 		} else {
 			memcpy(buf, b.data, n);
 			buf[n] = '\0';

@@ -9,12 +9,12 @@
 
 #include "source.h"
 
-static const struct cred_source *const members[] = {
-    &cred_source_env, &cred_source_profile, &cred_source_container, &cred_source_imds};
+static const struct cred_source *const members[] = {&cred_source_env, &cred_source_profile,
+                                                    &cred_source_container, &cred_source_imds};
 #define N_MEMBERS (sizeof(members) / sizeof(members[0]))
 
 static const struct cred_source *const all[] = {
-    &cred_source_chain, &cred_source_static, &cred_source_env,  &cred_source_profile,
+    &cred_source_chain, &cred_source_static,    &cred_source_env, &cred_source_profile,
     &cred_source_iot,   &cred_source_container, &cred_source_imds};
 
 const struct cred_source *cred_source_find(const char *name)

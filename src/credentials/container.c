@@ -31,8 +31,8 @@ static enum cg_err authorization(struct sbuf *hdr, char *err)
 	while (tok.len && strchr(" \t\r\n", tok.data[tok.len - 1]))
 		tok.data[--tok.len] = '\0';
 	if (rc == CG_OK && strpbrk(tok.data, "\r\n"))
-		rc = cg_fail(err, CG_CREDENTIALS,
-		             "container: authorization token has a line break");
+		rc =
+		    cg_fail(err, CG_CREDENTIALS, "container: authorization token has a line break");
 	if (rc == CG_OK && tok.len)
 		sbuf_printf(hdr, "Authorization: %s", tok.data);
 	sbuf_wipe(&tok);

@@ -16,8 +16,7 @@
 #define ROLES_PATH   "/latest/meta-data/iam/security-credentials/"
 
 /* GET url with the session token header; CG_OK only for a 200. */
-static enum cg_err get(const char *url, const struct sbuf *token_hdr, struct sbuf *body,
-                       char *err)
+static enum cg_err get(const char *url, const struct sbuf *token_hdr, struct sbuf *body, char *err)
 {
 	struct cred_fetch req = {.method = "GET", .url = url, .headers = {token_hdr->data}};
 	long status = 0;

@@ -46,8 +46,8 @@ static enum cg_err load(const struct cred_config *cfg, struct credentials *c, ch
 	long status = 0;
 	enum cg_err rc = cred_fetch(&req, &status, &body, err);
 	if (rc == CG_OK && status != 200)
-		rc = cg_fail(err, CG_CREDENTIALS, "iot: %s answered HTTP %ld (%s): %.120s", url.data,
-		             status, why(status), body.data);
+		rc = cg_fail(err, CG_CREDENTIALS, "iot: %s answered HTTP %ld (%s): %.120s",
+		             url.data, status, why(status), body.data);
 	if (rc == CG_OK)
 		rc = cred_parse_iot(body.data, body.len, c, err);
 	sbuf_clean_up(&url);

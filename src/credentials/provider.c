@@ -45,8 +45,8 @@ struct cred_provider {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct snapshot *cur;  /* guarded by lock */
-	struct snapshot *held; /* the engine's reference; engine thread only */
+	struct snapshot *cur;              /* guarded by lock */
+	struct snapshot *held;             /* the engine's reference; engine thread only */
 	int stop, want_refresh, attempted; /* guarded by lock */
 	uint64_t generation;               /* guarded by lock */
 	char last_err[ERR_LEN];            /* guarded by lock */
@@ -154,8 +154,9 @@ static void *refresher(void *arg)
 		if (p->stop)
 			break;
 		failures++;
-		wait_until(p, 0,
-		           (long)backoff_equal_jitter(failures, RETRY_BASE_MS, RETRY_CAP_MS, jitter()));
+		wait_until(
+		    p, 0,
+		    (long)backoff_equal_jitter(failures, RETRY_BASE_MS, RETRY_CAP_MS, jitter()));
 		if (p->cur) /* still valid: refresh when the wait is over */
 			p->want_refresh = 1;
 	}

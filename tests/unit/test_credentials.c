@@ -43,8 +43,8 @@ enum cg_err cred_fetch(const struct cred_fetch *req, long *status, struct sbuf *
 	snprintf(s->cert, sizeof(s->cert), "%s", req->cert_file ? req->cert_file : "");
 	snprintf(s->key, sizeof(s->key), "%s", req->key_file ? req->key_file : "");
 	snprintf(s->ca, sizeof(s->ca), "%s", req->ca_file ? req->ca_file : "");
-	struct answer a = n_seen < n_answers ? answers[n_seen]
-	                                     : (struct answer){CG_TRANSPORT, 0, NULL};
+	struct answer a =
+	    n_seen < n_answers ? answers[n_seen] : (struct answer){CG_TRANSPORT, 0, NULL};
 	n_seen++;
 	*status = a.status;
 	if (a.rc != CG_OK)
@@ -59,12 +59,18 @@ static void answer(long status, const char *body)
 }
 
 static const char *const ENV[] = {
-    "AWS_ACCESS_KEY_ID",          "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",          "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_PROFILE",                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-    "AWS_EC2_METADATA_DISABLED",  "CREDENTIALS_DIRECTORY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_DISABLED",
+    "CREDENTIALS_DIRECTORY",
 };
 
 static char tmpdir[64];
@@ -107,13 +113,14 @@ static const char *file(const char *name, const char *text, mode_t mode)
 static struct cred_config config(const char *source)
 {
 	static char empty[] = "";
-	struct cred_config c = {empty, empty, empty, empty, {empty, empty, empty, empty, empty, empty}};
+	struct cred_config c = {
+	    empty, empty, empty, empty, {empty, empty, empty, empty, empty, empty}};
 	c.source = (char *)source;
 	return c;
 }
 
 #define CONTAINER_JSON                                                                             \
-	"{\"AccessKeyId\":\"ASIACONT\",\"SecretAccessKey\":\"sk-cont\",\"Token\":\"tk-cont\","  \
+	"{\"AccessKeyId\":\"ASIACONT\",\"SecretAccessKey\":\"sk-cont\",\"Token\":\"tk-cont\","     \
 	"\"Expiration\":\"2026-11-26T10:45:16Z\"}"
 #define IOT_JSON                                                                                   \
 	"{\"credentials\":{\"accessKeyId\":\"ASIAIOT\",\"secretAccessKey\":\"sk-iot\","            \
@@ -369,10 +376,10 @@ static void chain_falls_through_to_container_then_imds(void **state)
 {
 	(void)state;
 	setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/creds", 1);
-	answer(503, "busy");           /* container fails */
-	answer(200, "T");              /* imds token */
-	answer(200, "r\n");            /* imds role */
-	answer(200, CONTAINER_JSON);   /* imds credentials */
+	answer(503, "busy");         /* container fails */
+	answer(200, "T");            /* imds token */
+	answer(200, "r\n");          /* imds role */
+	answer(200, CONTAINER_JSON); /* imds credentials */
 	struct cred_config cfg = config("chain");
 	struct credentials c;
 	char err[ERR_LEN] = "";

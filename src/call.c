@@ -120,8 +120,8 @@ static void on_response(struct engine *e, struct request *r, uint64_t now)
 	struct http_call *c = &r->call;
 	if (c->status >= 200 && c->status < 300) {
 		char exec_id[256], err[ERR_LEN];
-		rate_on_success(&e->rate);
-		if (aws_parse_execution_id(c->body.data, c->body.len, exec_id, sizeof(exec_id),
+		ratelimit_on_success(&e->rate);
+		if (awserr_execution_id(c->body.data, c->body.len, exec_id, sizeof(exec_id),
 		                           err) != CG_OK) {
 			finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
@@ -133,10 +133,10 @@ static void on_response(struct engine *e, struct request *r, uint64_t now)
 		finish(e, r, &o);
 		return;
 	}
-	struct aws_error ae;
-	aws_error_parse((int)c->status, c->error_type, c->body.data, c->body.len, &ae);
+	struct awserr ae;
+	awserr_parse((int)c->status, c->error_type, c->body.data, c->body.len, &ae);
 	time_t server;
-	if (ae.clock_skew && !r->skew_retried && aws_parse_http_date(c->date, &server) == 0) {
+	if (ae.clock_skew && !r->skew_retried && awserr_http_date(c->date, &server) == 0) {
 		e->skew_s = (long)(server - time(NULL));
 		r->skew_retried = 1;
 		r->attempts--; /* a re-signed call is not a new attempt */
@@ -159,7 +159,7 @@ static void on_response(struct engine *e, struct request *r, uint64_t now)
 		return;
 	}
 	if (ae.throttled)
-		rate_on_throttle(&e->rate, now);
+		ratelimit_on_throttle(&e->rate, now);
 	if (!ae.retryable) {
 		finish_aws(e, r, &ae);
 		return;

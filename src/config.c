@@ -17,7 +17,7 @@
 
 enum opt_type { OPT_STR, OPT_INT, OPT_DBL, OPT_GROUP };
 
-struct option {
+struct config_option {
 	const char *path;
 	enum opt_type type;
 	size_t off;
@@ -45,7 +45,7 @@ struct option {
 		p, OPT_GROUP, 0, 0, 0, NULL, 0, 1                                                  \
 	}
 
-static const struct option options[] = {
+static const struct config_option options[] = {
     GRP("mqtt"),
     STR("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0),
     STR("mqtt.client_id", mqtt.client_id, "cmdgate", 0),
@@ -127,7 +127,7 @@ static enum cg_err fail_at(char *err, const char *file, const config_setting_t *
 	return cg_fail(err, CG_CONFIG, "%s:%u: %s", f, line, msg);
 }
 
-static const struct option *find_option(const char *path)
+static const struct config_option *find_option(const char *path)
 {
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
 		if (strcmp(options[i].path, path) == 0)
@@ -147,7 +147,7 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
 		if (strcmp(path, "routes") == 0)
 			continue;
-		const struct option *o = find_option(path);
+		const struct config_option *o = find_option(path);
 		if (!o)
 			return fail_at(err, file, s, "unknown key '%s'", path);
 		if (o->type == OPT_GROUP) {
@@ -161,7 +161,7 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 	return CG_OK;
 }
 
-static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct option *o,
+static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct config_option *o,
                                const char *file, char *err)
 {
 	if (o->type == OPT_GROUP)
@@ -392,7 +392,7 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 			               "replies would loop back as requests",
 			               r->reply_topic, c->routes[i].request_topic);
 	for (int i = 0; i < 3; i++)
-		if (template_uses(tmpls[i], "account") && !*c->aws.account)
+		if (route_template_uses(tmpls[i], "account") && !*c->aws.account)
 			return fail_at(err, file, s,
 			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
 	return CG_OK;
@@ -464,6 +464,29 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 	return CG_OK;
 }
 
+/* mqtt.status_topic and stats.topic may use {client_id} only, and must expand
+ * to a topic name: checked here so expanding them later cannot fail. */
+static enum cg_err check_client_topics(const struct config *c, const config_t *cfg,
+                                       const char *file, char *err)
+{
+	const char *paths[2] = {"mqtt.status_topic", "stats.topic"};
+	const char *tmpls[2] = {c->mqtt.status_topic, c->stats.topic};
+	struct route_vars v = {0};
+	route_vars_set(&v, "client_id", c->mqtt.client_id);
+	for (int i = 0; i < 2; i++) {
+		struct sbuf out;
+		sbuf_init(&out);
+		char why[ERR_LEN] = "it has an MQTT wildcard";
+		int bad = *tmpls[i] && (route_template_expand(tmpls[i], &v, &out, why) != CG_OK ||
+		                        strpbrk(out.data, "+#"));
+		sbuf_clean_up(&out);
+		if (bad)
+			return fail_at(err, file, config_lookup(cfg, paths[i]), "%s: %s", paths[i],
+			               why);
+	}
+	return CG_OK;
+}
+
 char *config_default_endpoint(const char *region)
 {
 	struct sbuf b;
@@ -497,7 +520,8 @@ static struct config *load(const char *path, const char *text, char *err)
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
 		if ((rc = fill_option(c, &cfg, &options[i], path, err)))
 			goto out;
-	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)))
+	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)) ||
+	    (rc = check_client_topics(c, &cfg, path, err)))
 		goto out;
 	config_setting_t *list = config_lookup(&cfg, "routes");
 	for (size_t i = 0; i < c->n_routes; i++) {
@@ -554,7 +578,7 @@ void config_free(struct config *c)
 void config_restart_needed(const struct config *a, const struct config *b, struct sbuf *out)
 {
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-		const struct option *o = &options[i];
+		const struct config_option *o = &options[i];
 		if (o->reloadable || o->type == OPT_GROUP)
 			continue;
 		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;

@@ -72,14 +72,14 @@ static uint64_t start_ready(struct engine *e, uint64_t now)
 		next = r->next;
 		if (r->next_try_ms > now)
 			continue;
-		uint64_t wait = rate_take(&e->rate, now);
+		uint64_t wait = ratelimit_take(&e->rate, now);
 		if (wait)
 			return wait;
 		list_remove(&e->retry, r);
 		launch(e, r, now);
 	}
 	while (fairq_len(e->waiting) && e->flight.n < max) {
-		uint64_t wait = rate_take(&e->rate, now);
+		uint64_t wait = ratelimit_take(&e->rate, now);
 		if (wait)
 			return wait;
 		launch(e, (struct request *)fairq_pop(e->waiting), now);
@@ -238,11 +238,11 @@ static void emit_stats(struct engine *e)
 	struct sbuf b;
 	sbuf_init(&b);
 	if (*c->stats.topic) {
-		struct vars v = {0};
-		vars_set(&v, "client_id", c->mqtt.client_id);
+		struct route_vars v = {0};
+		route_vars_set(&v, "client_id", c->mqtt.client_id);
 		struct sbuf topic;
 		sbuf_init(&topic);
-		template_expand(c->stats.topic, &v, &topic, NULL);
+		route_template_expand(c->stats.topic, &v, &topic, NULL);
 		stats_render_json(&e->stats, &g, &b);
 		char err[ERR_LEN];
 		if (mqtt_publish(e->mqtt, topic.data, b.data, b.len, 1, 1, NULL, 0, err) != CG_OK)
@@ -395,7 +395,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
-	rate_init(&e->rate, cfg->aws.max_rate, now_ms());
+	ratelimit_init(&e->rate, cfg->aws.max_rate, now_ms());
 	e->waiting = fairq_new();
 	stats_init(&e->stats, time(NULL));
 	e->last_stats_ms = now_ms();

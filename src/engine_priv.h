@@ -20,6 +20,7 @@
 
 #include "awserr.h"
 #include "backoff.h"
+#include "ratelimit.h"
 #include "credentials.h"
 #include "fairq.h"
 #include "http.h"
@@ -55,7 +56,7 @@ struct request {
 	uint64_t cred_generation;
 	struct http_call call;
 	/* the last failure, for the final reply when retries run out */
-	struct aws_error last_aws;
+	struct awserr last_aws;
 	int last_was_aws;
 	char last_err[ERR_LEN];
 };
@@ -77,7 +78,7 @@ struct engine {
 	struct list retry, flight;
 	struct sigv4_key_cache keys;
 	long skew_s; /* server clock minus ours */
-	struct rate_limiter rate;
+	struct ratelimit rate;
 	int ready, draining;
 	uint64_t drain_until_ms;
 	struct stats stats;
@@ -99,7 +100,7 @@ void list_remove(struct list *l, struct request *r);
 void request_free(struct request *r);
 void finish(struct engine *e, struct request *r, const struct outcome *o);
 void finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg);
-void finish_aws(struct engine *e, struct request *r, const struct aws_error *ae);
+void finish_aws(struct engine *e, struct request *r, const struct awserr *ae);
 void finish_last_error(struct engine *e, struct request *r);
 void drain_inbox(struct engine *e);
 void on_inbound(struct inbound *in, void *ctx);

@@ -38,8 +38,9 @@ struct http_client *http_client_new(const struct http_options *opt);
 void http_client_free(struct http_client *c);
 
 /*
- * Start a POST of body (copied by curl? no: the caller keeps body alive until
- * the call completes). headers is taken over by the call.
+ * Start a POST of body. curl does not copy body: the caller keeps it alive
+ * and unchanged until the call completes or is aborted. headers is taken
+ * over by the call.
  */
 enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
                       struct curl_slist *headers, const char *body, size_t len, long timeout_ms,

@@ -126,7 +126,7 @@ void finish_gateway(struct engine *e, struct request *r, enum gw_code c, const c
 	finish(e, r, &o);
 }
 
-void finish_aws(struct engine *e, struct request *r, const struct aws_error *ae)
+void finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
 {
 	struct outcome o = {0};
 	o.code = ae->code;
@@ -155,11 +155,11 @@ static int topic_name_valid(const char *t)
 	return t && *t && !strpbrk(t, "+#") && strlen(t) <= 65535;
 }
 
-static char *expand_or_null(const char *tmpl, const struct vars *v)
+static char *expand_or_null(const char *tmpl, const struct route_vars *v)
 {
 	struct sbuf b;
 	sbuf_init(&b);
-	if (template_expand(tmpl, v, &b, NULL) != CG_OK) {
+	if (route_template_expand(tmpl, v, &b, NULL) != CG_OK) {
 		sbuf_clean_up(&b);
 		return NULL;
 	}
@@ -167,7 +167,7 @@ static char *expand_or_null(const char *tmpl, const struct vars *v)
 }
 
 /* Find the route; fill r's names, vars and reply topics. 0 when none. */
-static const struct route *bind_route(struct engine *e, struct request *r, struct vars *v,
+static const struct route *bind_route(struct engine *e, struct request *r, struct route_vars *v,
                                       char **storage)
 {
 	const struct config *c = e->cfg;
@@ -177,22 +177,22 @@ static const struct route *bind_route(struct engine *e, struct request *r, struc
 			rt = &c->routes[i];
 	if (!rt)
 		return NULL;
-	vars_set(v, "region", c->aws.region);
-	vars_set(v, "account", c->aws.account);
-	vars_set(v, "client_id", c->mqtt.client_id);
+	route_vars_set(v, "region", c->aws.region);
+	route_vars_set(v, "account", c->aws.account);
+	route_vars_set(v, "client_id", c->mqtt.client_id);
 	if (rt->thing)
-		vars_set(v, "thing", rt->thing);
+		route_vars_set(v, "thing", rt->thing);
 	if (rt->command)
-		vars_set(v, "command", rt->command);
-	snprintf(r->thing, sizeof(r->thing), "%.128s", vars_get(v, "thing"));
-	snprintf(r->command, sizeof(r->command), "%.64s", vars_get(v, "command"));
+		route_vars_set(v, "command", rt->command);
+	snprintf(r->thing, sizeof(r->thing), "%.128s", route_vars_get(v, "thing"));
+	snprintf(r->command, sizeof(r->command), "%.64s", route_vars_get(v, "command"));
 	if (topic_name_valid(r->in->response_topic)) {
 		r->reply_accepted = strdup(r->in->response_topic);
 		r->reply_rejected = strdup(r->in->response_topic);
 	} else {
-		vars_set(v, "status", "accepted");
+		route_vars_set(v, "status", "accepted");
 		r->reply_accepted = expand_or_null(rt->reply_topic, v);
-		vars_set(v, "status", "rejected");
+		route_vars_set(v, "status", "rejected");
 		r->reply_rejected = expand_or_null(rt->reply_topic, v);
 	}
 	return rt;
@@ -236,7 +236,7 @@ static void admit(struct engine *e, struct inbound *in)
 		int64_t left = in->deadline_wall_ms - in->received_wall_ms;
 		r->deadline_ms = in->received_ms + (uint64_t)(left > 0 ? left : 0);
 	}
-	struct vars v = {0};
+	struct route_vars v = {0};
 	char *storage = NULL;
 	const struct route *rt = bind_route(e, r, &v, &storage);
 	char err[ERR_LEN] = "";

@@ -338,12 +338,12 @@ static enum cg_err build_parameters(const struct route *r, json_t *params, json_
 	return CG_OK;
 }
 
-static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const char *what,
+static enum cg_err expand_arn(const char *tmpl, const struct route_vars *vars, const char *what,
                               size_t max, json_t *body, const char *member, char *err)
 {
 	struct sbuf b;
 	sbuf_init(&b);
-	enum cg_err rc = template_expand(tmpl, vars, &b, err);
+	enum cg_err rc = route_template_expand(tmpl, vars, &b, err);
 	if (rc == CG_OK && (b.len < 1 || b.len > max))
 		rc = cg_fail(err, CG_INVALID, "%s is longer than %zu characters", what, max);
 	if (rc == CG_OK)
@@ -352,8 +352,8 @@ static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const c
 	return rc;
 }
 
-enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, token_fn new_token, void *token_ctx,
+enum cg_err translate_request(const struct route *r, const struct route_vars *vars,
+                              const char *payload, size_t len, token_fn new_token, void *token_ctx,
                               struct translated *out, char *err)
 {
 	json_t *root = NULL, *params = NULL, *body = json_object();
@@ -394,8 +394,8 @@ enum cg_err translate_request(const struct route *r, const struct vars *vars, co
 		         json_string_value(tok));
 		out->token_kind = TOKEN_EXPLICIT;
 	} else if (out->id) {
-		client_token_derive(vars_get(vars, "thing"), vars_get(vars, "command"), id_text,
-		                    out->client_token);
+		client_token_derive(route_vars_get(vars, "thing"), route_vars_get(vars, "command"),
+		                    id_text, out->client_token);
 		out->token_kind = TOKEN_DERIVED;
 	} else {
 		new_token(out->client_token, token_ctx);

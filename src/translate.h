@@ -35,8 +35,8 @@ void translated_clean_up(struct translated *t);
  * only when the request has neither clientToken nor id.
  */
 typedef void (*token_fn)(char out[CLIENT_TOKEN_MAX + 1], void *ctx);
-enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, token_fn new_token, void *token_ctx,
+enum cg_err translate_request(const struct route *r, const struct route_vars *vars,
+                              const char *payload, size_t len, token_fn new_token, void *token_ctx,
                               struct translated *out, char *err);
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */

@@ -146,8 +146,7 @@ enum cg_err http_post(struct http_client *c, struct http_call *call, const char 
 	return CG_OK;
 }
 
-/* Headers hold the Authorization value and the session token: wipe them. */
-static void free_headers(struct curl_slist *h)
+void http_headers_free(struct curl_slist *h)
 {
 	for (struct curl_slist *p = h; p; p = p->next)
 		OPENSSL_cleanse(p->data, strlen(p->data));
@@ -161,7 +160,7 @@ static void release(struct http_client *c, struct http_call *call)
 		give_easy(c, call->easy);
 		call->easy = NULL;
 	}
-	free_headers(call->headers);
+	http_headers_free(call->headers);
 	call->headers = NULL;
 }
 

@@ -54,6 +54,9 @@ typedef void (*http_done_fn)(struct http_call *call, void *ctx);
  * deliver finished calls to done (which owns them afterwards). */
 void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_done_fn done,
                      void *ctx);
+/* Wipe (they may carry an Authorization value or a session token) and free
+ * a header list. */
+void http_headers_free(struct curl_slist *h);
 /* Release a finished call's memory. */
 void http_call_free(struct http_call *call);
 

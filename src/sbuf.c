@@ -38,6 +38,12 @@ void sbuf_reset(struct sbuf *b)
 	b->data[0] = '\0';
 }
 
+void sbuf_rtrim(struct sbuf *b, const char *chars)
+{
+	while (b->len && b->data[b->len - 1] && strchr(chars, b->data[b->len - 1]))
+		b->data[--b->len] = '\0';
+}
+
 void sbuf_reserve(struct sbuf *b, size_t extra)
 {
 	size_t need = b->len + extra + 1;

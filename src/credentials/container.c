@@ -28,8 +28,7 @@ static enum cg_err authorization(struct sbuf *hdr, char *err)
 		rc = secretfile_slurp(file, 0, &tok, err);
 	else if (val)
 		sbuf_puts(&tok, val);
-	while (tok.len && strchr(" \t\r\n", tok.data[tok.len - 1]))
-		tok.data[--tok.len] = '\0';
+	sbuf_rtrim(&tok, " \t\r\n");
 	if (rc == CG_OK && strpbrk(tok.data, "\r\n"))
 		rc =
 		    cg_fail(err, CG_CREDENTIALS, "container: authorization token has a line break");

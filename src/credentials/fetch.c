@@ -1,8 +1,8 @@
 /* credentials/fetch: one blocking libcurl easy request for the credential sources. */
 #include "fetch.h"
+#include "http.h"
 
 #include <curl/curl.h>
-#include <openssl/crypto.h>
 #include <string.h>
 
 #define TIMEOUT_MS         3000L
@@ -26,13 +26,6 @@ static void set_tls(CURL *e, const struct cred_fetch *req)
 		curl_easy_setopt(e, CURLOPT_SSLKEY, req->key_file);
 	if (req->ca_file && *req->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
-}
-
-static void free_headers(struct curl_slist *h)
-{
-	for (struct curl_slist *p = h; p; p = p->next)
-		OPENSSL_cleanse(p->data, strlen(p->data));
-	curl_slist_free_all(h);
 }
 
 enum cg_err cred_fetch(const struct cred_fetch *req, long *status, struct sbuf *body, char *err)
@@ -63,7 +56,7 @@ enum cg_err cred_fetch(const struct cred_fetch *req, long *status, struct sbuf *
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
 	curl_easy_cleanup(e);
-	free_headers(h);
+	http_headers_free(h);
 	if (rc != CURLE_OK)
 		return cg_fail(err, rc == CURLE_OPERATION_TIMEDOUT ? CG_TIMEOUT : CG_TRANSPORT,
 		               "%s %s: %s", req->method, req->url,

@@ -38,8 +38,7 @@ static enum cg_err session(const struct sbuf *base, struct sbuf *token_hdr, char
 	                         .headers = {"X-aws-ec2-metadata-token-ttl-seconds: 21600"}};
 	long status = 0;
 	enum cg_err rc = cred_fetch(&req, &status, &tok, err);
-	while (tok.len && strchr(" \t\r\n", tok.data[tok.len - 1]))
-		tok.data[--tok.len] = '\0';
+	sbuf_rtrim(&tok, " \t\r\n");
 	if (rc == CG_OK && (status != 200 || tok.len == 0))
 		rc = cg_fail(err, CG_CREDENTIALS, "imds: token request answered HTTP %ld", status);
 	if (rc == CG_OK)
@@ -63,8 +62,7 @@ static enum cg_err load(const struct cred_config *cfg, struct credentials *c, ch
 	sbuf_init(&role);
 	sbuf_init(&body);
 	sbuf_puts(&base, env && *env ? env : IMDS_DEFAULT);
-	while (base.len && base.data[base.len - 1] == '/')
-		base.data[--base.len] = '\0';
+	sbuf_rtrim(&base, "/");
 	enum cg_err rc = session(&base, &hdr, err);
 	if (rc)
 		goto out;

@@ -31,8 +31,7 @@ static enum cg_err load(const struct cred_config *cfg, struct credentials *c, ch
 	if (strncasecmp(iot->endpoint, "https://", 8) != 0)
 		sbuf_puts(&url, "https://");
 	sbuf_puts(&url, iot->endpoint);
-	while (url.len && url.data[url.len - 1] == '/')
-		url.data[--url.len] = '\0';
+	sbuf_rtrim(&url, "/");
 	sbuf_printf(&url, "/role-aliases/%s/credentials", iot->role_alias);
 	struct cred_fetch req = {.method = "GET",
 	                         .url = url.data,

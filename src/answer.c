@@ -63,7 +63,7 @@ void answer_gateway(const struct answer_env *env, struct request *r, enum gw_cod
 	answer(env, r, &o);
 }
 
-void answer_aws(const struct answer_env *env, struct request *r, const struct aws_error *ae)
+void answer_aws(const struct answer_env *env, struct request *r, const struct awserr *ae)
 {
 	struct outcome o = {0};
 	o.code = ae->code;

@@ -37,6 +37,7 @@
 #include "answer.h"
 #include "attempt.h"
 #include "backoff.h"
+#include "ratelimit.h"
 #include "call.h"
 #include "credentials.h"
 #include "fairq.h"
@@ -70,7 +71,7 @@ struct engine {
 	struct outbox outbox;
 	struct sigv4_key_cache keys;
 	long skew_s; /* server clock minus ours */
-	struct rate_limiter rate;
+	struct ratelimit rate;
 	int draining;
 	uint64_t drain_until_ms;
 	struct stats stats;
@@ -119,7 +120,7 @@ static void finish_gateway(struct engine *e, struct request *r, enum gw_code c, 
 	answer_gateway(&a, r, c, msg);
 }
 
-static void finish_aws(struct engine *e, struct request *r, const struct aws_error *ae)
+static void finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
 {
 	struct answer_env a = answer_env(e);
 	release(e, r);
@@ -241,7 +242,7 @@ static void hold(struct engine *e, struct request *r, uint64_t at)
 /* Carry out attempt_decide's decision for r, whose call finished. */
 static void after_call(struct engine *e, struct request *r, uint64_t now)
 {
-	struct aws_error ae;
+	struct awserr ae;
 	struct call_result res;
 	call_read(r, &ae, &res);
 	struct attempt_policy p = {(unsigned)e->cfg->aws.max_attempts, RETRY_BASE_MS, RETRY_CAP_MS,
@@ -251,8 +252,8 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
-		rate_on_success(&e->rate);
-		if (aws_parse_execution_id(r->call.body.data, r->call.body.len, exec_id,
+		ratelimit_on_success(&e->rate);
+		if (awserr_execution_id(r->call.body.data, r->call.body.len, exec_id,
 		                           sizeof(exec_id), err) != CG_OK) {
 			finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
@@ -263,7 +264,7 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		return;
 	case AT_ANSWER_AWS:
 		if (res.aws && res.aws->throttled)
-			rate_on_throttle(&e->rate, now);
+			ratelimit_on_throttle(&e->rate, now);
 		finish_aws(e, r, d.aws);
 		return;
 	case AT_ANSWER_GATEWAY:
@@ -277,7 +278,7 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		cred_provider_invalidate(e->creds, r->cred_generation);
 		break;
 	case AT_THROTTLE:
-		rate_on_throttle(&e->rate, now);
+		ratelimit_on_throttle(&e->rate, now);
 		e->stats.throttled++;
 		break;
 	case AT_RETRY:
@@ -324,14 +325,14 @@ static uint64_t start_ready(struct engine *e, uint64_t now)
 		next = r->next;
 		if (r->next_try_ms > now)
 			continue;
-		uint64_t wait = rate_take(&e->rate, now);
+		uint64_t wait = ratelimit_take(&e->rate, now);
 		if (wait)
 			return wait;
 		reqlist_remove(&e->held, r);
 		launch(e, r, now);
 	}
 	while (fairq_can_pop(e->waiting) && e->flight.n < max) {
-		uint64_t wait = rate_take(&e->rate, now);
+		uint64_t wait = ratelimit_take(&e->rate, now);
 		if (wait)
 			return wait;
 		launch(e, (struct request *)fairq_pop(e->waiting), now);
@@ -391,7 +392,7 @@ static void reload(struct engine *e)
 	e->rate.max_rate = n->aws.max_rate;
 	if (n->aws.max_rate > 0 && (e->rate.rate <= 0 || e->rate.rate > n->aws.max_rate))
 		e->rate.rate = n->aws.max_rate;
-	if (config_credentials_differ(&old->aws.credentials, &n->aws.credentials)) {
+	if (cred_config_differ(&old->aws.credentials, &n->aws.credentials)) {
 		cred_provider_free(e->creds);
 		e->creds = cred_provider_new(&n->aws.credentials);
 		cred_provider_wait_first(e->creds, 2000);
@@ -583,11 +584,11 @@ struct engine *engine_new(struct config *cfg, char *err)
 	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
-	rate_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
+	ratelimit_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
 	outbox_init(&e->outbox, answer_publish, &e->sink);
-	stats_init(&e->stats, time(NULL));
+	stats_init(&e->stats, rt_wall_s());
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	return e;
 }

@@ -320,11 +320,11 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 	pthread_mutex_init(&m->lock, NULL);
 	set_filters_locked(m, filters, n);
 	{
-		struct vars v = {0};
-		vars_set(&v, "client_id", m->client_id);
+		struct route_vars v = {0};
+		route_vars_set(&v, "client_id", m->client_id);
 		struct sbuf st;
 		sbuf_init(&st);
-		template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
+		route_template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
 		m->status_topic = sbuf_steal(&st);
 	}
 

@@ -28,20 +28,14 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "answer.h"
 #include "attempt.h"
-#include "backoff.h"
 #include "ratelimit.h"
 #include "call.h"
-#include "credentials.h"
 #include "fairq.h"
-#include "http.h"
 #include "inbox.h"
 #include "log.h"
 #include "notify.h"
@@ -49,7 +43,6 @@
 #include "report.h"
 #include "request.h"
 #include "runtime.h"
-#include "sigv4.h"
 #include "spool.h"
 #include "stats.h"
 
@@ -470,21 +463,6 @@ static struct stats_gauges gauges(struct engine *e)
 	return g;
 }
 
-static void on_message(struct message *m, void *ctx)
-{
-	inbox_put(ctx, m);
-}
-
-static void on_ready(void *ctx)
-{
-	inbox_set_ready(ctx);
-}
-
-static void on_delivered(uint64_t cookie, void *ctx)
-{
-	inbox_delivered(ctx, cookie);
-}
-
 /* READY after every (re)subscription; WATCHDOG, STATUS and stats when due. */
 static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 {
@@ -501,7 +479,7 @@ static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 int engine_run(struct engine *e)
 {
 	char err[ERR_LEN];
-	struct mqtt_hooks hooks = {on_message, on_ready, on_delivered, e->inbox};
+	struct mqtt_hooks hooks = {inbox_on_message, inbox_on_ready, inbox_on_delivered, e->inbox};
 	char **f = route_filters(e->cfg);
 	e->mqtt = mqtt_start(e->cfg, f, e->cfg->n_routes, &hooks, err);
 	free(f);

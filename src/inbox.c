@@ -92,6 +92,21 @@ void inbox_set_ready(struct inbox *ib)
 	inbox_wake(ib);
 }
 
+void inbox_on_message(struct message *m, void *ctx)
+{
+	inbox_put(ctx, m);
+}
+
+void inbox_on_ready(void *ctx)
+{
+	inbox_set_ready(ctx);
+}
+
+void inbox_on_delivered(uint64_t cookie, void *ctx)
+{
+	inbox_delivered(ctx, cookie);
+}
+
 int inbox_fd(const struct inbox *ib)
 {
 	return ib->fd;

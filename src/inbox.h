@@ -33,6 +33,11 @@ void inbox_set_ready(struct inbox *ib);
 /* Wake the engine loop. Async-signal-safe. */
 void inbox_wake(struct inbox *ib);
 
+/* The same three as struct mqtt_hooks callbacks (ctx: the inbox). */
+void inbox_on_message(struct message *m, void *ctx);
+void inbox_on_ready(void *ctx);
+void inbox_on_delivered(uint64_t cookie, void *ctx);
+
 /* Engine thread: the file descriptor to poll, readable after a wake-up. */
 int inbox_fd(const struct inbox *ib);
 /* Engine thread: consume pending wake-ups. */

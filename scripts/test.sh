@@ -50,6 +50,7 @@ run_units() { # run_units BUILD_DIR
 
 scripts/build.sh build || { echo "0 passed, 1 failed"; exit 1; }
 step "unit tests" run_units build
+step "layering: no circle in src/, no file over 600 lines" $PYTHON tests/layering_check.py
 step "integration tests" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_gateway.py
 step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_credentials.py
 step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py

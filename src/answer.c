@@ -82,7 +82,7 @@ enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err)
 	if (!sink->mqtt)
 		return cg_fail(err, CG_TRANSPORT, "not connected yet");
 	enum cg_err rc = mqtt_publish_tracked(sink->mqtt, m->topic, m->payload, m->len, m->qos,
-	                                      m->correlation, m->correlation_len, m->cookie, err);
+	                                      m->correlation, m->correlation_len, m->id, err);
 	if (rc != CG_OK && rc != CG_TRANSPORT && sink->spool && m->cookie)
 		spool_done(sink->spool, m->cookie); /* will never be published */
 	return rc;

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "answer.h"
@@ -50,6 +51,9 @@
 #define RETRY_CAP_MS  5000
 /* While replies wait for the MQTT client, look again this often. */
 #define OUTBOX_POLL_MS 20
+/* Replies handed to the MQTT client at once: below the in-flight window
+ * brokers announce (Mosquitto: 20), so the client never stalls on it. */
+#define OUTBOX_WINDOW 16
 
 
 struct engine {
@@ -174,9 +178,13 @@ static void admit_inbox(struct engine *e)
 	}
 }
 
-static void on_spool_done(uint64_t seq, void *ctx)
+/* The MQTT client confirmed a reply: delivered (its request leaves the
+ * spool) or given back (the outbox sends it again). */
+static void on_confirmed(uint64_t id, int ok, void *ctx)
 {
 	struct engine *e = ctx;
+	int known;
+	uint64_t seq = outbox_confirm(&e->outbox, id, ok, &known);
 	if (e->spool && seq)
 		spool_done(e->spool, seq);
 }
@@ -184,11 +192,9 @@ static void on_spool_done(uint64_t seq, void *ctx)
 /* Record DONE for delivered replies and make this turn's ADDs durable. */
 static void sync_spool(struct engine *e)
 {
-	if (!e->spool) {
-		inbox_take_delivered(e->inbox, on_spool_done, e);
+	inbox_take_delivered(e->inbox, on_confirmed, e);
+	if (!e->spool)
 		return;
-	}
-	inbox_take_delivered(e->inbox, on_spool_done, e);
 	char err[ERR_LEN];
 	if (spool_flush(e->spool, 1, err) != CG_OK)
 		log_error("%s", err);
@@ -338,7 +344,7 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 	uint64_t t = 1000;
 	if (rate_wait && rate_wait < t)
 		t = rate_wait;
-	if (outbox_len(&e->outbox) && t > OUTBOX_POLL_MS)
+	if (outbox_waiting(&e->outbox) && t > OUTBOX_POLL_MS)
 		t = OUTBOX_POLL_MS;
 	/* A held request that is due but has no free call slot waits for a
 	 * call to finish (libcurl wakes us), not for a timer. */
@@ -455,7 +461,7 @@ static struct stats_gauges gauges(struct engine *e)
 	struct stats_gauges g = {
 	    .queue = fairq_len(e->waiting) + e->held.n,
 	    .inflight = e->flight.n,
-	    .replies_waiting = outbox_len(&e->outbox),
+	    .replies_waiting = outbox_waiting(&e->outbox),
 	    .allowed_rate = e->rate.rate,
 	    .spool = e->spool ? spool_live(e->spool) : 0,
 	    .mqtt_connected = e->mqtt ? mqtt_connected(e->mqtt) : 0,
@@ -524,9 +530,13 @@ int engine_run(struct engine *e)
 	}
 	admit_inbox(e); /* late arrivals are answered Unavailable */
 	/* Replies still waiting get until the end of the drain to leave. */
-	outbox_drain(&e->outbox, e->drain_until_ms + 5000);
-	if (outbox_len(&e->outbox))
-		log_error("stopping: %zu repl(ies) could not be published", outbox_len(&e->outbox));
+	while (outbox_waiting(&e->outbox) && rt_now_ms() < e->drain_until_ms + 5000) {
+		sync_spool(e); /* confirmations open the window */
+		if (outbox_flush(&e->outbox) == 0)
+			usleep(10000);
+	}
+	if (outbox_waiting(&e->outbox))
+		log_error("stopping: %zu repl(ies) could not be published", outbox_waiting(&e->outbox));
 	struct stats_gauges g = gauges(e);
 	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
@@ -565,7 +575,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	ratelimit_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
-	outbox_init(&e->outbox, answer_publish, &e->sink);
+	outbox_init(&e->outbox, OUTBOX_WINDOW, answer_publish, &e->sink);
 	stats_init(&e->stats, rt_wall_s());
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	return e;

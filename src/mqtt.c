@@ -451,18 +451,35 @@ void mqtt_set_filters(struct mqtt *m, char **filters, size_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
+static void delivered(void *ctx, int ok)
+{
+	struct mqtt *m = the_client;
+	if (m && m->hooks.on_delivered)
+		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, ok, m->hooks.ctx);
+}
+
 static void on_published(void *ctx, MQTTAsync_successData *resp)
 {
 	(void)resp;
-	struct mqtt *m = the_client;
-	if (m && m->hooks.on_delivered)
-		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, m->hooks.ctx);
+	delivered(ctx, 1);
 }
 
 static void on_published5(void *ctx, MQTTAsync_successData5 *resp)
 {
 	(void)resp;
-	on_published(ctx, NULL);
+	delivered(ctx, 1);
+}
+
+static void on_publish_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+	(void)resp;
+	delivered(ctx, 0);
+}
+
+static void on_publish_failed5(void *ctx, MQTTAsync_failureData5 *resp)
+{
+	(void)resp;
+	delivered(ctx, 0);
 }
 
 static enum cg_err publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
@@ -483,10 +500,13 @@ static enum cg_err publish(struct mqtt *m, const char *topic, const char *payloa
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	if (cookie) {
 		ro.context = (void *)(uintptr_t)cookie;
-		if (m->version == 5)
+		if (m->version == 5) {
 			ro.onSuccess5 = on_published5;
-		else
+			ro.onFailure5 = on_publish_failed5;
+		} else {
 			ro.onSuccess = on_published;
+			ro.onFailure = on_publish_failed;
+		}
 	}
 	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
 	MQTTProperties_free(&msg.properties);

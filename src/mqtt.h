@@ -19,8 +19,9 @@
 struct mqtt_hooks {
 	void (*on_message)(struct message *m, void *ctx); /* takes m */
 	void (*on_ready)(void *ctx);                      /* all filters subscribed */
-	/* a tracked publish was acknowledged (QoS 1) or written (QoS 0) */
-	void (*on_delivered)(uint64_t cookie, void *ctx);
+	/* a tracked publish was acknowledged (QoS 1) or written (QoS 0): ok;
+	 * or the client gave it up (the connection went first): not ok */
+	void (*on_delivered)(uint64_t cookie, int ok, void *ctx);
 	void *ctx;
 };
 

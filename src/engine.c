@@ -51,8 +51,8 @@
 #define RETRY_CAP_MS  5000
 /* While replies wait for the MQTT client, look again this often. */
 #define OUTBOX_POLL_MS 20
-/* Replies handed to the MQTT client at once: below the in-flight window
- * brokers announce (Mosquitto: 20), so the client never stalls on it. */
+/* Replies handed to the MQTT client at once until it knows the broker's
+ * in-flight window (mqtt_send_window); never more, so it never stalls. */
 #define OUTBOX_WINDOW 16
 
 
@@ -520,6 +520,7 @@ int engine_run(struct engine *e)
 			break;
 		}
 		uint64_t rate_wait = start_ready(e, now);
+		e->outbox.window = (size_t)mqtt_send_window(e->mqtt);
 		outbox_flush(&e->outbox);
 		tend(e, &rc, now);
 		mqtt_tick(e->mqtt, now);

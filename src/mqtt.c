@@ -49,6 +49,7 @@ struct mqtt {
 	size_t subscribed;
 	atomic_int connected;
 	atomic_int connecting;
+	atomic_int send_window; /* publishes Paho can have in flight (Receive Maximum) */
 	uint64_t retry_at_ms;
 	unsigned failures;
 	MQTTAsync_connectOptions conn;
@@ -60,17 +61,6 @@ struct mqtt {
 /* The one client of this process, for delivery callbacks whose context
  * carries the cookie itself (no allocation per publish). */
 static struct mqtt *the_client;
-
-void inbound_free(struct inbound *m)
-{
-	if (!m)
-		return;
-	free(m->topic);
-	free(m->payload);
-	free(m->response_topic);
-	free(m->correlation);
-	free(m);
-}
 
 static uint64_t mono_ms(void)
 {
@@ -214,6 +204,19 @@ static void on_connect_failed(void *ctx, MQTTAsync_failureData *resp)
 	atomic_store(&m->connecting, 0);
 }
 
+/* MQTT 5: the broker's Receive Maximum bounds Paho's in-flight publishes. */
+static void on_connect_ok5(void *ctx, MQTTAsync_successData5 *resp)
+{
+	struct mqtt *m = ctx;
+	int window = MQTT_SEND_WINDOW_MAX; /* no Receive Maximum: 65535 */
+	if (resp && MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+		window = MQTTProperties_getNumericValue(&resp->properties,
+		                                        MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+	if (window < 1 || window > MQTT_SEND_WINDOW_MAX)
+		window = MQTT_SEND_WINDOW_MAX;
+	atomic_store(&m->send_window, window);
+}
+
 static void on_connect_failed5(void *ctx, MQTTAsync_failureData5 *resp)
 {
 	MQTTAsync_failureData d = {0};
@@ -243,7 +246,7 @@ static char *dup_mem(const void *p, size_t n)
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
 {
 	struct mqtt *m = ctx;
-	struct inbound *in = calloc(1, sizeof(*in));
+	struct message *in = calloc(1, sizeof(*in));
 	if (!in)
 		abort();
 	in->topic = dup_mem(topic, topic_len > 0 ? (size_t)topic_len : strlen(topic));
@@ -325,17 +328,20 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 		abort();
 	m->version = (int)cfg->mqtt.version;
 	m->qos = (int)cfg->mqtt.qos;
+	/* MQTT 5 brokers announce their Receive Maximum in CONNACK; until then
+	 * assume Mosquitto's default. Paho's own limit for 3.1.1 is 65535. */
+	atomic_init(&m->send_window, m->version == 5 ? 20 : MQTT_SEND_WINDOW_MAX);
 	m->hooks = *hooks;
 	m->shared_group = dup_mem(cfg->mqtt.shared_group, strlen(cfg->mqtt.shared_group));
 	m->client_id = dup_mem(cfg->mqtt.client_id, strlen(cfg->mqtt.client_id));
 	pthread_mutex_init(&m->lock, NULL);
 	set_filters_locked(m, filters, n);
 	{
-		struct vars v = {0};
-		vars_set(&v, "client_id", m->client_id);
+		struct route_vars v = {0};
+		route_vars_set(&v, "client_id", m->client_id);
 		struct sbuf st;
 		sbuf_init(&st);
-		template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
+		route_template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
 		m->status_topic = sbuf_steal(&st);
 	}
 
@@ -365,6 +371,7 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 		MQTTProperties_add(&m->connect_props, &expiry);
 		m->conn.connectProperties = &m->connect_props;
 		m->conn.onFailure5 = on_connect_failed5;
+		m->conn.onSuccess5 = on_connect_ok5;
 	} else {
 		MQTTAsync_connectOptions c4 = MQTTAsync_connectOptions_initializer;
 		m->conn = c4;
@@ -462,18 +469,35 @@ void mqtt_set_filters(struct mqtt *m, char **filters, size_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
+static void delivered(void *ctx, int ok)
+{
+	struct mqtt *m = the_client;
+	if (m && m->hooks.on_delivered)
+		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, ok, m->hooks.ctx);
+}
+
 static void on_published(void *ctx, MQTTAsync_successData *resp)
 {
 	(void)resp;
-	struct mqtt *m = the_client;
-	if (m && m->hooks.on_delivered)
-		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, m->hooks.ctx);
+	delivered(ctx, 1);
 }
 
 static void on_published5(void *ctx, MQTTAsync_successData5 *resp)
 {
 	(void)resp;
-	on_published(ctx, NULL);
+	delivered(ctx, 1);
+}
+
+static void on_publish_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+	(void)resp;
+	delivered(ctx, 0);
+}
+
+static void on_publish_failed5(void *ctx, MQTTAsync_failureData5 *resp)
+{
+	(void)resp;
+	delivered(ctx, 0);
 }
 
 static enum cg_err publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
@@ -494,10 +518,13 @@ static enum cg_err publish(struct mqtt *m, const char *topic, const char *payloa
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	if (cookie) {
 		ro.context = (void *)(uintptr_t)cookie;
-		if (m->version == 5)
+		if (m->version == 5) {
 			ro.onSuccess5 = on_published5;
-		else
+			ro.onFailure5 = on_publish_failed5;
+		} else {
 			ro.onSuccess = on_published;
+			ro.onFailure = on_publish_failed;
+		}
 	}
 	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
 	MQTTProperties_free(&msg.properties);
@@ -519,6 +546,11 @@ enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *
                                  uint64_t cookie, char *err)
 {
 	return publish(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err);
+}
+
+int mqtt_send_window(struct mqtt *m)
+{
+	return atomic_load(&m->send_window);
 }
 
 int mqtt_connected(const struct mqtt *m)

@@ -135,6 +135,9 @@ class Quota(unittest.TestCase):
             self.assertGreater(t_to - t_from, 15, info)
             during = len([t for t in accepted if t_from < t <= t_to])
             rate = during / (t_to - t_from)
+            print(f"\n  3x quota: AWS accepted {rate:.1f}/s from the first 429 to the last "
+                  f"acceptance ({t_to - t_from:.1f} s); {len(throttled)} of {calls} calls 429",
+                  file=sys.stderr)
             self.assertGreaterEqual(rate, 0.85 * QUOTA, f"AWS accepted {rate:.1f}/s; " + info)
         finally:
             dev.close()
@@ -182,6 +185,7 @@ class Quota(unittest.TestCase):
                     break
             best = max((len([u for u in acc if t - 1.0 < u <= t]) for t in acc[::25]), default=0)
             self.assertIsNotNone(found, f"never above {5 * QUOTA:.0f}/s (best {best}/s); " + info)
+            print(f"\n  lifted quota: above {5 * QUOTA:.0f}/s after {found:.1f} s", file=sys.stderr)
             self.assertLessEqual(found, 10.0, info)
         finally:
             lifter.join(30)

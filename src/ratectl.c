@@ -83,8 +83,9 @@ static void count_send(struct ratectl *rc, uint64_t now_ms)
 		rc->win_count = 0;
 	} else if (now_ms >= rc->win_start_ms + RATECTL_WINDOW_MS) {
 		double cur = (double)rc->win_count * 1000.0 / (double)(now_ms - rc->win_start_ms);
-		rc->measured = rc->measured_ok ? RATECTL_SMOOTH * cur + (1 - RATECTL_SMOOTH) * rc->measured
-		                               : cur;
+		rc->measured = rc->measured_ok
+		                   ? RATECTL_SMOOTH * cur + (1 - RATECTL_SMOOTH) * rc->measured
+		                   : cur;
 		rc->measured_ok = 1;
 		rc->win_start_ms = now_ms;
 		rc->win_count = 0;

@@ -226,7 +226,7 @@ struct sim {
 	uint64_t jitter;                       /* answers take latency + [0, jitter) ms */
 	/* results */
 	unsigned calls, throttled, accepted, max_wait_ms;
-	uint64_t backlog_from, backlog_to;   /* the gateway was holding requests back */
+	uint64_t backlog_from, backlog_to; /* the gateway was holding requests back */
 	unsigned accepted_in_backlog;
 	unsigned per_100ms[MAX_SIM_MS / 100]; /* acceptances, by 100 ms since T0 */
 };
@@ -254,12 +254,14 @@ static void simulate(struct sim *sm)
 	unsigned clump = sm->clump ? sm->clump : 1, inflight = 0;
 	struct ratectl rc;
 	ratectl_init(&rc, 0, T0);
-	unsigned n = sm->saturate ? MAX_REQ
-	                          : (unsigned)llround(sm->offered * (double)sm->offered_ms / 1000.0);
+	unsigned n = sm->saturate
+	                 ? MAX_REQ
+	                 : (unsigned)llround(sm->offered * (double)sm->offered_ms / 1000.0);
 	assert_true(n <= MAX_REQ);
 	for (unsigned i = 0; i < n; i++)
-		arrived[i] = sm->saturate ? T0
-		                          : T0 + (uint64_t)((double)(i - i % clump) * 1000.0 / sm->offered);
+		arrived[i] = sm->saturate
+		                 ? T0
+		                 : T0 + (uint64_t)((double)(i - i % clump) * 1000.0 / sm->offered);
 	/* the queue is a ring: head .. tail (exclusive) */
 	size_t cap = MAX_REQ + MAX_INFLIGHT, head = 0, tail = 0;
 	unsigned next_arrival = 0, done = 0;
@@ -337,8 +339,13 @@ static void simulate(struct sim *sm)
 static void run_quota(double mult, uint64_t latency, uint64_t jitter, unsigned clump,
                       struct sim *sm)
 {
-	*sm = (struct sim){.offered = 20.0 * mult, .quota = 20, .burst = 20, .offered_ms = 10000,
-	                   .latency = latency, .jitter = jitter, .clump = clump};
+	*sm = (struct sim){.offered = 20.0 * mult,
+	                   .quota = 20,
+	                   .burst = 20,
+	                   .offered_ms = 10000,
+	                   .latency = latency,
+	                   .jitter = jitter,
+	                   .clump = clump};
 	simulate(sm);
 	unsigned n = (unsigned)llround(sm->offered * 10);
 	double span = sm->backlog_to > sm->backlog_from
@@ -346,9 +353,10 @@ static void run_quota(double mult, uint64_t latency, uint64_t jitter, unsigned c
 	                  : 0;
 	print_message("offered %.0f/s latency %lu+%lums clump %u: %u accepted of %u, %u calls, "
 	              "%u throttled (%.1f %%), backlog %.1f s at %.2f x quota, max wait %.1f s\n",
-	              sm->offered, (unsigned long)latency, (unsigned long)jitter, clump, sm->accepted,
-	              n, sm->calls, sm->throttled, 100.0 * sm->throttled / sm->calls, span,
-	              span > 0 ? sm->accepted_in_backlog / span / 20.0 : 0, sm->max_wait_ms / 1000.0);
+	              sm->offered, (unsigned long)latency, (unsigned long)jitter, clump,
+	              sm->accepted, n, sm->calls, sm->throttled, 100.0 * sm->throttled / sm->calls,
+	              span, span > 0 ? sm->accepted_in_backlog / span / 20.0 : 0,
+	              sm->max_wait_ms / 1000.0);
 	assert_int_equal(sm->accepted, n);
 	assert_true(sm->max_wait_ms < 90000);
 	assert_true(sm->throttled * 10 <= sm->calls);

@@ -11,6 +11,22 @@
  * above it, so AWS keeps accepting at its quota and one cycle of ~4 s costs
  * one or two 429s.
  *
+ * Taken from botocore's adaptive mode (retries/adaptive.py, throttling.py,
+ * bucket.py; aws-sdk-go-v2 aws/retry/adaptive_ratelimit.go is the same):
+ * beta 0.7, a bucket holding one second of calls, a 0.5 calls/s floor, the
+ * send rate measured in half-second windows smoothed 0.8, the cut based on
+ * min(measured, allowed), the allowed rate capped at 2 x measured. Changed:
+ *   - The curve's scale is w_max-relative (botocore's is 0.4 calls/s^3
+ *     absolute: back from a cut in 2.5 s at 20/s but 5.3 s at 200/s, and 5 x
+ *     a 200/s quota only after ~18 s, past the 10 s the spec allows).
+ *   - One cut per congestion event: a 429 for a call started before the
+ *     last cut is counted, not acted on (botocore cuts on each one, so the
+ *     throttled calls of one burst cut the rate many times over).
+ *   - The bucket is emptied at a cut, so the first call after it waits one
+ *     interval instead of meeting the still-empty service bucket at once.
+ *   - The limit is lifted again once the curve passes 10 x w_max (botocore
+ *     keeps it forever; aws-sdk-go-v2 documents "eventually restored").
+ *
  * Invariants: fill >= RATECTL_MIN_RATE whenever the bucket is active;
  * 0 <= tokens <= burst(fill); cut_ms <= every later now_ms.
  */

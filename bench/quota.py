@@ -115,8 +115,8 @@ def main():
         aws.stop()
         broker.stop()
     print()
-    print(f"| offered | requests | all accepted | goodput / quota | 429 share | "
-          f"p50 / p99 ms | last accepted at |")
+    print("| offered | requests | all accepted | goodput / quota | 429 share | "
+          "p50 / p99 ms | last accepted at |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         allok = r["replies"].get("accepted", 0) == r["requests"]

@@ -101,6 +101,8 @@ def sign(secret, amz_date, region, service, creq):
 
 PARAM_NAME = re.compile(r"^[.$a-zA-Z0-9_-]{1,192}$")
 TOKEN = re.compile(r"^[\x21-\x7e]{1,64}$")
+# StartCommandExecution targets an IoT thing or thing group, nothing else.
+TARGET_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iot:[a-z0-9-]+:[0-9]{12}:(thing|thinggroup)/[a-zA-Z0-9:_-]{1,128}")
 
 
 def validate_value(name, v):
@@ -137,6 +139,8 @@ def validate_body(raw):
     t = body.get("targetArn")
     if not isinstance(t, str) or not 1 <= len(t) <= 2048:
         return None, "targetArn is required, at most 2048 characters"
+    if not TARGET_ARN.fullmatch(t):
+        return None, f"targetArn {t!r} is not the ARN of an IoT thing or thing group"
     if not isinstance(body.get("commandArn"), str) or not body["commandArn"]:
         return None, "commandArn is required"
     if "parameters" in body:
@@ -144,7 +148,7 @@ def validate_body(raw):
         if not isinstance(p, dict) or len(p) < 1:
             return None, "parameters must be a non-empty map"
         for k, v in p.items():
-            if not PARAM_NAME.match(k):
+            if not PARAM_NAME.fullmatch(k):
                 return None, f"parameter name {k!r} is invalid"
             e = validate_value(k, v)
             if e:
@@ -154,7 +158,7 @@ def validate_body(raw):
         if type(x) is not int or x < 1:
             return None, "executionTimeoutSeconds must be an integer >= 1"
     if "clientToken" in body:
-        if not isinstance(body["clientToken"], str) or not TOKEN.match(body["clientToken"]):
+        if not isinstance(body["clientToken"], str) or not TOKEN.fullmatch(body["clientToken"]):
             return None, "clientToken is invalid"
     return body, None
 

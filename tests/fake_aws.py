@@ -169,6 +169,9 @@ class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.args = args
+        # every secret and token this endpoint ever handed out or was given
+        # (kept across reset): none may appear in a gateway's log
+        self.secrets = [x for x in (args.secret, args.session_token, args.container_token) if x]
         self.reset()
 
     def reset(self):
@@ -182,6 +185,7 @@ class State:
         self.creds = {"lifetime_s": 900, "fail": 0, "malformed": ""}
         self.imds_tokens = set()
         self.cred_log = []
+        self.tls_log = []  # handshakes the mTLS listener refused
 
     def take_rule(self, thing):
         with self.lock:
@@ -245,6 +249,12 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_credlog":
             with st.lock:
                 self.reply(200, st.cred_log)
+        elif self.path == "/_secrets":
+            with st.lock:
+                self.reply(200, st.secrets)
+        elif self.path == "/_tlslog":
+            with st.lock:
+                self.reply(200, st.tls_log)
         elif self.path.startswith("/creds/container"):
             want = st.args.container_token
             if want and self.headers.get("Authorization") != want:
@@ -285,6 +295,7 @@ class Handler(BaseHTTPRequestHandler):
             tok = uuid.uuid4().hex
             with st.lock:
                 st.imds_tokens.add(tok)
+                st.secrets.append(tok)
             self.send_text(200, tok)
         else:
             self.reply(400, {"message": "bad token request"})
@@ -322,6 +333,7 @@ class Handler(BaseHTTPRequestHandler):
             exptxt = "next tuesday"
         with st.lock:
             st.issued[akid] = (secret, token, exp)
+            st.secrets += [secret, token]
         if kind == "iot":
             c = {"accessKeyId": akid, "secretAccessKey": secret, "sessionToken": token,
                  "expiration": exptxt}
@@ -478,6 +490,18 @@ class Handler(BaseHTTPRequestHandler):
         return None
 
 
+class MtlsServer(ThreadingHTTPServer):
+    """The TLS handshake runs in accept(): record the ones refused."""
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except ssl.SSLError as e:
+            with self.state.lock:
+                self.state.tls_log.append({"time": time.time(), "error": str(e)})
+            raise
+
+
 def serve(server):
     server.serve_forever(poll_interval=0.2)
 
@@ -508,7 +532,7 @@ def main():
         tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
         servers.append(tls)
     if args.cert and args.client_ca:
-        mtls = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        mtls = MtlsServer(("127.0.0.1", 0), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
         ctx.load_verify_locations(args.client_ca)

@@ -147,6 +147,14 @@ class FakeAws:
     def cred_calls(self):
         return json.loads(urllib.request.urlopen(self.url + "/_credlog", timeout=5).read())
 
+    def secrets(self):
+        """Every secret and token the endpoint issued or was given."""
+        return json.loads(urllib.request.urlopen(self.url + "/_secrets", timeout=5).read())
+
+    def tls_failures(self):
+        """Handshakes its mTLS listener refused (e.g. an unknown client CA)."""
+        return json.loads(urllib.request.urlopen(self.url + "/_tlslog", timeout=5).read())
+
     def stop(self):
         stop_process(self.proc, self.log)
 

@@ -75,12 +75,18 @@ def make_pki(d):
 
 
 class Mosquitto:
-    def __init__(self, tmp, pki=None, port=None):
+    def __init__(self, tmp, pki=None, port=None, persistence=False):
         self.port = port or free_port()
         self.tls_port = free_port() if pki else None
         conf = os.path.join(tmp, f"mosquitto-{self.port}.conf")
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
                  "set_tcp_nodelay true", "max_queued_messages 100000"]
+        if persistence:
+            # sessions, subscriptions and queued messages survive a restart on
+            # the same port (saved when it is stopped), as on a real broker
+            store = os.path.join(tmp, f"mosquitto-{self.port}.db") + "/"
+            os.makedirs(store, exist_ok=True)
+            lines += ["persistence true", f"persistence_location {store}"]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto', who cannot read tmp
         if pki:
@@ -227,7 +233,8 @@ log: {{ level = "debug"; }};
 class Device:
     """An MQTT client as a device would use it; collects every message it sees."""
 
-    def __init__(self, port, version=5, subscribe=("commands/#",), host="127.0.0.1", tls_ca=None):
+    def __init__(self, port, version=5, subscribe=("commands/#",), host="127.0.0.1", tls_ca=None,
+                 session_expiry=0):
         proto = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
         self.version = version
         self.c = mqtt.Client(client_id=f"dev-{time.time_ns()}", protocol=proto)
@@ -236,7 +243,14 @@ class Device:
         self.msgs = []
         self.lock = threading.Lock()
         self.c.on_message = self._on_message
-        self.c.connect(host, port, keepalive=30)
+        if version == 5 and session_expiry:
+            # the broker keeps this device's subscriptions and queues its
+            # messages while it is away (clean start on the first connect only)
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry
+            self.c.connect(host, port, keepalive=30, properties=props)
+        else:
+            self.c.connect(host, port, keepalive=30)
         self.c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.c.loop_start()
         for t in subscribe:

@@ -26,7 +26,9 @@ Tests steer it through /_control (JSON):
    "delay_ms": 0, "skew_s": 0, "reset": true,
    "creds": {"lifetime_s": 900, "fail": 0, "malformed": "", "expire_all": false}}
 A rule without "thing" applies to any request; "times" counts down (absent:
-forever). GET /_log returns every request seen, in order.
+forever). GET /_log returns every request seen, in order; GET /_secrets
+every secret and token it issued or was given (never reset); GET /_tlslog the
+handshakes its mTLS listener refused.
 """
 import argparse
 import base64

@@ -42,6 +42,7 @@ struct config {
 	} aws;
 	struct {
 		long max_inflight, queue_size, max_payload, deadline_ms, drain_ms;
+		long per_target_inflight;
 		double per_thing_rate;
 		char *spool_dir;
 		long spool_max;

@@ -61,17 +61,6 @@ struct mqtt {
  * carries the cookie itself (no allocation per publish). */
 static struct mqtt *the_client;
 
-void inbound_free(struct inbound *m)
-{
-	if (!m)
-		return;
-	free(m->topic);
-	free(m->payload);
-	free(m->response_topic);
-	free(m->correlation);
-	free(m);
-}
-
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -243,7 +232,7 @@ static char *dup_mem(const void *p, size_t n)
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
 {
 	struct mqtt *m = ctx;
-	struct inbound *in = calloc(1, sizeof(*in));
+	struct message *in = calloc(1, sizeof(*in));
 	if (!in)
 		abort();
 	in->topic = dup_mem(topic, topic_len > 0 ? (size_t)topic_len : strlen(topic));
@@ -331,11 +320,11 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 	pthread_mutex_init(&m->lock, NULL);
 	set_filters_locked(m, filters, n);
 	{
-		struct vars v = {0};
-		vars_set(&v, "client_id", m->client_id);
+		struct route_vars v = {0};
+		route_vars_set(&v, "client_id", m->client_id);
 		struct sbuf st;
 		sbuf_init(&st);
-		template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
+		route_template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
 		m->status_topic = sbuf_steal(&st);
 	}
 

@@ -12,7 +12,8 @@
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+# without its dependencies nothing below means anything: stop here
+scripts/deps.sh || { echo "scripts/deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export PYTHON=/usr/bin/python3
 passed=0
@@ -36,6 +37,12 @@ step() { # step NAME COMMAND...
 		f=$((f + $(echo "$line" | sed 's/.*, \([0-9]*\) failed/\1/')))
 	fi
 	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	# a step that reports no test at all (no summary line, or "0 passed,
+	# 0 failed") proved nothing: it fails, whatever its exit status
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+		echo "--- $name: no summary line (or no test run) counts as a failure"
+		f=1
+	fi
 	passed=$((passed + p))
 	failed=$((failed + f))
 	echo "--- $name: rc=$rc"
@@ -45,7 +52,12 @@ run_units() { # run_units BUILD_DIR
 	local rc=0
 	for t in "$1"/test_*; do
 		[ -x "$t" ] || continue
-		"$t" || rc=1
+		local out
+		out=$("$t" 2>&1) || rc=1
+		echo "$out"
+		# each binary must report its own count, or it proved nothing
+		grep -qE '^\[  (PASSED|FAILED)  \] [0-9]+ test' <<<"$out" ||
+			{ echo "$t: no cmocka summary line"; rc=1; }
 	done
 	return $rc
 }

@@ -26,7 +26,9 @@ Tests steer it through /_control (JSON):
    "delay_ms": 0, "skew_s": 0, "reset": true,
    "creds": {"lifetime_s": 900, "fail": 0, "malformed": "", "expire_all": false}}
 A rule without "thing" applies to any request; "times" counts down (absent:
-forever). GET /_log returns every request seen, in order.
+forever). GET /_log returns every request seen, in order; GET /_secrets
+every secret and token it issued or was given (never reset); GET /_tlslog the
+handshakes its mTLS listener refused.
 
 Quota mode (an account's call quota): a token bucket of "rate" calls/s and
 "burst" calls; a signed call beyond it is answered 429 ThrottlingException.
@@ -111,6 +113,8 @@ def sign(secret, amz_date, region, service, creq):
 
 PARAM_NAME = re.compile(r"^[.$a-zA-Z0-9_-]{1,192}$")
 TOKEN = re.compile(r"^[\x21-\x7e]{1,64}$")
+# StartCommandExecution targets an IoT thing or thing group, nothing else.
+TARGET_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iot:[a-z0-9-]+:[0-9]{12}:(thing|thinggroup)/[a-zA-Z0-9:_-]{1,128}")
 
 
 def validate_value(name, v):
@@ -147,6 +151,8 @@ def validate_body(raw):
     t = body.get("targetArn")
     if not isinstance(t, str) or not 1 <= len(t) <= 2048:
         return None, "targetArn is required, at most 2048 characters"
+    if not TARGET_ARN.fullmatch(t):
+        return None, f"targetArn {t!r} is not the ARN of an IoT thing or thing group"
     if not isinstance(body.get("commandArn"), str) or not body["commandArn"]:
         return None, "commandArn is required"
     if "parameters" in body:
@@ -154,7 +160,7 @@ def validate_body(raw):
         if not isinstance(p, dict) or len(p) < 1:
             return None, "parameters must be a non-empty map"
         for k, v in p.items():
-            if not PARAM_NAME.match(k):
+            if not PARAM_NAME.fullmatch(k):
                 return None, f"parameter name {k!r} is invalid"
             e = validate_value(k, v)
             if e:
@@ -164,7 +170,7 @@ def validate_body(raw):
         if type(x) is not int or x < 1:
             return None, "executionTimeoutSeconds must be an integer >= 1"
     if "clientToken" in body:
-        if not isinstance(body["clientToken"], str) or not TOKEN.match(body["clientToken"]):
+        if not isinstance(body["clientToken"], str) or not TOKEN.fullmatch(body["clientToken"]):
             return None, "clientToken is invalid"
     return body, None
 
@@ -175,6 +181,9 @@ class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.args = args
+        # every secret and token this endpoint ever handed out or was given
+        # (kept across reset): none may appear in a gateway's log
+        self.secrets = [x for x in (args.secret, args.session_token, args.container_token) if x]
         self.reset()
 
     def reset(self):
@@ -189,6 +198,7 @@ class State:
         self.creds = {"lifetime_s": 900, "fail": 0, "malformed": ""}
         self.imds_tokens = set()
         self.cred_log = []
+        self.tls_log = []  # handshakes the mTLS listener refused
         self.set_quota(getattr(self.args, "quota", 0), getattr(self.args, "quota_burst", 0))
         self.quota_accepted = []
         self.quota_throttled = []
@@ -282,6 +292,12 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_credlog":
             with st.lock:
                 self.reply(200, st.cred_log)
+        elif self.path == "/_secrets":
+            with st.lock:
+                self.reply(200, st.secrets)
+        elif self.path == "/_tlslog":
+            with st.lock:
+                self.reply(200, st.tls_log)
         elif self.path.startswith("/creds/container"):
             want = st.args.container_token
             if want and self.headers.get("Authorization") != want:
@@ -322,6 +338,7 @@ class Handler(BaseHTTPRequestHandler):
             tok = uuid.uuid4().hex
             with st.lock:
                 st.imds_tokens.add(tok)
+                st.secrets.append(tok)
             self.send_text(200, tok)
         else:
             self.reply(400, {"message": "bad token request"})
@@ -359,6 +376,7 @@ class Handler(BaseHTTPRequestHandler):
             exptxt = "next tuesday"
         with st.lock:
             st.issued[akid] = (secret, token, exp)
+            st.secrets += [secret, token]
         if kind == "iot":
             c = {"accessKeyId": akid, "secretAccessKey": secret, "sessionToken": token,
                  "expiration": exptxt}
@@ -528,6 +546,18 @@ class Handler(BaseHTTPRequestHandler):
         return None
 
 
+class MtlsServer(ThreadingHTTPServer):
+    """The TLS handshake runs in accept(): record the ones refused."""
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except ssl.SSLError as e:
+            with self.state.lock:
+                self.state.tls_log.append({"time": time.time(), "error": str(e)})
+            raise
+
+
 def serve(server):
     server.serve_forever(poll_interval=0.2)
 
@@ -562,7 +592,7 @@ def main():
         tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
         servers.append(tls)
     if args.cert and args.client_ca:
-        mtls = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        mtls = MtlsServer(("127.0.0.1", 0), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
         ctx.load_verify_locations(args.client_ca)

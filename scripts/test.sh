@@ -70,6 +70,7 @@ step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignor
 step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py
 step "durability and faults" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_durability.py
 step "delivery and order" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_delivery.py
+step "account quota" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_quota.py
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug ||

@@ -1,0 +1,683 @@
+/*
+ * follower: follows live in one doubly linked list (a follower holds a few
+ * thousand at most: one per execution started in the last follow_max_s),
+ * scanned per run; targets are a small list with reference counts, each
+ * remembering when one of its follows was last polled, which is what makes
+ * the choice among due polls round-robin across targets.
+ */
+#include "follower.h"
+
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "awserr.h"
+#include "backoff.h"
+#include "log.h"
+#include "sigv4.h"
+
+#define SERVICE          "iot"
+#define PUBLISH_RETRY_MS 1000
+
+struct target {
+	struct target *next;
+	char *arn;
+	size_t refs;
+	uint64_t last_ms; /* last poll started for one of its follows */
+};
+
+struct follow {
+	struct follow *next, *prev;
+	struct target *target;
+	char *thing, *command, *execution_id, *topic, *id_json; /* owned */
+	void *corr;
+	size_t corr_len;
+	int has_corr, qos;
+	char *path, *query; /* path without the endpoint's prefix; canonical query */
+	struct follow_state st;
+	uint64_t due_ms;
+	int in_flight;
+	struct http_call call;
+	uint64_t spool_seq; /* 0: not spooled */
+	uint64_t cred_generation;
+	int skew_retried, token_retried;
+	/* a message publish refused, offered again; final: the follow ends after it */
+	struct sbuf pending;
+	int pending_final;
+	enum follow_status pending_status;
+	const char *end_label; /* for the log line */
+};
+
+struct follower {
+	struct follower_options o;
+	char *control_url, *region, *host, *prefix, *origin; /* owned copies */
+	struct http_client *http;
+	struct cred_provider *creds;
+	struct spool *spool;
+	follower_publish_fn publish;
+	void *ctx;
+	struct follow *head, *tail;
+	size_t n, inflight;
+	struct target *targets;
+	struct rate_limiter rate;
+	uint64_t rate_wait_until;
+	struct sigv4_key_cache keys;
+	long skew_s;
+	struct follower_counters counters;
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t random_u32(void)
+{
+	uint32_t r = 0;
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		r = (uint32_t)rand();
+	return r;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (!d)
+		abort();
+	if (n)
+		memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+static char *xstrdup(const char *s)
+{
+	return xstrndup(s ? s : "", s ? strlen(s) : 0);
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* Split the control URL into origin ("https://host:port"), host and path. */
+static void set_endpoint(struct follower *f, const struct follower_options *o)
+{
+	free(f->control_url);
+	free(f->region);
+	free(f->host);
+	free(f->prefix);
+	free(f->origin);
+	f->control_url = xstrdup(o->control_url);
+	f->region = xstrdup(o->region);
+	const char *u = f->control_url;
+	const char *sep = strstr(u, "://");
+	const char *auth = sep ? sep + 3 : u;
+	size_t n = strcspn(auth, "/?#");
+	f->host = xstrndup(auth, n);
+	f->origin = xstrndup(u, (size_t)(auth - u) + n);
+	size_t pl = auth[n] == '/' ? strcspn(auth + n, "?#") : 0;
+	while (pl > 0 && auth[n + pl - 1] == '/')
+		pl--;
+	f->prefix = xstrndup(auth + n, pl);
+	f->o = *o;
+	f->o.control_url = f->control_url;
+	f->o.region = f->region;
+	if (f->o.max_inflight < 1)
+		f->o.max_inflight = 1;
+}
+
+struct follower *follower_new(const struct follower_options *o, struct http_client *http,
+                              struct cred_provider *creds, struct spool *spool,
+                              follower_publish_fn publish, void *ctx, uint64_t now_ms)
+{
+	struct follower *f = calloc(1, sizeof(*f));
+	if (!f)
+		abort();
+	set_endpoint(f, o);
+	f->http = http;
+	f->creds = creds;
+	f->spool = spool;
+	f->publish = publish;
+	f->ctx = ctx;
+	rate_init(&f->rate, o->max_rate, now_ms);
+	return f;
+}
+
+void follower_reconfigure(struct follower *f, const struct follower_options *o)
+{
+	set_endpoint(f, o);
+	f->rate.max_rate = o->max_rate;
+	if (o->max_rate > 0 && (f->rate.rate <= 0 || f->rate.rate > o->max_rate))
+		f->rate.rate = o->max_rate;
+	sigv4_key_cache_clean_up(&f->keys);
+}
+
+void follower_set_credentials(struct follower *f, struct cred_provider *creds)
+{
+	f->creds = creds;
+	sigv4_key_cache_clean_up(&f->keys);
+}
+
+/* ---- the set of follows ------------------------------------------------- */
+
+static struct target *target_ref(struct follower *f, const char *arn)
+{
+	for (struct target *t = f->targets; t; t = t->next)
+		if (strcmp(t->arn, arn) == 0) {
+			t->refs++;
+			return t;
+		}
+	struct target *t = calloc(1, sizeof(*t));
+	if (!t)
+		abort();
+	t->arn = xstrdup(arn);
+	t->refs = 1;
+	t->next = f->targets;
+	f->targets = t;
+	return t;
+}
+
+static void target_unref(struct follower *f, struct target *t)
+{
+	if (--t->refs)
+		return;
+	for (struct target **p = &f->targets; *p; p = &(*p)->next)
+		if (*p == t) {
+			*p = t->next;
+			break;
+		}
+	free(t->arn);
+	free(t);
+}
+
+static void link_follow(struct follower *f, struct follow *w)
+{
+	w->prev = f->tail;
+	w->next = NULL;
+	if (f->tail)
+		f->tail->next = w;
+	else
+		f->head = w;
+	f->tail = w;
+	f->n++;
+}
+
+static void free_follow(struct follower *f, struct follow *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		f->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		f->tail = w->prev;
+	f->n--;
+	if (w->in_flight) {
+		http_abort(f->http, &w->call);
+		f->inflight--;
+	} else {
+		http_call_free(&w->call);
+	}
+	target_unref(f, w->target);
+	free(w->thing);
+	free(w->command);
+	free(w->execution_id);
+	free(w->topic);
+	free(w->id_json);
+	free(w->corr);
+	free(w->path);
+	free(w->query);
+	sbuf_clean_up(&w->pending);
+	free(w);
+}
+
+/* A follow from its parts (copied); NULL when the execution id is bad. */
+static struct follow *make_follow(struct follower *f, const struct follow_info *in)
+{
+	struct sbuf path;
+	sbuf_init(&path);
+	if (follow_request_path(&path, "", in->execution_id) != 0) {
+		sbuf_clean_up(&path);
+		return NULL;
+	}
+	struct follow *w = calloc(1, sizeof(*w));
+	if (!w)
+		abort();
+	w->path = sbuf_steal(&path);
+	struct sbuf q;
+	sbuf_init(&q);
+	follow_request_query(&q, in->target_arn);
+	w->query = sbuf_steal(&q);
+	w->thing = xstrdup(in->thing);
+	w->command = xstrdup(in->command);
+	w->execution_id = xstrdup(in->execution_id);
+	w->topic = xstrdup(in->topic);
+	w->id_json = in->id_json && *in->id_json ? xstrdup(in->id_json) : NULL;
+	w->qos = in->qos;
+	if (in->correlation) {
+		w->corr = xstrndup(in->correlation, in->correlation_len);
+		w->corr_len = in->correlation_len;
+		w->has_corr = 1;
+	}
+	w->target = target_ref(f, in->target_arn);
+	sbuf_init(&w->pending);
+	return w;
+}
+
+enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint64_t started_ms,
+                         long max_s, char *err)
+{
+	struct follow *w = make_follow(f, in);
+	if (!w)
+		return cg_fail(err, CG_INVALID, "executionId '%.140s' cannot be followed",
+		               in->execution_id);
+	follow_state_init(&w->st, started_ms, max_s);
+	w->due_ms = started_ms + follow_poll_delay_ms(0, random_u32());
+	if (f->spool) {
+		int64_t wall = wall_ms();
+		struct spool_follow rec = {
+		    .started_ms = wall,
+		    .deadline_ms = wall + (int64_t)max_s * 1000,
+		    .qos = (uint8_t)in->qos,
+		    .last_status = FOLLOW_NONE,
+		    .thing = w->thing,
+		    .thing_len = strlen(w->thing),
+		    .command = w->command,
+		    .command_len = strlen(w->command),
+		    .execution_id = w->execution_id,
+		    .execution_id_len = strlen(w->execution_id),
+		    .target_arn = w->target->arn,
+		    .target_arn_len = strlen(w->target->arn),
+		    .topic = w->topic,
+		    .topic_len = strlen(w->topic),
+		    .id_json = w->id_json,
+		    .id_json_len = w->id_json ? strlen(w->id_json) : 0,
+		    .correlation = w->corr,
+		    .correlation_len = w->corr_len,
+		    .has_correlation = w->has_corr,
+		};
+		spool_add_follow(f->spool, &rec);
+		w->spool_seq = rec.seq;
+	}
+	link_follow(f, w);
+	log_debug("follow thing=%s command=%s execution=%s started", w->thing, w->command,
+	          w->execution_id);
+	return CG_OK;
+}
+
+void follower_resume(const struct spool_follow *rec, void *ctx)
+{
+	struct follower *f = ctx;
+	char *strs[6] = {
+	    xstrndup(rec->thing, rec->thing_len),
+	    xstrndup(rec->command, rec->command_len),
+	    xstrndup(rec->execution_id, rec->execution_id_len),
+	    xstrndup(rec->target_arn, rec->target_arn_len),
+	    xstrndup(rec->topic, rec->topic_len),
+	    xstrndup(rec->id_json, rec->id_json_len),
+	};
+	struct follow_info in = {strs[0], strs[1],      strs[2], strs[3], strs[4],
+	                         strs[5], rec->qos,     rec->has_correlation ? rec->correlation : NULL,
+	                         rec->correlation_len};
+	if (rec->has_correlation && !in.correlation)
+		in.correlation = ""; /* present but empty */
+	struct follow *w = make_follow(f, &in);
+	for (size_t i = 0; i < 6; i++)
+		free(strs[i]);
+	if (!w) {
+		log_warn("spool: follow seq=%llu has an invalid executionId; dropped",
+		         (unsigned long long)rec->seq);
+		if (f->spool)
+			spool_done(f->spool, rec->seq);
+		return;
+	}
+	/* wall-clock times -> this run's monotonic clock */
+	uint64_t now = mono_ms();
+	int64_t wall = wall_ms();
+	int64_t age = wall - rec->started_ms, left = rec->deadline_ms - wall;
+	uint64_t started = age > 0 && (uint64_t)age < now ? now - (uint64_t)age : now;
+	uint64_t deadline = left > 0 ? now + (uint64_t)left : now;
+	enum follow_status last = rec->last_status <= FOLLOW_TIMED_OUT
+	                              ? (enum follow_status)rec->last_status
+	                              : FOLLOW_NONE;
+	follow_state_resume(&w->st, started, deadline, last);
+	w->due_ms = now + follow_poll_delay_ms(0, random_u32());
+	w->spool_seq = rec->seq;
+	link_follow(f, w);
+	log_info("follow thing=%s command=%s execution=%s resumed from the spool", w->thing,
+	         w->command, w->execution_id);
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+/* One line per final outcome, counted; then the follow is gone. */
+static void finished(struct follower *f, struct follow *w, uint64_t now)
+{
+	int idx = w->end_label ? FOLLOW_NONE : (int)w->st.last;
+	f->counters.finished[idx]++;
+	log_info("follow thing=%s command=%s id=%s execution=%s outcome=%s%s%s polls=%u "
+	         "duration_ms=%llu",
+	         w->thing, w->command, w->id_json ? w->id_json : "-", w->execution_id,
+	         w->end_label ? "ended" : follow_status_name(w->st.last),
+	         w->end_label ? " code=" : "", w->end_label ? w->end_label : "", w->st.polls,
+	         (unsigned long long)(now - w->st.started_ms));
+	free_follow(f, w);
+}
+
+/* Offer the pending message; 1 when publish took it. */
+static int flush_pending(struct follower *f, struct follow *w, uint64_t now)
+{
+	uint64_t cookie = w->pending_final ? w->spool_seq : 0;
+	if (f->publish(f->ctx, w->topic, w->pending.data, w->pending.len, w->qos,
+	               w->has_corr ? w->corr : NULL, w->corr_len, cookie) != 0) {
+		w->due_ms = now + PUBLISH_RETRY_MS;
+		return 0;
+	}
+	f->counters.messages++;
+	sbuf_reset(&w->pending);
+	if (!w->pending_final && f->spool && w->spool_seq)
+		spool_follow_status(f->spool, w->spool_seq, (uint8_t)w->pending_status);
+	return 1;
+}
+
+/* Render and publish what step asks for; frees w when it was the end.
+ * Returns 1 when w is gone. */
+static int apply(struct follower *f, struct follow *w, const struct follow_step *step,
+                 const struct follow_answer *a, uint64_t now)
+{
+	if (!step->final)
+		w->due_ms = step->next_poll_ms;
+	if (!step->publish)
+		return 0;
+	sbuf_reset(&w->pending);
+	if (step->code) {
+		follow_render_end(&w->pending, w->id_json, w->execution_id, step->status,
+		                  step->code, step->retryable);
+		w->end_label = step->code; /* a literal or text in w->st: lives as long as w */
+	} else {
+		follow_render_status(&w->pending, w->id_json, w->execution_id, a, step->final);
+	}
+	w->pending_final = step->final;
+	w->pending_status = step->status;
+	if (!flush_pending(f, w, now))
+		return 0;
+	if (!step->final)
+		return 0;
+	finished(f, w, now);
+	return 1;
+}
+
+/* ---- polls -------------------------------------------------------------- */
+
+static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_printf(&b, "%s: %s", name, value);
+	l = curl_slist_append(l, b.data);
+	sbuf_wipe(&b);
+	return l;
+}
+
+static void on_poll_done(struct http_call *call, void *ctx);
+
+/* Sign and start w's GET. */
+static enum cg_err start_poll(struct follower *f, struct follow *w, uint64_t now, char *err)
+{
+	struct sigv4_credentials cred;
+	enum cg_err rc = cred_provider_get(f->creds, &cred, err);
+	if (rc != CG_OK)
+		return rc;
+	w->cred_generation = cred.generation;
+	char amz_date[SIGV4_DATE_LEN + 1];
+	sigv4_format_date(time(NULL) + f->skew_s, amz_date);
+	char hash[65];
+	sigv4_sha256_hex("", 0, hash);
+	struct sbuf path, url, authz;
+	sbuf_init(&path);
+	sbuf_init(&url);
+	sbuf_init(&authz);
+	sbuf_printf(&path, "%s%s", f->prefix, w->path);
+	sbuf_printf(&url, "%s%s?%s", f->origin, path.data, w->query);
+	struct sigv4_header h[3] = {
+	    {"host", f->host},
+	    {"x-amz-date", amz_date},
+	    {"x-amz-security-token", cred.session_token},
+	};
+	size_t nh = cred.session_token && *cred.session_token ? 3 : 2;
+	struct sigv4_request sr = {"GET", path.data, w->query, h, nh, hash};
+	sigv4_authorize(&sr, &cred, f->region, SERVICE, amz_date, &f->keys, &authz);
+	struct curl_slist *hl = NULL;
+	for (size_t i = 0; i < nh; i++)
+		hl = add_header(hl, h[i].name, h[i].value);
+	hl = add_header(hl, "authorization", authz.data);
+	hl = curl_slist_append(hl, "Accept: application/json");
+	sbuf_wipe(&authz);
+	w->call.user = w;
+	long timeout = f->o.request_timeout_ms > 0 ? f->o.request_timeout_ms : 10000;
+	rc = http_get(f->http, &w->call, url.data, hl, timeout, on_poll_done, f, err);
+	sbuf_clean_up(&path);
+	sbuf_clean_up(&url);
+	if (rc == CG_OK) {
+		w->in_flight = 1;
+		f->inflight++;
+		w->target->last_ms = now;
+	}
+	return rc;
+}
+
+/* A failure of w's poll; gateway codes for what never reached AWS. */
+static void failed(struct follower *f, struct follow *w, int http_status, const char *code,
+                   int retryable, uint64_t now)
+{
+	struct follow_step step;
+	follow_on_failure(&w->st, http_status, code, retryable, now, random_u32(), &step);
+	log_debug("follow execution=%s poll failed: %s (HTTP %d)", w->execution_id, code,
+	          http_status);
+	apply(f, w, &step, NULL, now);
+}
+
+/* w may be gone when this returns; body belongs to the caller. */
+static void on_response(struct follower *f, struct follow *w, const struct sbuf *body,
+                        uint64_t now)
+{
+	struct http_call *c = &w->call;
+	char err[ERR_LEN];
+	if (c->status >= 200 && c->status < 300) {
+		rate_on_success(&f->rate);
+		w->skew_retried = w->token_retried = 0;
+		struct follow_answer a;
+		if (follow_parse_answer(body->data, body->len, &a, err) != CG_OK) {
+			f->counters.poll_errors++;
+			log_warn("follow execution=%s: %s", w->execution_id, err);
+			failed(f, w, (int)c->status, "InternalError", 1, now);
+			return;
+		}
+		struct follow_step step;
+		follow_on_answer(&w->st, &a, now, random_u32(), &step);
+		apply(f, w, &step, &a, now);
+		follow_answer_clean_up(&a);
+		return;
+	}
+	f->counters.poll_errors++;
+	struct aws_error ae;
+	aws_error_parse((int)c->status, c->error_type, body->data, body->len, &ae);
+	time_t server;
+	if (ae.clock_skew && !w->skew_retried && aws_parse_http_date(c->date, &server) == 0) {
+		f->skew_s = (long)(server - time(NULL));
+		w->skew_retried = 1;
+		w->due_ms = now; /* re-signed at once: not a step of the schedule */
+		return;
+	}
+	if (ae.expired_token && !w->token_retried) {
+		cred_provider_invalidate(f->creds, w->cred_generation);
+		w->token_retried = 1;
+		w->due_ms = now + 300;
+		return;
+	}
+	if (ae.throttled)
+		rate_on_throttle(&f->rate, now);
+	failed(f, w, ae.http_status, ae.code, ae.retryable, now);
+}
+
+static void on_poll_done(struct http_call *call, void *ctx)
+{
+	struct follower *f = ctx;
+	struct follow *w = call->user;
+	uint64_t now = mono_ms();
+	w->in_flight = 0;
+	f->inflight--;
+	f->counters.polls++;
+	/* the answer's body, taken from the call: w may be freed below */
+	struct sbuf body = call->body;
+	memset(&call->body, 0, sizeof(call->body)); /* http_get initialises it again */
+	if (call->result == CG_OK) {
+		on_response(f, w, &body, now);
+	} else {
+		f->counters.poll_errors++;
+		failed(f, w, 0, "Unavailable", cg_can_retry(call->result), now);
+	}
+	sbuf_clean_up(&body);
+}
+
+/* The due follow whose target was served least recently; NULL: none due. */
+static struct follow *pick_due(struct follower *f, uint64_t now)
+{
+	struct follow *best = NULL;
+	for (struct follow *w = f->head; w; w = w->next) {
+		if (w->in_flight || w->pending.len || w->due_ms > now)
+			continue;
+		if (!best || w->target->last_ms < best->target->last_ms ||
+		    (w->target->last_ms == best->target->last_ms && w->due_ms < best->due_ms))
+			best = w;
+	}
+	return best;
+}
+
+void follower_run(struct follower *f, uint64_t now)
+{
+	struct follow_step step;
+	for (struct follow *w = f->head, *next; w; w = next) {
+		next = w->next;
+		if (w->in_flight)
+			continue;
+		if (w->pending.len) {
+			if (w->due_ms <= now && flush_pending(f, w, now) && w->pending_final)
+				finished(f, w, now);
+			continue;
+		}
+		if (follow_check_deadline(&w->st, now, &step))
+			apply(f, w, &step, NULL, now);
+	}
+	f->rate_wait_until = 0;
+	while (f->inflight < f->o.max_inflight) {
+		struct follow *w = pick_due(f, now);
+		if (!w)
+			break;
+		uint64_t wait = rate_take(&f->rate, now);
+		if (wait) {
+			f->rate_wait_until = now + wait;
+			break;
+		}
+		char err[ERR_LEN] = "";
+		enum cg_err rc = start_poll(f, w, now, err);
+		if (rc == CG_OK)
+			continue;
+		/* no credentials, or curl refused: a failed poll on the schedule */
+		w->target->last_ms = now;
+		f->counters.poll_errors++;
+		if (rc == CG_CREDENTIALS)
+			failed(f, w, 0, "CredentialsUnavailable", 1, now);
+		else
+			failed(f, w, 0, "InternalError", 1, now);
+	}
+}
+
+uint64_t follower_next_ms(const struct follower *f, uint64_t now)
+{
+	uint64_t t = UINT64_MAX;
+	for (const struct follow *w = f->head; w; w = w->next) {
+		if (w->in_flight)
+			continue;
+		uint64_t due = w->due_ms;
+		if (!w->pending.len && w->st.deadline_ms < due)
+			due = w->st.deadline_ms;
+		uint64_t d = due > now ? due - now : 0;
+		if (d < t)
+			t = d;
+	}
+	if (t == 0 && f->rate_wait_until > now)
+		t = f->rate_wait_until - now;
+	if (t == 0 && f->inflight >= f->o.max_inflight)
+		t = UINT64_MAX; /* a completion wakes the loop */
+	return t;
+}
+
+void follower_shutdown(struct follower *f)
+{
+	uint64_t now = mono_ms();
+	size_t kept = 0;
+	while (f->head) {
+		struct follow *w = f->head;
+		if (w->in_flight) {
+			http_abort(f->http, &w->call);
+			w->in_flight = 0;
+			f->inflight--;
+		}
+		if (f->spool && w->spool_seq && !w->pending_final) {
+			kept++;
+			free_follow(f, w);
+			continue;
+		}
+		if (!w->pending_final) {
+			sbuf_reset(&w->pending);
+			follow_render_end(&w->pending, w->id_json, w->execution_id, w->st.last,
+			                  "Unavailable", 1);
+			w->pending_final = 1;
+			w->end_label = "Unavailable";
+		}
+		flush_pending(f, w, now);
+		finished(f, w, now);
+	}
+	if (kept)
+		log_info("stopping: %zu follow(s) stay in the spool", kept);
+}
+
+void follower_free(struct follower *f)
+{
+	if (!f)
+		return;
+	while (f->head)
+		free_follow(f, f->head);
+	sigv4_key_cache_clean_up(&f->keys);
+	free(f->control_url);
+	free(f->region);
+	free(f->host);
+	free(f->prefix);
+	free(f->origin);
+	free(f);
+}
+
+size_t follower_active(const struct follower *f)
+{
+	return f->n;
+}
+
+size_t follower_inflight(const struct follower *f)
+{
+	return f->inflight;
+}
+
+const struct follower_counters *follower_counters(const struct follower *f)
+{
+	return &f->counters;
+}

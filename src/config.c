@@ -67,6 +67,8 @@ static const struct option options[] = {
     INT("aws.request_timeout_ms", aws.request_timeout_ms, 1, 600000, 10000, 1),
     INT("aws.max_attempts", aws.max_attempts, 1, 100, 3, 1),
     DBL("aws.max_rate", aws.max_rate, 0, 1e9, 0, 1),
+    STR("aws.control_endpoint", aws.control_endpoint, "", 1),
+    DBL("aws.follow_max_rate", aws.follow_max_rate, 0, 1e9, 10, 1),
     GRP("aws.credentials"),
     STR("aws.credentials.source", aws.credentials.source, "chain", 1),
     STR("aws.credentials.access_key_id", aws.credentials.access_key_id, "", 1),
@@ -88,6 +90,7 @@ static const struct option options[] = {
     DBL("gateway.per_thing_rate", gateway.per_thing_rate, 0, 1e9, 0, 1),
     STR("gateway.spool_dir", gateway.spool_dir, "", 0),
     INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),
+    INT("gateway.follow_max_s", gateway.follow_max_s, 1, 604800, 3600, 1),
     GRP("log"),
     STR("log.level", log.level, "info", 1),
     STR("log.format", log.format, "text", 1),
@@ -99,7 +102,10 @@ static const struct option options[] = {
 
 static const char *const route_keys[] = {"request_topic", "reply_topic",     "target_arn",
                                          "command_arn",   "thing",           "command",
-                                         "commands",      "parameter_types", "execution_timeout"};
+                                         "commands",      "parameter_types", "execution_timeout",
+                                         "follow",        "execution_topic"};
+
+static const char default_execution_topic[] = "commands/{thing}/{command}/executions/{execution}";
 
 static const char *default_route[] = {
     "commands/{thing}/{command}/start",
@@ -259,6 +265,12 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 			               "route 'execution_timeout' must be an integer >= 0");
 		r->execution_timeout = config_setting_get_int(s);
 	}
+	s = config_setting_get_member(rs, "follow");
+	if (s) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			return fail_at(err, file, s, "route 'follow' must be true or false");
+		r->follow = config_setting_get_bool(s);
+	}
 	return CG_OK;
 }
 
@@ -283,7 +295,9 @@ static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char
 	    (rc = route_string(rs, "target_arn", default_route[2], &r->target_arn, file, err)) ||
 	    (rc = route_string(rs, "command_arn", default_route[3], &r->command_arn, file, err)) ||
 	    (rc = route_string(rs, "thing", NULL, &r->thing, file, err)) ||
-	    (rc = route_string(rs, "command", NULL, &r->command, file, err)))
+	    (rc = route_string(rs, "command", NULL, &r->command, file, err)) ||
+	    (rc = route_string(rs, "execution_topic", default_execution_topic, &r->execution_topic,
+	                       file, err)))
 		return rc;
 	return parse_route_lists(rs, r, file, err);
 }
@@ -298,6 +312,7 @@ static enum cg_err parse_routes(struct config *c, const config_t *cfg, const cha
 		c->routes[0].reply_topic = xstrdup(default_route[1]);
 		c->routes[0].target_arn = xstrdup(default_route[2]);
 		c->routes[0].command_arn = xstrdup(default_route[3]);
+		c->routes[0].execution_topic = xstrdup(default_execution_topic);
 		return CG_OK;
 	}
 	if (!config_setting_is_list(list) || config_setting_length(list) < 1)
@@ -322,7 +337,10 @@ static int one_of(const char *v, const char *const *set)
 	return 0;
 }
 
-static int placeholders_known(const char *tmpl, const struct route *r, int allow_status, char *bad,
+#define ALLOW_STATUS    1
+#define ALLOW_EXECUTION 2
+
+static int placeholders_known(const char *tmpl, const struct route *r, int allow, char *bad,
                               size_t n)
 {
 	for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
@@ -334,7 +352,8 @@ static int placeholders_known(const char *tmpl, const struct route *r, int allow
 		int ok = strcmp(bad, "region") == 0 || strcmp(bad, "account") == 0 ||
 		         strcmp(bad, "client_id") == 0 || strcmp(bad, "thing") == 0 ||
 		         strcmp(bad, "command") == 0 ||
-		         (allow_status && strcmp(bad, "status") == 0);
+		         ((allow & ALLOW_STATUS) && strcmp(bad, "status") == 0) ||
+		         ((allow & ALLOW_EXECUTION) && strcmp(bad, "execution") == 0);
 		for (size_t i = 0; i < r->n_ph && !ok; i++)
 			ok = strcmp(r->ph_names[i], bad) == 0;
 		if (!ok)
@@ -356,6 +375,36 @@ static config_setting_t *key_at(config_setting_t *s, const char *key)
 {
 	config_setting_t *k = config_setting_is_group(s) ? config_setting_get_member(s, key) : NULL;
 	return k ? k : s;
+}
+
+/* The execution topic (SPEC 8): like a reply topic, with {execution}
+ * instead of {status}; {execution} is the executionId and nothing else. */
+static enum cg_err check_execution_topic(const struct config *c, const struct route *r,
+                                         config_setting_t *s, const char *file, char *err)
+{
+	const char *t = r->execution_topic;
+	config_setting_t *at = key_at(s, "execution_topic");
+	char bad[130];
+	if (!r->follow && strcmp(t, default_execution_topic) == 0 && !captures(r, "execution"))
+		return CG_OK; /* unused: the default cannot break a route that does not follow */
+	if (captures(r, "execution"))
+		return fail_at(err, file, key_at(s, "request_topic"),
+		               "{execution} is the executionId, for execution_topic only; "
+		               "request_topic cannot capture it");
+	if (!placeholders_known(t, r, ALLOW_EXECUTION, bad, sizeof(bad)))
+		return fail_at(err, file, at, "unknown placeholder {%s} in \"%s\"", bad, t);
+	if (!*t || strpbrk(t, "+#"))
+		return fail_at(err, file, at,
+		               "execution_topic \"%s\" must be a topic name without wildcards", t);
+	for (size_t i = 0; i < c->n_routes; i++)
+		if (route_reply_could_loop(t, c->routes[i].request_topic))
+			return fail_at(err, file, at,
+			               "execution_topic \"%s\" could match request_topic \"%s\": "
+			               "messages would loop back as requests",
+			               t, c->routes[i].request_topic);
+	if (template_uses(t, "account") && !*c->aws.account)
+		return fail_at(err, file, s, "aws.account is required: \"%s\" uses {account}", t);
+	return CG_OK;
 }
 
 /* Cross-field rules of one route; s is its setting (for the line). */
@@ -384,7 +433,7 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
 	const char *keys[3] = {"reply_topic", "target_arn", "command_arn"};
 	for (int i = 0; i < 3; i++)
-		if (!placeholders_known(tmpls[i], r, i == 0, bad, sizeof(bad)))
+		if (!placeholders_known(tmpls[i], r, i == 0 ? ALLOW_STATUS : 0, bad, sizeof(bad)))
 			return fail_at(err, file, key_at(s, keys[i]),
 			               "unknown placeholder {%s} in \"%s\"", bad, tmpls[i]);
 	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
@@ -402,7 +451,7 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 		if (template_uses(tmpls[i], "account") && !*c->aws.account)
 			return fail_at(err, file, s,
 			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
-	return CG_OK;
+	return check_execution_topic(c, r, s, file, err);
 }
 
 static enum cg_err check_globals(struct config *c, const config_t *cfg, const char *file, char *err)
@@ -459,7 +508,20 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 		return fail_at(err, file, AT("aws.endpoint"),
 		               "aws.endpoint \"%s\" must be an https:// (or http://) URL",
 		               c->aws.endpoint);
+	if (*c->aws.control_endpoint && strncmp(c->aws.control_endpoint, "https://", 8) != 0 &&
+	    strncmp(c->aws.control_endpoint, "http://", 7) != 0)
+		return fail_at(err, file, AT("aws.control_endpoint"),
+		               "aws.control_endpoint \"%s\" must be an https:// (or http://) URL",
+		               c->aws.control_endpoint);
 #undef AT
+	if (*c->aws.control_endpoint) {
+		c->control_url = xstrdup(c->aws.control_endpoint);
+		size_t n = strlen(c->control_url);
+		while (n > 0 && c->control_url[n - 1] == '/')
+			c->control_url[--n] = '\0';
+	} else {
+		c->control_url = config_default_control_endpoint(c->aws.region);
+	}
 	if (*c->aws.endpoint) {
 		c->endpoint_url = xstrdup(c->aws.endpoint);
 		size_t n = strlen(c->endpoint_url);
@@ -476,6 +538,15 @@ char *config_default_endpoint(const char *region)
 	struct sbuf b;
 	sbuf_init(&b);
 	sbuf_printf(&b, "https://data.jobs.iot.%s.amazonaws.com%s", region,
+	            strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+	return sbuf_steal(&b);
+}
+
+char *config_default_control_endpoint(const char *region)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_printf(&b, "https://iot.%s.amazonaws.com%s", region,
 	            strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
 	return sbuf_steal(&b);
 }
@@ -554,6 +625,7 @@ void config_free(struct config *c)
 		route_clean_up(&c->routes[i]);
 	free(c->routes);
 	free(c->endpoint_url);
+	free(c->control_url);
 	free(c->path);
 	free(c);
 }

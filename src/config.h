@@ -39,12 +39,15 @@ struct config {
 		long connect_timeout_ms, request_timeout_ms, max_attempts;
 		double max_rate;
 		struct cred_config credentials;
+		char *control_endpoint; /* "" : the regional default (control_url) */
+		double follow_max_rate; /* GetCommandExecution polls/s (SPEC 8) */
 	} aws;
 	struct {
 		long max_inflight, queue_size, max_payload, deadline_ms, drain_ms;
 		double per_thing_rate;
 		char *spool_dir;
 		long spool_max;
+		long follow_max_s; /* how long an execution is followed */
 	} gateway;
 	struct {
 		char *level, *format;
@@ -57,6 +60,7 @@ struct config {
 	struct route *routes;
 	size_t n_routes;
 	char *endpoint_url; /* derived: aws.endpoint or the regional default */
+	char *control_url;  /* derived: aws.control_endpoint or the regional default */
 	char *path;         /* the file it came from */
 };
 
@@ -68,6 +72,8 @@ void config_free(struct config *c);
 
 /* The default endpoint for a region. Caller frees. */
 char *config_default_endpoint(const char *region);
+/* The default control-plane endpoint (GetCommandExecution). Caller frees. */
+char *config_default_control_endpoint(const char *region);
 
 /* Names of top-level options whose change needs a restart (not reloadable)
  * and that differ between a and b, into out (appended, comma-separated). */

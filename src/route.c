@@ -51,6 +51,7 @@ void route_clean_up(struct route *r)
 	free(r->reply_topic);
 	free(r->target_arn);
 	free(r->command_arn);
+	free(r->execution_topic);
 	free(r->thing);
 	free(r->command);
 	for (size_t i = 0; i < r->n_commands; i++)

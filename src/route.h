@@ -50,6 +50,8 @@ struct route {
 	struct param_type_entry *ptypes;
 	size_t n_ptypes;
 	long execution_timeout;   /* 0: none */
+	int follow;               /* follow each accepted execution (SPEC 8) */
+	char *execution_topic;    /* where a follow publishes; may use {execution} */
 	char *filter;             /* derived: request_topic with '+' */
 	char *ph_names[VARS_MAX]; /* derived: placeholder names, in order */
 	size_t n_ph;

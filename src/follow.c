@@ -243,6 +243,22 @@ void follow_render_end(struct sbuf *out, const char *id_json, const char *execut
 	sbuf_putc(out, '}');
 }
 
+enum cg_err follow_topic_prepare(const char *tmpl, const struct vars *v, struct sbuf *out,
+                                 char *err)
+{
+	struct vars w = *v;
+	vars_set(&w, "execution", "{execution}");
+	return template_expand(tmpl, &w, out, err);
+}
+
+enum cg_err follow_topic_finish(const char *prepared, const char *execution_id,
+                                struct sbuf *out, char *err)
+{
+	struct vars w = {0};
+	vars_set(&w, "execution", execution_id);
+	return template_expand(prepared, &w, out, err);
+}
+
 static int unreserved(unsigned char c)
 {
 	return isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "route.h"
 #include "sbuf.h"
 
 #define FOLLOW_NO_RESPONSE          "$NO_RESPONSE_FROM_DEVICE"
@@ -124,6 +125,17 @@ void follow_render_status(struct sbuf *out, const char *id_json, const char *exe
                           const struct follow_answer *a, int final);
 void follow_render_end(struct sbuf *out, const char *id_json, const char *execution_id,
                        enum follow_status last, const char *code, int retryable);
+
+/*
+ * The execution topic in two steps: at admission, while the request's
+ * captured values are at hand, everything but {execution} is expanded
+ * ({execution} stays as it is); once AWS gave the executionId, it fills
+ * {execution}. Both append to out.
+ */
+enum cg_err follow_topic_prepare(const char *tmpl, const struct vars *v, struct sbuf *out,
+                                 char *err);
+enum cg_err follow_topic_finish(const char *prepared, const char *execution_id,
+                                struct sbuf *out, char *err);
 
 /* The request: path "/command-executions/{id}" (prefix: the endpoint's own
  * path, "" for none) and the query "includeResult=true&targetArn=<ARN>",

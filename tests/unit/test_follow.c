@@ -425,6 +425,29 @@ static void canonical_request_and_signature_match_an_independent_signer(void **s
 	sbuf_clean_up(&authz);
 }
 
+static void execution_topic_expanded_in_two_steps(void **s)
+{
+	(void)s;
+	struct vars v = {0};
+	vars_set(&v, "thing", "pump-7");
+	vars_set(&v, "command", "open-valve");
+	vars_set(&v, "client_id", "gw");
+	struct sbuf a, b;
+	sbuf_init(&a);
+	sbuf_init(&b);
+	char err[ERR_LEN];
+	assert_int_equal(follow_topic_prepare("commands/{thing}/{command}/executions/{execution}", &v,
+	                                      &a, err),
+	                 CG_OK);
+	assert_string_equal(a.data, "commands/pump-7/open-valve/executions/{execution}");
+	assert_int_equal(follow_topic_finish(a.data, EXEC, &b, err), CG_OK);
+	assert_string_equal(b.data, "commands/pump-7/open-valve/executions/" EXEC);
+	sbuf_reset(&a);
+	assert_int_not_equal(follow_topic_prepare("x/{nope}", &v, &a, err), CG_OK);
+	sbuf_clean_up(&a);
+	sbuf_clean_up(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -446,6 +469,7 @@ int main(void)
 	    TEST(renders_the_early_end),
 	    TEST(query_string_encodes_the_arn),
 	    TEST(canonical_request_and_signature_match_an_independent_signer),
+	    TEST(execution_topic_expanded_in_two_steps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

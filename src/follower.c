@@ -592,9 +592,9 @@ void follower_run(struct follower *f, uint64_t now)
 		enum cg_err rc = start_poll(f, w, now, err);
 		if (rc == CG_OK)
 			continue;
-		/* no credentials, or curl refused: a failed poll on the schedule */
+		/* no credentials, or curl refused: a failed poll on the schedule
+		 * (not counted as a poll: nothing was sent) */
 		w->target->last_ms = now;
-		f->counters.poll_errors++;
 		if (rc == CG_CREDENTIALS)
 			failed(f, w, 0, "CredentialsUnavailable", 1, now);
 		else
@@ -680,4 +680,17 @@ size_t follower_inflight(const struct follower *f)
 const struct follower_counters *follower_counters(const struct follower *f)
 {
 	return &f->counters;
+}
+
+void follower_stats(const struct follower *f, struct stats_follow *out)
+{
+	const struct follower_counters *c = &f->counters;
+	out->active = f->n;
+	out->polls = c->polls;
+	out->poll_errors = c->poll_errors;
+	out->succeeded = c->finished[FOLLOW_SUCCEEDED];
+	out->failed = c->finished[FOLLOW_FAILED];
+	out->rejected = c->finished[FOLLOW_REJECTED];
+	out->timed_out = c->finished[FOLLOW_TIMED_OUT];
+	out->ended = c->finished[FOLLOW_NONE];
 }

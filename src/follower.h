@@ -31,6 +31,7 @@
 #include "follow.h"
 #include "http.h"
 #include "spool.h"
+#include "stats.h"
 
 struct follower_options {
 	const char *control_url;  /* config's control_url: "https://iot.{region}.amazonaws.com" */
@@ -114,5 +115,7 @@ void follower_shutdown(struct follower *f);
 size_t follower_active(const struct follower *f);   /* follows in progress (gauge) */
 size_t follower_inflight(const struct follower *f); /* polls in flight */
 const struct follower_counters *follower_counters(const struct follower *f);
+/* The counters as stats renders them (g.follow = &out). */
+void follower_stats(const struct follower *f, struct stats_follow *out);
 
 #endif

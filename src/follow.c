@@ -56,8 +56,7 @@ static int rank(enum follow_status s, const char *reason_code)
 	}
 }
 
-enum cg_err follow_parse_answer(const char *body, size_t len, struct follow_answer *out,
-                                char *err)
+enum cg_err follow_parse_answer(const char *body, size_t len, struct follow_answer *out, char *err)
 {
 	memset(out, 0, sizeof(*out));
 	json_error_t je;
@@ -164,8 +163,8 @@ void follow_on_answer(struct follow_state *st, const struct follow_answer *a, ui
 	schedule(st, now, rnd, out);
 }
 
-void follow_on_failure(struct follow_state *st, int http_status, const char *code,
-                       int retryable, uint64_t now, uint32_t rnd, struct follow_step *out)
+void follow_on_failure(struct follow_state *st, int http_status, const char *code, int retryable,
+                       uint64_t now, uint32_t rnd, struct follow_step *out)
 {
 	memset(out, 0, sizeof(*out));
 	int early_404 = http_status == 404 && st->last == FOLLOW_NONE &&
@@ -251,8 +250,8 @@ enum cg_err follow_topic_prepare(const char *tmpl, const struct vars *v, struct 
 	return template_expand(tmpl, &w, out, err);
 }
 
-enum cg_err follow_topic_finish(const char *prepared, const char *execution_id,
-                                struct sbuf *out, char *err)
+enum cg_err follow_topic_finish(const char *prepared, const char *execution_id, struct sbuf *out,
+                                char *err)
 {
 	struct vars w = {0};
 	vars_set(&w, "execution", execution_id);
@@ -292,7 +291,8 @@ int follow_request_path(struct sbuf *out, const char *prefix, const char *execut
 		return -1;
 	sbuf_puts(out, prefix ? prefix : "");
 	sbuf_puts(out, "/command-executions/");
-	sbuf_puts(out, execution_id); /* nothing to encode: no single- vs double-encoding question */
+	sbuf_puts(out,
+	          execution_id); /* nothing to encode: no single- vs double-encoding question */
 	return 0;
 }
 

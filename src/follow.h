@@ -34,11 +34,11 @@
 #include "route.h"
 #include "sbuf.h"
 
-#define FOLLOW_NO_RESPONSE          "$NO_RESPONSE_FROM_DEVICE"
-#define FOLLOW_FIRST_POLL_MS        500
-#define FOLLOW_POLL_CAP_MS          30000
-#define FOLLOW_NOT_FOUND_GRACE_MS   15000
-#define FOLLOW_EXECUTION_ID_MAX     128
+#define FOLLOW_NO_RESPONSE        "$NO_RESPONSE_FROM_DEVICE"
+#define FOLLOW_FIRST_POLL_MS      500
+#define FOLLOW_POLL_CAP_MS        30000
+#define FOLLOW_NOT_FOUND_GRACE_MS 15000
+#define FOLLOW_EXECUTION_ID_MAX   128
 
 /* AWS CommandExecutionStatus; the numbers are stored in the spool. */
 enum follow_status {
@@ -71,8 +71,7 @@ struct follow_answer {
 
 /* Parse a 2xx body. CG_INVALID with the reason when it is not an object with
  * a string status. */
-enum cg_err follow_parse_answer(const char *body, size_t len, struct follow_answer *out,
-                                char *err);
+enum cg_err follow_parse_answer(const char *body, size_t len, struct follow_answer *out, char *err);
 void follow_answer_clean_up(struct follow_answer *a);
 
 /* Delay before poll number polls_done + 1 (0: the first, counted from the
@@ -81,8 +80,8 @@ uint64_t follow_poll_delay_ms(unsigned polls_done, uint32_t rnd);
 
 /* One follow's progress. Times are monotonic ms. */
 struct follow_state {
-	uint64_t started_ms;  /* when the accepted reply went out */
-	uint64_t deadline_ms; /* started_ms + gateway.follow_max_s */
+	uint64_t started_ms;     /* when the accepted reply went out */
+	uint64_t deadline_ms;    /* started_ms + gateway.follow_max_s */
 	enum follow_status last; /* last status published (FOLLOW_NONE: none) */
 	int last_rank;
 	unsigned polls; /* polls answered or failed */
@@ -100,12 +99,12 @@ void follow_state_resume(struct follow_state *st, uint64_t started_ms, uint64_t 
 
 /* What to do after an event. */
 struct follow_step {
-	int publish;              /* a message is due */
-	int final;                /* ... and it is the last one: following ends */
+	int publish;               /* a message is due */
+	int final;                 /* ... and it is the last one: following ends */
 	enum follow_status status; /* the status to publish (or the last known) */
-	const char *code;         /* set for an early end: the error code */
-	int retryable;            /* with code */
-	uint64_t next_poll_ms;    /* when not ended */
+	const char *code;          /* set for an early end: the error code */
+	int retryable;             /* with code */
+	uint64_t next_poll_ms;     /* when not ended */
 };
 
 /* A poll answered 2xx with a. */
@@ -113,8 +112,8 @@ void follow_on_answer(struct follow_state *st, const struct follow_answer *a, ui
                       uint32_t rnd, struct follow_step *out);
 /* A poll failed: http_status 0 when no HTTP answer came; code is the AWS
  * error code or a gateway code (Unavailable, CredentialsUnavailable). */
-void follow_on_failure(struct follow_state *st, int http_status, const char *code,
-                       int retryable, uint64_t now, uint32_t rnd, struct follow_step *out);
+void follow_on_failure(struct follow_state *st, int http_status, const char *code, int retryable,
+                       uint64_t now, uint32_t rnd, struct follow_step *out);
 /* Before a poll starts: 1 (and out filled with the final message) when
  * gateway.follow_max_s has passed. */
 int follow_check_deadline(struct follow_state *st, uint64_t now, struct follow_step *out);
@@ -134,8 +133,8 @@ void follow_render_end(struct sbuf *out, const char *id_json, const char *execut
  */
 enum cg_err follow_topic_prepare(const char *tmpl, const struct vars *v, struct sbuf *out,
                                  char *err);
-enum cg_err follow_topic_finish(const char *prepared, const char *execution_id,
-                                struct sbuf *out, char *err);
+enum cg_err follow_topic_finish(const char *prepared, const char *execution_id, struct sbuf *out,
+                                char *err);
 
 /* The request: path "/command-executions/{id}" (prefix: the endpoint's own
  * path, "" for none) and the query "includeResult=true&targetArn=<ARN>",

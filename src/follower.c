@@ -325,8 +325,14 @@ void follower_resume(const struct spool_follow *rec, void *ctx)
 	    xstrndup(rec->topic, rec->topic_len),
 	    xstrndup(rec->id_json, rec->id_json_len),
 	};
-	struct follow_info in = {strs[0], strs[1],      strs[2], strs[3], strs[4],
-	                         strs[5], rec->qos,     rec->has_correlation ? rec->correlation : NULL,
+	struct follow_info in = {strs[0],
+	                         strs[1],
+	                         strs[2],
+	                         strs[3],
+	                         strs[4],
+	                         strs[5],
+	                         rec->qos,
+	                         rec->has_correlation ? rec->correlation : NULL,
 	                         rec->correlation_len};
 	if (rec->has_correlation && !in.correlation)
 		in.correlation = ""; /* present but empty */
@@ -487,8 +493,7 @@ static void failed(struct follower *f, struct follow *w, int http_status, const 
 }
 
 /* w may be gone when this returns; body belongs to the caller. */
-static void on_response(struct follower *f, struct follow *w, const struct sbuf *body,
-                        uint64_t now)
+static void on_response(struct follower *f, struct follow *w, const struct sbuf *body, uint64_t now)
 {
 	struct http_call *c = &w->call;
 	char err[ERR_LEN];

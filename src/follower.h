@@ -34,11 +34,11 @@
 #include "stats.h"
 
 struct follower_options {
-	const char *control_url;  /* config's control_url: "https://iot.{region}.amazonaws.com" */
+	const char *control_url; /* config's control_url: "https://iot.{region}.amazonaws.com" */
 	const char *region;
-	double max_rate;          /* aws.follow_max_rate: polls/s, 0 = unlimited */
-	long request_timeout_ms;  /* aws.request_timeout_ms */
-	size_t max_inflight;      /* polls in flight at once */
+	double max_rate;         /* aws.follow_max_rate: polls/s, 0 = unlimited */
+	long request_timeout_ms; /* aws.request_timeout_ms */
+	size_t max_inflight;     /* polls in flight at once */
 };
 
 /*
@@ -54,11 +54,11 @@ typedef int (*follower_publish_fn)(void *ctx, const char *topic, const char *pay
 struct follow_info {
 	const char *thing, *command;
 	const char *execution_id;
-	const char *target_arn;   /* as sent to StartCommandExecution */
-	const char *topic;        /* the route's execution_topic, expanded */
-	const char *id_json;      /* the request's id as JSON text; NULL: none */
+	const char *target_arn; /* as sent to StartCommandExecution */
+	const char *topic;      /* the route's execution_topic, expanded */
+	const char *id_json;    /* the request's id as JSON text; NULL: none */
 	int qos;
-	const void *correlation;  /* MQTT 5 Correlation Data; NULL: none */
+	const void *correlation; /* MQTT 5 Correlation Data; NULL: none */
 	size_t correlation_len;
 };
 

@@ -99,8 +99,8 @@ static void give_easy(struct http_client *c, CURL *e)
 }
 
 /* Options every call has; the caller adds the method's own. */
-static void common_options(struct http_client *c, struct http_call *call, CURL *e,
-                           const char *url, struct curl_slist *headers, long timeout_ms)
+static void common_options(struct http_client *c, struct http_call *call, CURL *e, const char *url,
+                           struct curl_slist *headers, long timeout_ms)
 {
 	call->easy = e;
 	call->headers = headers;

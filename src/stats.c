@@ -194,8 +194,8 @@ static void render_follow_prometheus(const struct stats_follow *f, struct sbuf *
 	metric_head(out, "cmdgate_follow_polls_total", "counter",
 	            "GetCommandExecution calls, by result.");
 	sbuf_printf(out, "cmdgate_follow_polls_total{result=\"ok\"} %llu\n",
-	            (unsigned long long)(f->polls - (f->poll_errors < f->polls ? f->poll_errors
-	                                                                        : f->polls)));
+	            (unsigned long long)(f->polls -
+	                                 (f->poll_errors < f->polls ? f->poll_errors : f->polls)));
 	sbuf_printf(out, "cmdgate_follow_polls_total{result=\"error\"} %llu\n",
 	            (unsigned long long)f->poll_errors);
 	metric_head(out, "cmdgate_follows_finished_total", "counter",

@@ -31,7 +31,8 @@ static void parses_status_reason_and_result(void **s)
 	(void)s;
 	struct follow_answer a = answer(
 	    "{\"executionId\":\"e1\",\"status\":\"SUCCEEDED\",\"statusReason\":{\"reasonCode\":"
-	    "\"OK\",\"reasonDescription\":\"valve open\"},\"result\":{\"message\":{\"S\":\"done\"}},"
+	    "\"OK\",\"reasonDescription\":\"valve "
+	    "open\"},\"result\":{\"message\":{\"S\":\"done\"}},"
 	    "\"createdAt\":1.7e9}");
 	assert_int_equal(a.status, FOLLOW_SUCCEEDED);
 	assert_string_equal(a.reason_code, "OK");
@@ -103,9 +104,10 @@ static void timed_out_without_device_answer_is_not_final_then_late_success(void 
 	struct follow_state st;
 	follow_state_init(&st, T0, 3600);
 	feed(&st, "{\"status\":\"IN_PROGRESS\"}", T0 + 500);
-	struct follow_step p = feed(
-	    &st, "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$NO_RESPONSE_FROM_DEVICE\"}}",
-	    T0 + 1500);
+	struct follow_step p = feed(&st,
+	                            "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$"
+	                            "NO_RESPONSE_FROM_DEVICE\"}}",
+	                            T0 + 1500);
 	assert_true(p.publish);
 	assert_false(p.final);
 	assert_int_equal(p.status, FOLLOW_TIMED_OUT);
@@ -113,7 +115,8 @@ static void timed_out_without_device_answer_is_not_final_then_late_success(void 
 	assert_true(p.next_poll_ms > T0 + 1500);
 	/* the same TIMED_OUT again: not published */
 	p = feed(&st,
-	         "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$NO_RESPONSE_FROM_DEVICE\"}}",
+	         "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$NO_RESPONSE_FROM_"
+	         "DEVICE\"}}",
 	         T0 + 3500);
 	assert_false(p.publish);
 	/* IN_PROGRESS after it would be backwards */
@@ -137,7 +140,9 @@ static void other_timed_out_is_final(void **s)
 	assert_true(p.publish && p.final);
 	/* after a non-final TIMED_OUT, a final one still ends it with one message */
 	follow_state_init(&st, T0, 3600);
-	feed(&st, "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$NO_RESPONSE_FROM_DEVICE\"}}",
+	feed(&st,
+	     "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$NO_RESPONSE_FROM_"
+	     "DEVICE\"}}",
 	     T0 + 500);
 	p = feed(&st, "{\"status\":\"TIMED_OUT\"}", T0 + 1500);
 	assert_true(p.publish && p.final);
@@ -175,8 +180,8 @@ static void not_found_right_after_start_is_retried(void **s)
 	assert_int_equal(p.status, FOLLOW_CREATED);
 	/* and so does one past the grace period */
 	follow_state_init(&st, T0, 3600);
-	follow_on_failure(&st, 404, "ResourceNotFoundException", 0,
-	                  T0 + FOLLOW_NOT_FOUND_GRACE_MS, 0, &p);
+	follow_on_failure(&st, 404, "ResourceNotFoundException", 0, T0 + FOLLOW_NOT_FOUND_GRACE_MS,
+	                  0, &p);
 	assert_true(p.publish && p.final);
 	assert_int_equal(p.status, FOLLOW_NONE);
 }
@@ -240,7 +245,8 @@ static void resumed_follow_does_not_republish(void **s)
 	assert_false(p.publish);
 	follow_state_resume(&st, T0, T0 + 3600000, FOLLOW_TIMED_OUT);
 	p = feed(&st,
-	         "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$NO_RESPONSE_FROM_DEVICE\"}}",
+	         "{\"status\":\"TIMED_OUT\",\"statusReason\":{\"reasonCode\":\"$NO_RESPONSE_FROM_"
+	         "DEVICE\"}}",
 	         T0 + 500);
 	assert_false(p.publish);
 	p = feed(&st, "{\"status\":\"FAILED\"}", T0 + 1500);
@@ -258,7 +264,7 @@ static void first_poll_within_a_second_then_backs_off_to_30s(void **s)
 		for (unsigned k = 1; k < 40; k++) {
 			uint64_t d = follow_poll_delay_ms(k, rnds[r]);
 			assert_true(d <= FOLLOW_POLL_CAP_MS);
-			assert_true(d >= 750); /* never hammers */
+			assert_true(d >= 750);                     /* never hammers */
 			uint64_t max = follow_poll_delay_ms(k, 0); /* no jitter: the ceiling */
 			assert_true(max >= prev_max);
 			prev_max = max;
@@ -290,7 +296,8 @@ static unsigned polls_until(uint64_t end_ms, int jitter)
 			return st.polls + 1;
 		uint64_t d = p.next_poll_ms - t;
 		if (jitter) /* the shortest delay the jitter allows */
-			d = follow_poll_delay_ms(st.polls, (uint32_t)(follow_poll_delay_ms(st.polls, 0) / 4));
+			d = follow_poll_delay_ms(st.polls,
+			                         (uint32_t)(follow_poll_delay_ms(st.polls, 0) / 4));
 		t += d;
 	}
 }
@@ -329,18 +336,21 @@ static void renders_status_messages_as_the_spec_shows(void **s)
 	           "\"S\":\"done\"}},\"parameters\":{}}");
 	follow_render_status(&b, "\"r-42\"", "e-1", &a, 1);
 	assert_string_equal(
-	    b.data, "{\"id\":\"r-42\",\"executionId\":\"e-1\",\"status\":\"SUCCEEDED\",\"final\":true,"
-	            "\"statusReason\":{\"reasonCode\":\"OK\",\"reasonDescription\":\"open\"},"
-	            "\"result\":{\"message\":{\"S\":\"done\"}}}");
+	    b.data,
+	    "{\"id\":\"r-42\",\"executionId\":\"e-1\",\"status\":\"SUCCEEDED\",\"final\":true,"
+	    "\"statusReason\":{\"reasonCode\":\"OK\",\"reasonDescription\":\"open\"},"
+	    "\"result\":{\"message\":{\"S\":\"done\"}}}");
 	follow_answer_clean_up(&a);
 	sbuf_reset(&b);
 	a = answer("{\"status\":\"CREATED\"}");
 	follow_render_status(&b, NULL, "e-1", &a, 0); /* no id: no member */
-	assert_string_equal(b.data, "{\"executionId\":\"e-1\",\"status\":\"CREATED\",\"final\":false}");
+	assert_string_equal(b.data,
+	                    "{\"executionId\":\"e-1\",\"status\":\"CREATED\",\"final\":false}");
 	follow_answer_clean_up(&a);
 	sbuf_reset(&b);
 	follow_render_status(&b, "7", "e-1", &a, 0); /* integer id stays an integer */
-	assert_string_equal(b.data, "{\"id\":7,\"executionId\":\"e-1\",\"status\":\"CREATED\",\"final\":false}");
+	assert_string_equal(
+	    b.data, "{\"id\":7,\"executionId\":\"e-1\",\"status\":\"CREATED\",\"final\":false}");
 	sbuf_clean_up(&b);
 }
 
@@ -370,9 +380,8 @@ static void query_string_encodes_the_arn(void **s)
 	sbuf_init(&q);
 	sbuf_init(&p);
 	follow_request_query(&q, ARN);
-	assert_string_equal(
-	    q.data,
-	    "includeResult=true&targetArn=arn%3Aaws%3Aiot%3Aeu-west-1%3A123456789012%3Athing%2Fpump-7");
+	assert_string_equal(q.data, "includeResult=true&targetArn=arn%3Aaws%3Aiot%3Aeu-west-1%"
+	                            "3A123456789012%3Athing%2Fpump-7");
 	assert_int_equal(follow_request_path(&p, "", EXEC), 0);
 	assert_string_equal(p.data, "/command-executions/" EXEC);
 	sbuf_reset(&p);
@@ -409,15 +418,17 @@ static void canonical_request_and_signature_match_an_independent_signer(void **s
 	assert_string_equal(
 	    creq.data,
 	    "GET\n/command-executions/" EXEC "\n"
-	    "includeResult=true&targetArn=arn%3Aaws%3Aiot%3Aeu-west-1%3A123456789012%3Athing%2Fpump-7\n"
+	    "includeResult=true&targetArn=arn%3Aaws%3Aiot%3Aeu-west-1%3A123456789012%3Athing%"
+	    "2Fpump-7\n"
 	    "host:iot.eu-west-1.amazonaws.com\nx-amz-date:20261126T120000Z\n\nhost;x-amz-date\n"
 	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	struct sigv4_credentials cred = {"AKIDCMDGATETEST", "cmdgate-test-secret", NULL, 1};
 	sigv4_authorize(&r, &cred, "eu-west-1", "iot", "20261126T120000Z", NULL, &authz);
-	assert_string_equal(authz.data,
-	                    "AWS4-HMAC-SHA256 Credential=AKIDCMDGATETEST/20261126/eu-west-1/iot/"
-	                    "aws4_request, SignedHeaders=host;x-amz-date, "
-	                    "Signature=8968cb27ca0888a230a8f8d1748e920ff703bb11d5d1701f971f2256f485c5cd");
+	assert_string_equal(
+	    authz.data,
+	    "AWS4-HMAC-SHA256 Credential=AKIDCMDGATETEST/20261126/eu-west-1/iot/"
+	    "aws4_request, SignedHeaders=host;x-amz-date, "
+	    "Signature=8968cb27ca0888a230a8f8d1748e920ff703bb11d5d1701f971f2256f485c5cd");
 	sbuf_clean_up(&q);
 	sbuf_clean_up(&p);
 	sbuf_clean_up(&creq);
@@ -436,9 +447,9 @@ static void execution_topic_expanded_in_two_steps(void **s)
 	sbuf_init(&a);
 	sbuf_init(&b);
 	char err[ERR_LEN];
-	assert_int_equal(follow_topic_prepare("commands/{thing}/{command}/executions/{execution}", &v,
-	                                      &a, err),
-	                 CG_OK);
+	assert_int_equal(
+	    follow_topic_prepare("commands/{thing}/{command}/executions/{execution}", &v, &a, err),
+	    CG_OK);
 	assert_string_equal(a.data, "commands/pump-7/open-valve/executions/{execution}");
 	assert_int_equal(follow_topic_finish(a.data, EXEC, &b, err), CG_OK);
 	assert_string_equal(b.data, "commands/pump-7/open-valve/executions/" EXEC);

@@ -329,6 +329,56 @@ class Logs(FollowCase):
         self.assertIn("outcome=FAILED", lines[0])
 
 
+class Stop(unittest.TestCase):
+    def test_stopping_without_a_spool_still_sends_one_final_message(self):
+        AWS.reset()
+        gw = gateway()
+        dev = Device(BROKER.port, subscribe=("commands/#",))
+        try:
+            f = Follow(dev, "lc-never")
+            ok = wait_for(lambda: any(d["status"] == "IN_PROGRESS" for d in f.docs()), 8)
+            self.assertTrue(ok, f.docs())
+            self.assertEqual(gw.stop(), 0)
+            final = f.wait_final(5)[-1]
+            self.assertEqual(final, {"id": f.id, "executionId": f.exec_id, "final": True,
+                                     "status": "IN_PROGRESS", "code": "Unavailable",
+                                     "retryable": True})
+        finally:
+            dev.close()
+            gw.stop()
+
+
+class Stats(unittest.TestCase):
+    def test_stats_count_follows_polls_and_final_statuses(self):
+        AWS.reset()
+        prom = os.path.join(TMP, f"follow-{time.time_ns()}.prom")
+        extra = ROUTES + f'stats: {{ file = "{prom}"; topic = "cmdgate/{{client_id}}/stats"; interval = 1; }};'
+        gw = gateway(extra=extra)
+        dev = Device(BROKER.port, subscribe=("commands/#", "cmdgate/#"))
+        try:
+            Follow(dev, "open-valve").wait_final()
+            Follow(dev, "lc-fail").wait_final()
+            Follow(dev, "lc-never")
+
+            def stats():
+                docs = [json.loads(m.payload) for m in dev.replies("cmdgate/")
+                        if m.topic.endswith("/stats")]
+                return docs and docs[-1].get("follows")
+            ok = wait_for(lambda: (stats() or {}).get("finished", {}).get("FAILED") == 1
+                          and stats().get("active") == 1, 5)
+            self.assertTrue(ok, stats())
+            s = stats()
+            self.assertEqual(s["finished"]["SUCCEEDED"], 1)
+            self.assertGreaterEqual(s["polls"], 3)
+            with open(prom) as fh:
+                text = fh.read()
+            self.assertIn('cmdgate_follows_finished_total{status="FAILED"} 1', text)
+            self.assertIn("cmdgate_follows_active 1", text)
+        finally:
+            dev.close()
+            gw.stop()
+
+
 class CrashAndResume(unittest.TestCase):
     def test_sigkill_and_restart_with_a_spool_publish_the_final_message_once(self):
         AWS.reset()

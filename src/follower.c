@@ -273,9 +273,23 @@ static struct follow *make_follow(struct follower *f, const struct follow_info *
 	return w;
 }
 
+static struct follow *find(struct follower *f, const char *execution_id)
+{
+	for (struct follow *w = f->head; w; w = w->next)
+		if (strcmp(w->execution_id, execution_id) == 0)
+			return w;
+	return NULL;
+}
+
 enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint64_t started_ms,
                          long max_s, char *err)
 {
+	/* A repeated request (same id, so the same execution) or one resumed
+	 * from the spool whose follow was resumed too: followed once. */
+	if (find(f, in->execution_id)) {
+		log_debug("follow execution=%s: already followed", in->execution_id);
+		return CG_OK;
+	}
 	struct follow *w = make_follow(f, in);
 	if (!w)
 		return cg_fail(err, CG_INVALID, "executionId '%.140s' cannot be followed",
@@ -317,6 +331,13 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 void follower_resume(const struct spool_follow *rec, void *ctx)
 {
 	struct follower *f = ctx;
+	char exec_id[FOLLOW_EXECUTION_ID_MAX + 1];
+	snprintf(exec_id, sizeof(exec_id), "%.*s", (int)rec->execution_id_len, rec->execution_id);
+	if (find(f, exec_id)) { /* two records of one execution: one follow */
+		if (f->spool)
+			spool_done(f->spool, rec->seq);
+		return;
+	}
 	char *strs[6] = {
 	    xstrndup(rec->thing, rec->thing_len),
 	    xstrndup(rec->command, rec->command_len),

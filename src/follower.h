@@ -89,7 +89,9 @@ void follower_set_credentials(struct follower *f, struct cred_provider *creds);
  * Follow an accepted execution; started_ms (monotonic) is when the accepted
  * reply went out, max_s gateway.follow_max_s. With a spool, the FOLLOW
  * record is queued (the caller's next spool flush makes it durable).
- * CG_INVALID when the execution id is not one AWS would give.
+ * CG_INVALID when the execution id is not one AWS would give. An
+ * execution already followed is not followed twice (CG_OK, nothing added):
+ * a device repeating its request with the same id gets one set of messages.
  */
 enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint64_t started_ms,
                          long max_s, char *err);

@@ -168,6 +168,18 @@ class Lifecycle(FollowCase):
         time.sleep(2)
         self.assertEqual(len(f.messages()), 3, "nothing after the final message")
 
+    def test_a_repeated_request_is_followed_once(self):
+        f = Follow(self.dev, "open-valve", {"duration_s": 3})
+        base = f"commands/{f.thing}/open-valve/start"
+        self.dev.publish(base, {"id": f.id, "parameters": {"duration_s": 3}})
+        got = self.dev.wait_reply(base + "/", 2, 10)
+        self.assertEqual(json.loads(got[1].payload)["executionId"], f.exec_id)
+        docs = f.wait_final(15)
+        time.sleep(1.5)
+        statuses = [d["status"] for d in f.docs()]
+        self.assertEqual(len(statuses), len(set(statuses)), statuses)
+        self.assertEqual(statuses[-1], "SUCCEEDED", docs)
+
     def test_messages_at_the_request_qos_not_retained(self):
         for qos in (0, 1):
             f = Follow(self.dev, "open-valve", qos=qos)

@@ -6,6 +6,8 @@
  * table because they form a list.
  */
 #include "config.h"
+#include "follow.h"
+#include "runtime.h"
 
 #include <libconfig.h>
 #include <stdarg.h>
@@ -16,7 +18,7 @@
 
 enum opt_type { OPT_STR, OPT_INT, OPT_DBL, OPT_GROUP };
 
-struct option {
+struct config_option {
 	const char *path;
 	enum opt_type type;
 	size_t off;
@@ -44,7 +46,7 @@ struct option {
 		p, OPT_GROUP, 0, 0, 0, NULL, 0, 1                                                  \
 	}
 
-static const struct option options[] = {
+static const struct config_option options[] = {
     GRP("mqtt"),
     STR("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0),
     STR("mqtt.client_id", mqtt.client_id, "cmdgate", 0),
@@ -84,6 +86,7 @@ static const struct option options[] = {
     GRP("gateway"),
     INT("gateway.max_inflight", gateway.max_inflight, 1, 65536, 64, 1),
     INT("gateway.queue_size", gateway.queue_size, 0, 10000000, 4096, 1),
+    INT("gateway.per_target_inflight", gateway.per_target_inflight, 1, 65536, 1, 1),
     INT("gateway.max_payload", gateway.max_payload, 2, 268435455, 16384, 1),
     INT("gateway.deadline_ms", gateway.deadline_ms, 1, 86400000, 30000, 1),
     INT("gateway.drain_ms", gateway.drain_ms, 0, 3600000, 10000, 1),
@@ -104,8 +107,6 @@ static const char *const route_keys[] = {"request_topic", "reply_topic",     "ta
                                          "command_arn",   "thing",           "command",
                                          "commands",      "parameter_types", "execution_timeout",
                                          "follow",        "execution_topic"};
-
-static const char default_execution_topic[] = "commands/{thing}/{command}/executions/{execution}";
 
 static const char *default_route[] = {
     "commands/{thing}/{command}/start",
@@ -132,20 +133,12 @@ static enum cg_err fail_at(char *err, const char *file, const config_setting_t *
 	return cg_fail(err, CG_CONFIG, "%s:%u: %s", f, line, msg);
 }
 
-static const struct option *find_option(const char *path)
+static const struct config_option *find_option(const char *path)
 {
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
 		if (strcmp(options[i].path, path) == 0)
 			return &options[i];
 	return NULL;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort();
-	return d;
 }
 
 /* Refuse keys the table does not know, recursively. */
@@ -160,7 +153,7 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
 		if (strcmp(path, "routes") == 0)
 			continue;
-		const struct option *o = find_option(path);
+		const struct config_option *o = find_option(path);
 		if (!o)
 			return fail_at(err, file, s, "unknown key '%s'", path);
 		if (o->type == OPT_GROUP) {
@@ -174,7 +167,7 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 	return CG_OK;
 }
 
-static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct option *o,
+static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct config_option *o,
                                const char *file, char *err)
 {
 	if (o->type == OPT_GROUP)
@@ -185,7 +178,7 @@ static enum cg_err fill_option(struct config *c, const config_t *cfg, const stru
 	if (o->type == OPT_STR) {
 		if (s && t != CONFIG_TYPE_STRING)
 			return fail_at(err, file, s, "'%s' must be a string", o->path);
-		*(char **)base = xstrdup(s ? config_setting_get_string(s) : o->def_s);
+		*(char **)base = rt_strdup(s ? config_setting_get_string(s) : o->def_s);
 		return CG_OK;
 	}
 	double v = o->def_n;
@@ -217,7 +210,7 @@ static enum cg_err route_string(config_setting_t *rs, const char *key, const cha
 	if (s && config_setting_type(s) != CONFIG_TYPE_STRING)
 		return fail_at(err, file, s, "route '%s' must be a string", key);
 	const char *v = s ? config_setting_get_string(s) : def;
-	*out = v ? xstrdup(v) : NULL;
+	*out = v ? rt_strdup(v) : NULL;
 	return CG_OK;
 }
 
@@ -229,12 +222,12 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		if (!config_setting_is_array(s) && !config_setting_is_list(s))
 			return fail_at(err, file, s, "route 'commands' must be an array");
 		int n = config_setting_length(s);
-		r->commands = calloc((size_t)n + 1, sizeof(char *));
+		r->commands = rt_calloc((size_t)n + 1, sizeof(char *));
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			if (config_setting_type(e) != CONFIG_TYPE_STRING)
 				return fail_at(err, file, e, "route 'commands' holds strings");
-			r->commands[r->n_commands++] = xstrdup(config_setting_get_string(e));
+			r->commands[r->n_commands++] = rt_strdup(config_setting_get_string(e));
 		}
 	}
 	s = config_setting_get_member(rs, "parameter_types");
@@ -242,7 +235,7 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		if (!config_setting_is_group(s))
 			return fail_at(err, file, s, "route 'parameter_types' must be a group");
 		int n = config_setting_length(s);
-		r->ptypes = calloc((size_t)n + 1, sizeof(*r->ptypes));
+		r->ptypes = rt_calloc((size_t)n + 1, sizeof(*r->ptypes));
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			enum param_type t = config_setting_type(e) == CONFIG_TYPE_STRING
@@ -254,7 +247,7 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 				    "parameter type of '%s' must be one of S B I L D BIN "
 				    "UL",
 				    config_setting_name(e));
-			r->ptypes[r->n_ptypes].name = xstrdup(config_setting_name(e));
+			r->ptypes[r->n_ptypes].name = rt_strdup(config_setting_name(e));
 			r->ptypes[r->n_ptypes++].type = t;
 		}
 	}
@@ -296,7 +289,7 @@ static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char
 	    (rc = route_string(rs, "command_arn", default_route[3], &r->command_arn, file, err)) ||
 	    (rc = route_string(rs, "thing", NULL, &r->thing, file, err)) ||
 	    (rc = route_string(rs, "command", NULL, &r->command, file, err)) ||
-	    (rc = route_string(rs, "execution_topic", default_execution_topic, &r->execution_topic,
+	    (rc = route_string(rs, "execution_topic", FOLLOW_DEFAULT_TOPIC, &r->execution_topic,
 	                       file, err)))
 		return rc;
 	return parse_route_lists(rs, r, file, err);
@@ -306,19 +299,19 @@ static enum cg_err parse_routes(struct config *c, const config_t *cfg, const cha
 {
 	config_setting_t *list = config_lookup(cfg, "routes");
 	if (!list) {
-		c->routes = calloc(1, sizeof(struct route));
+		c->routes = rt_calloc(1, sizeof(struct route));
 		c->n_routes = 1;
-		c->routes[0].request_topic = xstrdup(default_route[0]);
-		c->routes[0].reply_topic = xstrdup(default_route[1]);
-		c->routes[0].target_arn = xstrdup(default_route[2]);
-		c->routes[0].command_arn = xstrdup(default_route[3]);
-		c->routes[0].execution_topic = xstrdup(default_execution_topic);
+		c->routes[0].request_topic = rt_strdup(default_route[0]);
+		c->routes[0].reply_topic = rt_strdup(default_route[1]);
+		c->routes[0].target_arn = rt_strdup(default_route[2]);
+		c->routes[0].command_arn = rt_strdup(default_route[3]);
+		c->routes[0].execution_topic = rt_strdup(FOLLOW_DEFAULT_TOPIC);
 		return CG_OK;
 	}
 	if (!config_setting_is_list(list) || config_setting_length(list) < 1)
 		return fail_at(err, file, list, "'routes' must be a non-empty list ( { ... } )");
 	size_t n = (size_t)config_setting_length(list);
-	c->routes = calloc(n, sizeof(struct route));
+	c->routes = rt_calloc(n, sizeof(struct route));
 	c->n_routes = n;
 	for (size_t i = 0; i < n; i++) {
 		enum cg_err rc = parse_route(config_setting_get_elem(list, (unsigned)i),
@@ -337,31 +330,6 @@ static int one_of(const char *v, const char *const *set)
 	return 0;
 }
 
-#define ALLOW_STATUS    1
-#define ALLOW_EXECUTION 2
-
-static int placeholders_known(const char *tmpl, const struct route *r, int allow, char *bad,
-                              size_t n)
-{
-	for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
-		const char *e = strchr(p, '}');
-		if (!e)
-			break;
-		size_t len = (size_t)(e - p - 1);
-		snprintf(bad, n, "%.*s", (int)len, p + 1);
-		int ok = strcmp(bad, "region") == 0 || strcmp(bad, "account") == 0 ||
-		         strcmp(bad, "client_id") == 0 || strcmp(bad, "thing") == 0 ||
-		         strcmp(bad, "command") == 0 ||
-		         ((allow & ALLOW_STATUS) && strcmp(bad, "status") == 0) ||
-		         ((allow & ALLOW_EXECUTION) && strcmp(bad, "execution") == 0);
-		for (size_t i = 0; i < r->n_ph && !ok; i++)
-			ok = strcmp(r->ph_names[i], bad) == 0;
-		if (!ok)
-			return 0;
-	}
-	return 1;
-}
-
 static int captures(const struct route *r, const char *name)
 {
 	for (size_t i = 0; i < r->n_ph; i++)
@@ -375,36 +343,6 @@ static config_setting_t *key_at(config_setting_t *s, const char *key)
 {
 	config_setting_t *k = config_setting_is_group(s) ? config_setting_get_member(s, key) : NULL;
 	return k ? k : s;
-}
-
-/* The execution topic (SPEC 8): like a reply topic, with {execution}
- * instead of {status}; {execution} is the executionId and nothing else. */
-static enum cg_err check_execution_topic(const struct config *c, const struct route *r,
-                                         config_setting_t *s, const char *file, char *err)
-{
-	const char *t = r->execution_topic;
-	config_setting_t *at = key_at(s, "execution_topic");
-	char bad[130];
-	if (!r->follow && strcmp(t, default_execution_topic) == 0 && !captures(r, "execution"))
-		return CG_OK; /* unused: the default cannot break a route that does not follow */
-	if (captures(r, "execution"))
-		return fail_at(err, file, key_at(s, "request_topic"),
-		               "{execution} is the executionId, for execution_topic only; "
-		               "request_topic cannot capture it");
-	if (!placeholders_known(t, r, ALLOW_EXECUTION, bad, sizeof(bad)))
-		return fail_at(err, file, at, "unknown placeholder {%s} in \"%s\"", bad, t);
-	if (!*t || strpbrk(t, "+#"))
-		return fail_at(err, file, at,
-		               "execution_topic \"%s\" must be a topic name without wildcards", t);
-	for (size_t i = 0; i < c->n_routes; i++)
-		if (route_reply_could_loop(t, c->routes[i].request_topic))
-			return fail_at(err, file, at,
-			               "execution_topic \"%s\" could match request_topic \"%s\": "
-			               "messages would loop back as requests",
-			               t, c->routes[i].request_topic);
-	if (template_uses(t, "account") && !*c->aws.account)
-		return fail_at(err, file, s, "aws.account is required: \"%s\" uses {account}", t);
-	return CG_OK;
 }
 
 /* Cross-field rules of one route; s is its setting (for the line). */
@@ -433,7 +371,8 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
 	const char *keys[3] = {"reply_topic", "target_arn", "command_arn"};
 	for (int i = 0; i < 3; i++)
-		if (!placeholders_known(tmpls[i], r, i == 0 ? ALLOW_STATUS : 0, bad, sizeof(bad)))
+		if (route_unknown_placeholder(r, tmpls[i], i == 0 ? "status" : NULL, bad,
+		                              sizeof(bad)))
 			return fail_at(err, file, key_at(s, keys[i]),
 			               "unknown placeholder {%s} in \"%s\"", bad, tmpls[i]);
 	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
@@ -448,10 +387,20 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 			               "replies would loop back as requests",
 			               r->reply_topic, c->routes[i].request_topic);
 	for (int i = 0; i < 3; i++)
-		if (template_uses(tmpls[i], "account") && !*c->aws.account)
+		if (route_template_uses(tmpls[i], "account") && !*c->aws.account)
 			return fail_at(err, file, s,
 			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
-	return check_execution_topic(c, r, s, file, err);
+	const char *key = follow_topic_check(r, c->routes, c->n_routes, *c->aws.account != '\0',
+	                                     msg, sizeof(msg));
+	return key ? fail_at(err, file, *key ? key_at(s, key) : s, "%s", msg) : CG_OK;
+}
+
+static char *without_trailing_slash(const char *url)
+{
+	size_t n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	return rt_memdup(url, n);
 }
 
 static enum cg_err check_globals(struct config *c, const config_t *cfg, const char *file, char *err)
@@ -503,32 +452,41 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 	if (!one_of(c->log.format, formats))
 		return fail_at(err, file, AT("log.format"), "log.format \"%s\" is not text or json",
 		               c->log.format);
-	if (*c->aws.endpoint && strncmp(c->aws.endpoint, "https://", 8) != 0 &&
-	    strncmp(c->aws.endpoint, "http://", 7) != 0)
-		return fail_at(err, file, AT("aws.endpoint"),
-		               "aws.endpoint \"%s\" must be an https:// (or http://) URL",
-		               c->aws.endpoint);
-	if (*c->aws.control_endpoint && strncmp(c->aws.control_endpoint, "https://", 8) != 0 &&
-	    strncmp(c->aws.control_endpoint, "http://", 7) != 0)
-		return fail_at(err, file, AT("aws.control_endpoint"),
-		               "aws.control_endpoint \"%s\" must be an https:// (or http://) URL",
-		               c->aws.control_endpoint);
+	const char *urls[2][2] = {{"aws.endpoint", c->aws.endpoint},
+	                          {"aws.control_endpoint", c->aws.control_endpoint}};
+	for (int i = 0; i < 2; i++)
+		if (*urls[i][1] && strncmp(urls[i][1], "https://", 8) &&
+		    strncmp(urls[i][1], "http://", 7))
+			return fail_at(err, file, AT(urls[i][0]),
+			               "%s \"%s\" must be an https:// (or http://) URL", urls[i][0],
+			               urls[i][1]);
 #undef AT
-	if (*c->aws.control_endpoint) {
-		c->control_url = xstrdup(c->aws.control_endpoint);
-		size_t n = strlen(c->control_url);
-		while (n > 0 && c->control_url[n - 1] == '/')
-			c->control_url[--n] = '\0';
-	} else {
-		c->control_url = config_default_control_endpoint(c->aws.region);
-	}
-	if (*c->aws.endpoint) {
-		c->endpoint_url = xstrdup(c->aws.endpoint);
-		size_t n = strlen(c->endpoint_url);
-		while (n > 0 && c->endpoint_url[n - 1] == '/')
-			c->endpoint_url[--n] = '\0';
-	} else {
-		c->endpoint_url = config_default_endpoint(c->aws.region);
+	c->control_url = *c->aws.control_endpoint ? without_trailing_slash(c->aws.control_endpoint)
+	                                          : follow_default_endpoint(c->aws.region);
+	c->endpoint_url = *c->aws.endpoint ? without_trailing_slash(c->aws.endpoint)
+	                                   : config_default_endpoint(c->aws.region);
+	return CG_OK;
+}
+
+/* mqtt.status_topic and stats.topic may use {client_id} only, and must expand
+ * to a topic name: checked here so expanding them later cannot fail. */
+static enum cg_err check_client_topics(const struct config *c, const config_t *cfg,
+                                       const char *file, char *err)
+{
+	const char *paths[2] = {"mqtt.status_topic", "stats.topic"};
+	const char *tmpls[2] = {c->mqtt.status_topic, c->stats.topic};
+	struct route_vars v = {0};
+	route_vars_set(&v, "client_id", c->mqtt.client_id);
+	for (int i = 0; i < 2; i++) {
+		struct sbuf out;
+		sbuf_init(&out);
+		char why[ERR_LEN] = "it has an MQTT wildcard";
+		int bad = *tmpls[i] && (route_template_expand(tmpls[i], &v, &out, why) != CG_OK ||
+		                        strpbrk(out.data, "+#"));
+		sbuf_clean_up(&out);
+		if (bad)
+			return fail_at(err, file, config_lookup(cfg, paths[i]), "%s: %s", paths[i],
+			               why);
 	}
 	return CG_OK;
 }
@@ -542,21 +500,12 @@ char *config_default_endpoint(const char *region)
 	return sbuf_steal(&b);
 }
 
-char *config_default_control_endpoint(const char *region)
-{
-	struct sbuf b;
-	sbuf_init(&b);
-	sbuf_printf(&b, "https://iot.%s.amazonaws.com%s", region,
-	            strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
-	return sbuf_steal(&b);
-}
-
 /* Parse from a file (text NULL) or from text named path. */
 static struct config *load(const char *path, const char *text, char *err)
 {
 	config_t cfg;
 	config_init(&cfg);
-	struct config *c = calloc(1, sizeof(*c));
+	struct config *c = rt_calloc(1, sizeof(*c));
 	enum cg_err rc = CG_CONFIG;
 	if (text)
 		config_set_include_dir(&cfg, "/nonexistent"); /* text may not pull in files */
@@ -569,13 +518,14 @@ static struct config *load(const char *path, const char *text, char *err)
 			        config_error_line(&cfg), config_error_text(&cfg));
 		goto out;
 	}
-	c->path = xstrdup(path);
+	c->path = rt_strdup(path);
 	if ((rc = check_known(config_root_setting(&cfg), "", path, err)))
 		goto out;
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
 		if ((rc = fill_option(c, &cfg, &options[i], path, err)))
 			goto out;
-	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)))
+	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)) ||
+	    (rc = check_client_topics(c, &cfg, path, err)))
 		goto out;
 	config_setting_t *list = config_lookup(&cfg, "routes");
 	for (size_t i = 0; i < c->n_routes; i++) {
@@ -633,7 +583,7 @@ void config_free(struct config *c)
 void config_restart_needed(const struct config *a, const struct config *b, struct sbuf *out)
 {
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-		const struct option *o = &options[i];
+		const struct config_option *o = &options[i];
 		if (o->reloadable || o->type == OPT_GROUP)
 			continue;
 		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;

@@ -44,6 +44,7 @@ struct config {
 	} aws;
 	struct {
 		long max_inflight, queue_size, max_payload, deadline_ms, drain_ms;
+		long per_target_inflight;
 		double per_thing_rate;
 		char *spool_dir;
 		long spool_max;
@@ -72,8 +73,6 @@ void config_free(struct config *c);
 
 /* The default endpoint for a region. Caller frees. */
 char *config_default_endpoint(const char *region);
-/* The default control-plane endpoint (GetCommandExecution). Caller frees. */
-char *config_default_control_endpoint(const char *region);
 
 /* Names of top-level options whose change needs a restart (not reloadable)
  * and that differ between a and b, into out (appended, comma-separated). */

@@ -242,20 +242,70 @@ void follow_render_end(struct sbuf *out, const char *id_json, const char *execut
 	sbuf_putc(out, '}');
 }
 
-enum cg_err follow_topic_prepare(const char *tmpl, const struct vars *v, struct sbuf *out,
+enum cg_err follow_topic_prepare(const char *tmpl, const struct route_vars *v, struct sbuf *out,
                                  char *err)
 {
-	struct vars w = *v;
-	vars_set(&w, "execution", "{execution}");
-	return template_expand(tmpl, &w, out, err);
+	struct route_vars w = *v;
+	route_vars_set(&w, "execution", "{execution}");
+	return route_template_expand(tmpl, &w, out, err);
 }
 
 enum cg_err follow_topic_finish(const char *prepared, const char *execution_id, struct sbuf *out,
                                 char *err)
 {
-	struct vars w = {0};
-	vars_set(&w, "execution", execution_id);
-	return template_expand(prepared, &w, out, err);
+	struct route_vars w = {0};
+	route_vars_set(&w, "execution", execution_id);
+	return route_template_expand(prepared, &w, out, err);
+}
+
+char *follow_default_endpoint(const char *region)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_printf(&b, "https://iot.%s.amazonaws.com%s", region,
+	            strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+	return sbuf_steal(&b);
+}
+
+const char *follow_topic_check(const struct route *r, const struct route *all, size_t n,
+                               int have_account, char *msg, size_t len)
+{
+	const char *t = r->execution_topic;
+	char bad[130];
+	int captures = 0;
+	for (size_t i = 0; i < r->n_ph; i++)
+		captures |= strcmp(r->ph_names[i], "execution") == 0;
+	if (captures) {
+		snprintf(msg, len,
+		         "{execution} is the executionId, for execution_topic only; "
+		         "request_topic cannot capture it");
+		return "request_topic";
+	}
+	if (!r->follow && strcmp(t, FOLLOW_DEFAULT_TOPIC) == 0)
+		return NULL; /* unused: the default cannot break a route that does not follow */
+	if (route_unknown_placeholder(r, t, "execution", bad, sizeof(bad))) {
+		snprintf(msg, len, "unknown placeholder {%s} in \"%s\"", bad, t);
+		return "execution_topic";
+	}
+	if (!*t || strpbrk(t, "+#")) {
+		snprintf(msg, len, "execution_topic \"%s\" must be a topic name without wildcards",
+		         t);
+		return "execution_topic";
+	}
+	for (size_t i = 0; i < n; i++)
+		if (route_reply_could_loop(t, all[i].request_topic)) {
+			snprintf(
+			    msg, len,
+			    "execution_topic \"%s\" could match request_topic \"%s\": messages "
+			    "would loop back as requests",
+			    t, all[i].request_topic);
+			return "execution_topic";
+		}
+	if (route_template_uses(t, "account") && !have_account) {
+		snprintf(msg, len, "aws.account is required: \"%s\" uses {account}", t);
+		return "";
+	}
+	return NULL;
 }
 
 static int unreserved(unsigned char c)

@@ -34,11 +34,16 @@
 #include "route.h"
 #include "sbuf.h"
 
+#define FOLLOW_DEFAULT_TOPIC      "commands/{thing}/{command}/executions/{execution}"
 #define FOLLOW_NO_RESPONSE        "$NO_RESPONSE_FROM_DEVICE"
 #define FOLLOW_FIRST_POLL_MS      500
 #define FOLLOW_POLL_CAP_MS        30000
 #define FOLLOW_NOT_FOUND_GRACE_MS 15000
 #define FOLLOW_EXECUTION_ID_MAX   128
+
+/* The default control-plane endpoint (aws.control_endpoint) of a region:
+ * "https://iot.{region}.amazonaws.com" (".cn" for cn-*). Caller frees. */
+char *follow_default_endpoint(const char *region);
 
 /* AWS CommandExecutionStatus; the numbers are stored in the spool. */
 enum follow_status {
@@ -131,10 +136,21 @@ void follow_render_end(struct sbuf *out, const char *id_json, const char *execut
  * ({execution} stays as it is); once AWS gave the executionId, it fills
  * {execution}. Both append to out.
  */
-enum cg_err follow_topic_prepare(const char *tmpl, const struct vars *v, struct sbuf *out,
+enum cg_err follow_topic_prepare(const char *tmpl, const struct route_vars *v, struct sbuf *out,
                                  char *err);
 enum cg_err follow_topic_finish(const char *prepared, const char *execution_id, struct sbuf *out,
                                 char *err);
+
+/*
+ * The configuration rules of route r's execution_topic (SPEC 2 and 8),
+ * checked when r follows or sets one: placeholders known ({execution} here
+ * only: a request topic may not capture it), no wildcards, no loop into any
+ * route's request topic (all, n), {account} only with have_account. NULL
+ * when it passes; else the route key at fault ("request_topic",
+ * "execution_topic", or "" for the route) and the reason in msg.
+ */
+const char *follow_topic_check(const struct route *r, const struct route *all, size_t n,
+                               int have_account, char *msg, size_t len);
 
 /* The request: path "/command-executions/{id}" (prefix: the endpoint's own
  * path, "" for none) and the query "includeResult=true&targetArn=<ARN>",

@@ -7,17 +7,15 @@
  */
 #include "follower.h"
 
-#include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "awserr.h"
-#include "backoff.h"
+#include "follow_poll.h"
 #include "log.h"
-#include "sigv4.h"
+#include "ratelimit.h"
+#include "runtime.h"
 
-#define SERVICE          "iot"
 #define PUBLISH_RETRY_MS 1000
 
 struct target {
@@ -51,7 +49,8 @@ struct follow {
 
 struct follower {
 	struct follower_options o;
-	char *control_url, *region, *host, *prefix, *origin; /* owned copies */
+	char *region; /* owned copy */
+	struct follow_endpoint ep;
 	struct http_client *http;
 	struct cred_provider *creds;
 	struct spool *spool;
@@ -60,75 +59,27 @@ struct follower {
 	struct follow *head, *tail;
 	size_t n, inflight;
 	struct target *targets;
-	struct rate_limiter rate;
+	struct ratelimit rate;
 	uint64_t rate_wait_until;
 	struct sigv4_key_cache keys;
 	long skew_s;
 	struct follower_counters counters;
 };
 
-static uint64_t mono_ms(void)
+static char *dup_n(const char *s, size_t n)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t random_u32(void)
-{
-	uint32_t r = 0;
-	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-		r = (uint32_t)rand();
-	return r;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (!d)
-		abort();
-	if (n)
-		memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
-static char *xstrdup(const char *s)
-{
-	return xstrndup(s ? s : "", s ? strlen(s) : 0);
+	return rt_memdup(s ? s : "", s ? n : 0);
 }
 
 /* ---- configuration ------------------------------------------------------ */
 
-/* Split the control URL into origin ("https://host:port"), host and path. */
-static void set_endpoint(struct follower *f, const struct follower_options *o)
+static void set_options(struct follower *f, const struct follower_options *o)
 {
-	free(f->control_url);
 	free(f->region);
-	free(f->host);
-	free(f->prefix);
-	free(f->origin);
-	f->control_url = xstrdup(o->control_url);
-	f->region = xstrdup(o->region);
-	const char *u = f->control_url;
-	const char *sep = strstr(u, "://");
-	const char *auth = sep ? sep + 3 : u;
-	size_t n = strcspn(auth, "/?#");
-	f->host = xstrndup(auth, n);
-	f->origin = xstrndup(u, (size_t)(auth - u) + n);
-	size_t pl = auth[n] == '/' ? strcspn(auth + n, "?#") : 0;
-	while (pl > 0 && auth[n + pl - 1] == '/')
-		pl--;
-	f->prefix = xstrndup(auth + n, pl);
+	f->region = rt_strdup(o->region);
+	follow_endpoint_set(&f->ep, o->control_url);
 	f->o = *o;
-	f->o.control_url = f->control_url;
+	f->o.control_url = NULL; /* f->ep holds it */
 	f->o.region = f->region;
 	if (f->o.max_inflight < 1)
 		f->o.max_inflight = 1;
@@ -138,22 +89,20 @@ struct follower *follower_new(const struct follower_options *o, struct http_clie
                               struct cred_provider *creds, struct spool *spool,
                               follower_publish_fn publish, void *ctx, uint64_t now_ms)
 {
-	struct follower *f = calloc(1, sizeof(*f));
-	if (!f)
-		abort();
-	set_endpoint(f, o);
+	struct follower *f = rt_calloc(1, sizeof(*f));
+	set_options(f, o);
 	f->http = http;
 	f->creds = creds;
 	f->spool = spool;
 	f->publish = publish;
 	f->ctx = ctx;
-	rate_init(&f->rate, o->max_rate, now_ms);
+	ratelimit_init(&f->rate, o->max_rate, now_ms);
 	return f;
 }
 
 void follower_reconfigure(struct follower *f, const struct follower_options *o)
 {
-	set_endpoint(f, o);
+	set_options(f, o);
 	f->rate.max_rate = o->max_rate;
 	if (o->max_rate > 0 && (f->rate.rate <= 0 || f->rate.rate > o->max_rate))
 		f->rate.rate = o->max_rate;
@@ -175,10 +124,8 @@ static struct target *target_ref(struct follower *f, const char *arn)
 			t->refs++;
 			return t;
 		}
-	struct target *t = calloc(1, sizeof(*t));
-	if (!t)
-		abort();
-	t->arn = xstrdup(arn);
+	struct target *t = rt_calloc(1, sizeof(*t));
+	t->arn = rt_strdup(arn);
 	t->refs = 1;
 	t->next = f->targets;
 	f->targets = t;
@@ -249,22 +196,20 @@ static struct follow *make_follow(struct follower *f, const struct follow_info *
 		sbuf_clean_up(&path);
 		return NULL;
 	}
-	struct follow *w = calloc(1, sizeof(*w));
-	if (!w)
-		abort();
+	struct follow *w = rt_calloc(1, sizeof(*w));
 	w->path = sbuf_steal(&path);
 	struct sbuf q;
 	sbuf_init(&q);
 	follow_request_query(&q, in->target_arn);
 	w->query = sbuf_steal(&q);
-	w->thing = xstrdup(in->thing);
-	w->command = xstrdup(in->command);
-	w->execution_id = xstrdup(in->execution_id);
-	w->topic = xstrdup(in->topic);
-	w->id_json = in->id_json && *in->id_json ? xstrdup(in->id_json) : NULL;
+	w->thing = rt_strdup(in->thing);
+	w->command = rt_strdup(in->command);
+	w->execution_id = rt_strdup(in->execution_id);
+	w->topic = rt_strdup(in->topic);
+	w->id_json = in->id_json && *in->id_json ? rt_strdup(in->id_json) : NULL;
 	w->qos = in->qos;
 	if (in->correlation) {
-		w->corr = xstrndup(in->correlation, in->correlation_len);
+		w->corr = rt_memdup(in->correlation, in->correlation_len);
 		w->corr_len = in->correlation_len;
 		w->has_corr = 1;
 	}
@@ -295,30 +240,24 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 		return cg_fail(err, CG_INVALID, "executionId '%.140s' cannot be followed",
 		               in->execution_id);
 	follow_state_init(&w->st, started_ms, max_s);
-	w->due_ms = started_ms + follow_poll_delay_ms(0, random_u32());
+	w->due_ms = started_ms + follow_poll_delay_ms(0, rt_random_u32());
 	if (f->spool) {
-		int64_t wall = wall_ms();
-		struct spool_follow rec = {
-		    .started_ms = wall,
-		    .deadline_ms = wall + (int64_t)max_s * 1000,
-		    .qos = (uint8_t)in->qos,
-		    .last_status = FOLLOW_NONE,
-		    .thing = w->thing,
-		    .thing_len = strlen(w->thing),
-		    .command = w->command,
-		    .command_len = strlen(w->command),
-		    .execution_id = w->execution_id,
-		    .execution_id_len = strlen(w->execution_id),
-		    .target_arn = w->target->arn,
-		    .target_arn_len = strlen(w->target->arn),
-		    .topic = w->topic,
-		    .topic_len = strlen(w->topic),
-		    .id_json = w->id_json,
-		    .id_json_len = w->id_json ? strlen(w->id_json) : 0,
-		    .correlation = w->corr,
-		    .correlation_len = w->corr_len,
-		    .has_correlation = w->has_corr,
-		};
+		int64_t wall = rt_wall_ms();
+		struct spool_follow rec = {.started_ms = wall,
+		                           .deadline_ms = wall + (int64_t)max_s * 1000,
+		                           .qos = (uint8_t)in->qos,
+		                           .thing = w->thing,
+		                           .command = w->command,
+		                           .execution_id = w->execution_id,
+		                           .target_arn = w->target->arn,
+		                           .topic = w->topic,
+		                           .id_json = w->id_json ? w->id_json : "",
+		                           .correlation = w->corr,
+		                           .correlation_len = w->corr_len,
+		                           .has_correlation = w->has_corr};
+		rec.thing_len = strlen(rec.thing), rec.command_len = strlen(rec.command);
+		rec.execution_id_len = strlen(rec.execution_id), rec.topic_len = strlen(rec.topic);
+		rec.target_arn_len = strlen(rec.target_arn), rec.id_json_len = strlen(rec.id_json);
 		spool_add_follow(f->spool, &rec);
 		w->spool_seq = rec.seq;
 	}
@@ -331,45 +270,28 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 void follower_resume(const struct spool_follow *rec, void *ctx)
 {
 	struct follower *f = ctx;
-	char exec_id[FOLLOW_EXECUTION_ID_MAX + 1];
-	snprintf(exec_id, sizeof(exec_id), "%.*s", (int)rec->execution_id_len, rec->execution_id);
-	if (find(f, exec_id)) { /* two records of one execution: one follow */
-		if (f->spool)
-			spool_done(f->spool, rec->seq);
-		return;
-	}
-	char *strs[6] = {
-	    xstrndup(rec->thing, rec->thing_len),
-	    xstrndup(rec->command, rec->command_len),
-	    xstrndup(rec->execution_id, rec->execution_id_len),
-	    xstrndup(rec->target_arn, rec->target_arn_len),
-	    xstrndup(rec->topic, rec->topic_len),
-	    xstrndup(rec->id_json, rec->id_json_len),
-	};
-	struct follow_info in = {strs[0],
-	                         strs[1],
-	                         strs[2],
-	                         strs[3],
-	                         strs[4],
-	                         strs[5],
-	                         rec->qos,
-	                         rec->has_correlation ? rec->correlation : NULL,
-	                         rec->correlation_len};
-	if (rec->has_correlation && !in.correlation)
-		in.correlation = ""; /* present but empty */
-	struct follow *w = make_follow(f, &in);
+	const char *src[6] = {rec->thing,      rec->command, rec->execution_id,
+	                      rec->target_arn, rec->topic,   rec->id_json};
+	size_t len[6] = {rec->thing_len,      rec->command_len, rec->execution_id_len,
+	                 rec->target_arn_len, rec->topic_len,   rec->id_json_len};
+	char *v[6];
 	for (size_t i = 0; i < 6; i++)
-		free(strs[i]);
+		v[i] = dup_n(src[i], len[i]);
+	const void *corr = rec->has_correlation ? (rec->correlation ? rec->correlation : "") : NULL;
+	struct follow_info in = {
+	    v[0], v[1], v[2], v[3], v[4], v[5], rec->qos, corr, rec->correlation_len};
+	/* two records of one execution are one follow; a bad id is dropped */
+	struct follow *w = find(f, v[2]) ? NULL : make_follow(f, &in);
+	for (size_t i = 0; i < 6; i++)
+		free(v[i]);
 	if (!w) {
-		log_warn("spool: follow seq=%llu has an invalid executionId; dropped",
-		         (unsigned long long)rec->seq);
 		if (f->spool)
 			spool_done(f->spool, rec->seq);
 		return;
 	}
 	/* wall-clock times -> this run's monotonic clock */
-	uint64_t now = mono_ms();
-	int64_t wall = wall_ms();
+	uint64_t now = rt_now_ms();
+	int64_t wall = rt_wall_ms();
 	int64_t age = wall - rec->started_ms, left = rec->deadline_ms - wall;
 	uint64_t started = age > 0 && (uint64_t)age < now ? now - (uint64_t)age : now;
 	uint64_t deadline = left > 0 ? now + (uint64_t)left : now;
@@ -377,7 +299,7 @@ void follower_resume(const struct spool_follow *rec, void *ctx)
 	                              ? (enum follow_status)rec->last_status
 	                              : FOLLOW_NONE;
 	follow_state_resume(&w->st, started, deadline, last);
-	w->due_ms = now + follow_poll_delay_ms(0, random_u32());
+	w->due_ms = now + follow_poll_delay_ms(0, rt_random_u32());
 	w->spool_seq = rec->seq;
 	link_follow(f, w);
 	log_info("follow thing=%s command=%s execution=%s resumed from the spool", w->thing,
@@ -400,16 +322,22 @@ static void finished(struct follower *f, struct follow *w, uint64_t now)
 	free_follow(f, w);
 }
 
-/* Offer the pending message; 1 when publish took it. */
+/* Offer the pending message; 1 when it is done with (taken, or refused for
+ * good: logged, and a final one still ends the follow). */
 static int flush_pending(struct follower *f, struct follow *w, uint64_t now)
 {
 	uint64_t cookie = w->pending_final ? w->spool_seq : 0;
-	if (f->publish(f->ctx, w->topic, w->pending.data, w->pending.len, w->qos,
-	               w->has_corr ? w->corr : NULL, w->corr_len, cookie) != 0) {
+	int rc = f->publish(f->ctx, w->topic, w->pending.data, w->pending.len, w->qos,
+	                    w->has_corr ? w->corr : NULL, w->corr_len, cookie);
+	if (rc > 0) {
 		w->due_ms = now + PUBLISH_RETRY_MS;
 		return 0;
 	}
-	f->counters.messages++;
+	if (rc < 0)
+		log_error("follow execution=%s: message to %s refused for good", w->execution_id,
+		          w->topic);
+	else
+		f->counters.messages++;
 	sbuf_reset(&w->pending);
 	if (!w->pending_final && f->spool && w->spool_seq)
 		spool_follow_status(f->spool, w->spool_seq, (uint8_t)w->pending_status);
@@ -445,55 +373,15 @@ static int apply(struct follower *f, struct follow *w, const struct follow_step 
 
 /* ---- polls -------------------------------------------------------------- */
 
-static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value)
-{
-	struct sbuf b;
-	sbuf_init(&b);
-	sbuf_printf(&b, "%s: %s", name, value);
-	l = curl_slist_append(l, b.data);
-	sbuf_wipe(&b);
-	return l;
-}
-
 static void on_poll_done(struct http_call *call, void *ctx);
 
-/* Sign and start w's GET. */
 static enum cg_err start_poll(struct follower *f, struct follow *w, uint64_t now, char *err)
 {
-	struct sigv4_credentials cred;
-	enum cg_err rc = cred_provider_get(f->creds, &cred, err);
-	if (rc != CG_OK)
-		return rc;
-	w->cred_generation = cred.generation;
-	char amz_date[SIGV4_DATE_LEN + 1];
-	sigv4_format_date(time(NULL) + f->skew_s, amz_date);
-	char hash[65];
-	sigv4_sha256_hex("", 0, hash);
-	struct sbuf path, url, authz;
-	sbuf_init(&path);
-	sbuf_init(&url);
-	sbuf_init(&authz);
-	sbuf_printf(&path, "%s%s", f->prefix, w->path);
-	sbuf_printf(&url, "%s%s?%s", f->origin, path.data, w->query);
-	struct sigv4_header h[3] = {
-	    {"host", f->host},
-	    {"x-amz-date", amz_date},
-	    {"x-amz-security-token", cred.session_token},
-	};
-	size_t nh = cred.session_token && *cred.session_token ? 3 : 2;
-	struct sigv4_request sr = {"GET", path.data, w->query, h, nh, hash};
-	sigv4_authorize(&sr, &cred, f->region, SERVICE, amz_date, &f->keys, &authz);
-	struct curl_slist *hl = NULL;
-	for (size_t i = 0; i < nh; i++)
-		hl = add_header(hl, h[i].name, h[i].value);
-	hl = add_header(hl, "authorization", authz.data);
-	hl = curl_slist_append(hl, "Accept: application/json");
-	sbuf_wipe(&authz);
+	struct follow_poll_env env = {
+	    f->http, f->creds, &f->keys, &f->ep, f->region, f->skew_s, f->o.request_timeout_ms};
 	w->call.user = w;
-	long timeout = f->o.request_timeout_ms > 0 ? f->o.request_timeout_ms : 10000;
-	rc = http_get(f->http, &w->call, url.data, hl, timeout, on_poll_done, f, err);
-	sbuf_clean_up(&path);
-	sbuf_clean_up(&url);
+	enum cg_err rc = follow_poll_start(&env, &w->call, w->path, w->query, on_poll_done, f,
+	                                   &w->cred_generation, err);
 	if (rc == CG_OK) {
 		w->in_flight = 1;
 		f->inflight++;
@@ -507,72 +395,58 @@ static void failed(struct follower *f, struct follow *w, int http_status, const 
                    int retryable, uint64_t now)
 {
 	struct follow_step step;
-	follow_on_failure(&w->st, http_status, code, retryable, now, random_u32(), &step);
+	follow_on_failure(&w->st, http_status, code, retryable, now, rt_random_u32(), &step);
 	log_debug("follow execution=%s poll failed: %s (HTTP %d)", w->execution_id, code,
 	          http_status);
 	apply(f, w, &step, NULL, now);
 }
 
-/* w may be gone when this returns; body belongs to the caller. */
-static void on_response(struct follower *f, struct follow *w, const struct sbuf *body, uint64_t now)
+/* w may be gone when this returns. */
+static void on_result(struct follower *f, struct follow *w, struct follow_poll_result *res,
+                      uint64_t now)
 {
-	struct http_call *c = &w->call;
-	char err[ERR_LEN];
-	if (c->status >= 200 && c->status < 300) {
-		rate_on_success(&f->rate);
+	if (res->answered) {
+		ratelimit_on_success(&f->rate);
 		w->skew_retried = w->token_retried = 0;
-		struct follow_answer a;
-		if (follow_parse_answer(body->data, body->len, &a, err) != CG_OK) {
-			f->counters.poll_errors++;
-			log_warn("follow execution=%s: %s", w->execution_id, err);
-			failed(f, w, (int)c->status, "InternalError", 1, now);
-			return;
-		}
 		struct follow_step step;
-		follow_on_answer(&w->st, &a, now, random_u32(), &step);
-		apply(f, w, &step, &a, now);
-		follow_answer_clean_up(&a);
+		follow_on_answer(&w->st, &res->answer, now, rt_random_u32(), &step);
+		apply(f, w, &step, &res->answer, now);
 		return;
 	}
 	f->counters.poll_errors++;
-	struct aws_error ae;
-	aws_error_parse((int)c->status, c->error_type, body->data, body->len, &ae);
-	time_t server;
-	if (ae.clock_skew && !w->skew_retried && aws_parse_http_date(c->date, &server) == 0) {
-		f->skew_s = (long)(server - time(NULL));
+	if (res->clock_skew && !w->skew_retried) {
+		f->skew_s = (long)(res->server_date - rt_wall_s());
 		w->skew_retried = 1;
 		w->due_ms = now; /* re-signed at once: not a step of the schedule */
 		return;
 	}
-	if (ae.expired_token && !w->token_retried) {
+	if (res->expired_token && !w->token_retried) {
 		cred_provider_invalidate(f->creds, w->cred_generation);
 		w->token_retried = 1;
 		w->due_ms = now + 300;
 		return;
 	}
-	if (ae.throttled)
-		rate_on_throttle(&f->rate, now);
-	failed(f, w, ae.http_status, ae.code, ae.retryable, now);
+	if (res->throttled)
+		ratelimit_on_throttle(&f->rate, now);
+	failed(f, w, res->http_status, res->code, res->retryable, now);
 }
 
 static void on_poll_done(struct http_call *call, void *ctx)
 {
 	struct follower *f = ctx;
 	struct follow *w = call->user;
-	uint64_t now = mono_ms();
+	uint64_t now = rt_now_ms();
 	w->in_flight = 0;
 	f->inflight--;
 	f->counters.polls++;
 	/* the answer's body, taken from the call: w may be freed below */
 	struct sbuf body = call->body;
 	memset(&call->body, 0, sizeof(call->body)); /* http_get initialises it again */
-	if (call->result == CG_OK) {
-		on_response(f, w, &body, now);
-	} else {
-		f->counters.poll_errors++;
-		failed(f, w, 0, "Unavailable", cg_can_retry(call->result), now);
-	}
+	struct follow_poll_result res;
+	follow_poll_read(call, &body, &res);
 	sbuf_clean_up(&body);
+	on_result(f, w, &res, now);
+	follow_poll_result_clean_up(&res);
 }
 
 /* The due follow whose target was served least recently; NULL: none due. */
@@ -609,7 +483,7 @@ void follower_run(struct follower *f, uint64_t now)
 		struct follow *w = pick_due(f, now);
 		if (!w)
 			break;
-		uint64_t wait = rate_take(&f->rate, now);
+		uint64_t wait = ratelimit_take(&f->rate, now);
 		if (wait) {
 			f->rate_wait_until = now + wait;
 			break;
@@ -650,7 +524,7 @@ uint64_t follower_next_ms(const struct follower *f, uint64_t now)
 
 void follower_shutdown(struct follower *f)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = rt_now_ms();
 	size_t kept = 0;
 	while (f->head) {
 		struct follow *w = f->head;
@@ -685,11 +559,8 @@ void follower_free(struct follower *f)
 	while (f->head)
 		free_follow(f, f->head);
 	sigv4_key_cache_clean_up(&f->keys);
-	free(f->control_url);
+	follow_endpoint_clean_up(&f->ep);
 	free(f->region);
-	free(f->host);
-	free(f->prefix);
-	free(f->origin);
 	free(f);
 }
 

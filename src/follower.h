@@ -42,10 +42,12 @@ struct follower_options {
 };
 
 /*
- * Publish one message (not retained). cookie: 0, or for the final message of
- * a spooled follow its spool seq, which the engine passes to spool_done()
- * once the broker has the message. Returns 0 when the message was taken
- * (queued is enough); anything else: the follower offers it again later.
+ * Publish one message (not retained): outbox_put() fits. cookie: 0, or for
+ * the final message of a spooled follow its spool seq, which the engine
+ * passes to spool_done() once the broker has the message. Returns 0 when
+ * the message was taken (queued is enough), > 0 when it cannot be taken now
+ * (offered again a second later), < 0 when it never can be (logged; a final
+ * message still ends the follow).
  */
 typedef int (*follower_publish_fn)(void *ctx, const char *topic, const char *payload, size_t len,
                                    int qos, const void *corr, size_t corr_len, uint64_t cookie);

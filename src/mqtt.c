@@ -61,17 +61,6 @@ struct mqtt {
  * carries the cookie itself (no allocation per publish). */
 static struct mqtt *the_client;
 
-void inbound_free(struct inbound *m)
-{
-	if (!m)
-		return;
-	free(m->topic);
-	free(m->payload);
-	free(m->response_topic);
-	free(m->correlation);
-	free(m);
-}
-
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -243,7 +232,7 @@ static char *dup_mem(const void *p, size_t n)
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
 {
 	struct mqtt *m = ctx;
-	struct inbound *in = calloc(1, sizeof(*in));
+	struct message *in = calloc(1, sizeof(*in));
 	if (!in)
 		abort();
 	in->topic = dup_mem(topic, topic_len > 0 ? (size_t)topic_len : strlen(topic));
@@ -331,11 +320,11 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 	pthread_mutex_init(&m->lock, NULL);
 	set_filters_locked(m, filters, n);
 	{
-		struct vars v = {0};
-		vars_set(&v, "client_id", m->client_id);
+		struct route_vars v = {0};
+		route_vars_set(&v, "client_id", m->client_id);
 		struct sbuf st;
 		sbuf_init(&st);
-		template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
+		route_template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
 		m->status_topic = sbuf_steal(&st);
 	}
 
@@ -462,18 +451,35 @@ void mqtt_set_filters(struct mqtt *m, char **filters, size_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
+static void delivered(void *ctx, int ok)
+{
+	struct mqtt *m = the_client;
+	if (m && m->hooks.on_delivered)
+		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, ok, m->hooks.ctx);
+}
+
 static void on_published(void *ctx, MQTTAsync_successData *resp)
 {
 	(void)resp;
-	struct mqtt *m = the_client;
-	if (m && m->hooks.on_delivered)
-		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, m->hooks.ctx);
+	delivered(ctx, 1);
 }
 
 static void on_published5(void *ctx, MQTTAsync_successData5 *resp)
 {
 	(void)resp;
-	on_published(ctx, NULL);
+	delivered(ctx, 1);
+}
+
+static void on_publish_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+	(void)resp;
+	delivered(ctx, 0);
+}
+
+static void on_publish_failed5(void *ctx, MQTTAsync_failureData5 *resp)
+{
+	(void)resp;
+	delivered(ctx, 0);
 }
 
 static enum cg_err publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
@@ -494,10 +500,13 @@ static enum cg_err publish(struct mqtt *m, const char *topic, const char *payloa
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	if (cookie) {
 		ro.context = (void *)(uintptr_t)cookie;
-		if (m->version == 5)
+		if (m->version == 5) {
 			ro.onSuccess5 = on_published5;
-		else
+			ro.onFailure5 = on_publish_failed5;
+		} else {
 			ro.onSuccess = on_published;
+			ro.onFailure = on_publish_failed;
+		}
 	}
 	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
 	MQTTProperties_free(&msg.properties);

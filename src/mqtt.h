@@ -12,32 +12,16 @@
 
 #include "config.h"
 #include "err.h"
+#include "message.h"
 
-/* One received request, owned by whoever holds it (freed by inbound_free). */
-struct inbound {
-	struct inbound *next;
-	char *topic;
-	char *payload;
-	size_t len;
-	int qos;
-	char *response_topic; /* MQTT 5, or NULL */
-	void *correlation;    /* MQTT 5, or NULL */
-	size_t correlation_len;
-	uint64_t received_ms;     /* monotonic */
-	int64_t received_wall_ms; /* wall clock, for the spool */
-	/* set for requests resumed from the spool */
-	uint64_t spool_seq;       /* 0: not in the spool */
-	int64_t deadline_wall_ms; /* 0: from the configuration */
-	char resume_token[65];    /* "": none */
-};
 
-void inbound_free(struct inbound *m);
 
 struct mqtt_hooks {
-	void (*on_message)(struct inbound *m, void *ctx); /* takes m */
+	void (*on_message)(struct message *m, void *ctx); /* takes m */
 	void (*on_ready)(void *ctx);                      /* all filters subscribed */
-	/* a tracked publish was acknowledged (QoS 1) or written (QoS 0) */
-	void (*on_delivered)(uint64_t cookie, void *ctx);
+	/* a tracked publish was acknowledged (QoS 1) or written (QoS 0): ok;
+	 * or the client gave it up (the connection went first): not ok */
+	void (*on_delivered)(uint64_t cookie, int ok, void *ctx);
 	void *ctx;
 };
 

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "sbuf.h"
+#include "runtime.h"
 
 #define TRUNCATE_AT (4u << 20) /* bytes; truncate once idle past this */
 
@@ -94,10 +95,8 @@ struct spool *spool_open(const char *dir, char *err)
 		cg_fail(err, CG_IO, "spool: cannot create %s: %s", dir, strerror(errno));
 		return NULL;
 	}
-	struct spool *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
-	s->dir = strdup(dir);
+	struct spool *s = rt_calloc(1, sizeof(*s));
+	s->dir = rt_strdup(dir);
 	s->path = join(dir, "spool.log");
 	s->tmp_path = join(dir, "spool.log.new");
 	s->fd = open(s->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -162,7 +161,7 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 	}
 	/* pass 1: DONE set and the end of the trusted part */
 	size_t cap = 64, ndone = 0, pos = 0, end, nstat = 0, cap_stat = 0;
-	uint64_t *done = malloc(cap * sizeof(*done));
+	uint64_t *done = rt_malloc(cap * sizeof(*done));
 	struct status_rec *stat = NULL;
 	enum spool_type t;
 	struct spool_entry e;
@@ -175,9 +174,7 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		if (t == SPOOL_STATUS) {
 			if (nstat == cap_stat) {
 				cap_stat = cap_stat ? 2 * cap_stat : 64;
-				stat = realloc(stat, cap_stat * sizeof(*stat));
-				if (!stat)
-					abort();
+				stat = rt_realloc(stat, cap_stat * sizeof(*stat));
 			}
 			stat[nstat].seq = f.seq;
 			stat[nstat].order = nstat;
@@ -187,7 +184,7 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		if (t != SPOOL_DONE)
 			continue;
 		if (ndone == cap)
-			done = realloc(done, (cap *= 2) * sizeof(*done));
+			done = rt_realloc(done, (cap *= 2) * sizeof(*done));
 		done[ndone++] = e.seq;
 	}
 	end = pos;
@@ -287,4 +284,24 @@ enum cg_err spool_flush(struct spool *s, int sync, char *err)
 size_t spool_live(const struct spool *s)
 {
 	return s->live;
+}
+
+struct spool *spool_open_configured(const char *dir, const char *state_directory, char *err,
+                                    int *failed)
+{
+	char state_dir[512] = "";
+	*failed = 0;
+	if (!*dir && state_directory && *state_directory) {
+		snprintf(state_dir, sizeof(state_dir), "%.*s/spool",
+		         (int)strcspn(state_directory, ":"), state_directory);
+		dir = state_dir;
+	}
+	if (!*dir)
+		return NULL;
+	struct spool *s = spool_open(dir, err);
+	if (s)
+		log_info("spool: %s", dir);
+	else
+		*failed = 1;
+	return s;
 }

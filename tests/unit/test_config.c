@@ -1,10 +1,11 @@
-/* Configuration (SPEC section 6): defaults, table validation with FILE:LINE,
+/* Configuration (docs/configuration.md): defaults, table validation with FILE:LINE,
  * unknown keys, cross-field checks, derived endpoint. */
 #include "test_util.h"
 
 #include <unistd.h>
 
 #include "config.h"
+#include "follow.h"
 
 static char path[64];
 
@@ -100,7 +101,7 @@ static void follow_keys_have_their_defaults(void **s)
 	assert_int_equal(c->routes[0].follow, 1);
 	assert_string_equal(c->routes[0].execution_topic, "done/{thing}/{execution}");
 	config_free(c);
-	char *e = config_default_control_endpoint("cn-north-1");
+	char *e = follow_default_endpoint("cn-north-1");
 	assert_string_equal(e, "https://iot.cn-north-1.amazonaws.com.cn");
 	free(e);
 }
@@ -109,8 +110,8 @@ static void follow_keys_are_checked(void **s)
 {
 	(void)s;
 	refused(MIN "gateway: {\n follow_max_s = 0; };\n", 3, "gateway.follow_max_s");
-	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n follow_max_rate = -1.0; };\n",
-	        2, "out of range");
+	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n follow_max_rate = -1.0; };\n", 2,
+	        "out of range");
 	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n control_endpoint = "
 	        "\"iot.example\"; };\n",
 	        2, "aws.control_endpoint");
@@ -147,10 +148,10 @@ static void looping_execution_topic_is_refused(void **s)
 	        3, "loop");
 	/* the unused default does not refuse a route that does not follow */
 	char err[ERR_LEN];
-	struct config *c = load_text(
-	    MIN "routes = ( { request_topic = \"commands/{thing}/{command}/{a}/{b}\";"
-	        " reply_topic = \"r/{thing}/{status}\"; } );\n",
-	    err);
+	struct config *c =
+	    load_text(MIN "routes = ( { request_topic = \"commands/{thing}/{command}/{a}/{b}\";"
+	                  " reply_topic = \"r/{thing}/{status}\"; } );\n",
+	              err);
 	assert_non_null(c);
 	config_free(c);
 	refused(MIN "routes = ( { request_topic = \"commands/{thing}/{command}/{a}/{b}\";\n"
@@ -285,6 +286,19 @@ static void enumerations_are_checked(void **s)
 	        "aws.endpoint");
 }
 
+static void client_topics_take_client_id_only(void **s)
+{
+	(void)s;
+	refused(MIN "mqtt: { status_topic = \"gw/{thing}/status\"; };\n", 2,
+	        "mqtt.status_topic: unknown placeholder {thing}");
+	refused(MIN "stats: { topic = \"gw/+/stats\"; };\n", 2,
+	        "stats.topic: it has an MQTT wildcard");
+	char err[ERR_LEN];
+	struct config *c = load_text(MIN "stats: { topic = \"gw/{client_id}/stats\"; };\n", err);
+	assert_non_null(c);
+	config_free(c);
+}
+
 static void restart_needed_names_fixed_keys(void **s)
 {
 	(void)s;
@@ -320,6 +334,7 @@ int main(void)
 	    TEST(looping_execution_topic_is_refused),
 	    TEST(routes_fix_or_capture_names),
 	    TEST(enumerations_are_checked),
+	    TEST(client_topics_take_client_id_only),
 	    TEST(restart_needed_names_fixed_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -439,10 +439,10 @@ static void canonical_request_and_signature_match_an_independent_signer(void **s
 static void execution_topic_expanded_in_two_steps(void **s)
 {
 	(void)s;
-	struct vars v = {0};
-	vars_set(&v, "thing", "pump-7");
-	vars_set(&v, "command", "open-valve");
-	vars_set(&v, "client_id", "gw");
+	struct route_vars v = {0};
+	route_vars_set(&v, "thing", "pump-7");
+	route_vars_set(&v, "command", "open-valve");
+	route_vars_set(&v, "client_id", "gw");
 	struct sbuf a, b;
 	sbuf_init(&a);
 	sbuf_init(&b);

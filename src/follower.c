@@ -73,6 +73,21 @@ static char *dup_n(const char *s, size_t n)
 
 /* ---- configuration ------------------------------------------------------ */
 
+struct follower_options follower_options_of(const struct config *c)
+{
+	struct follower_options o = {c->control_url, c->aws.region, c->aws.follow_max_rate,
+	                             c->aws.request_timeout_ms, (size_t)c->gateway.max_inflight};
+	return o;
+}
+
+int follower_configured(const struct config *c)
+{
+	for (size_t i = 0; i < c->n_routes; i++)
+		if (c->routes[i].follow)
+			return 1;
+	return 0;
+}
+
 static void set_options(struct follower *f, const struct follower_options *o)
 {
 	free(f->region);
@@ -175,14 +190,10 @@ static void free_follow(struct follower *f, struct follow *w)
 		http_call_free(&w->call);
 	}
 	target_unref(f, w->target);
-	free(w->thing);
-	free(w->command);
-	free(w->execution_id);
-	free(w->topic);
-	free(w->id_json);
-	free(w->corr);
-	free(w->path);
-	free(w->query);
+	void *owned[] = {w->thing,   w->command, w->execution_id, w->topic,
+	                 w->id_json, w->corr,    w->path,         w->query};
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+		free(owned[i]);
 	sbuf_clean_up(&w->pending);
 	free(w);
 }
@@ -567,11 +578,6 @@ void follower_free(struct follower *f)
 size_t follower_active(const struct follower *f)
 {
 	return f->n;
-}
-
-size_t follower_inflight(const struct follower *f)
-{
-	return f->inflight;
 }
 
 const struct follower_counters *follower_counters(const struct follower *f)

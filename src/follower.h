@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "credentials.h"
 #include "err.h"
 #include "follow.h"
@@ -40,6 +41,11 @@ struct follower_options {
 	long request_timeout_ms; /* aws.request_timeout_ms */
 	size_t max_inflight;     /* polls in flight at once */
 };
+
+/* The options from a configuration (views into c). */
+struct follower_options follower_options_of(const struct config *c);
+/* Whether any route of c follows (stats render follows only then). */
+int follower_configured(const struct config *c);
 
 /*
  * Publish one message (not retained): outbox_put() fits. cookie: 0, or for
@@ -116,8 +122,7 @@ uint64_t follower_next_ms(const struct follower *f, uint64_t now);
  */
 void follower_shutdown(struct follower *f);
 
-size_t follower_active(const struct follower *f);   /* follows in progress (gauge) */
-size_t follower_inflight(const struct follower *f); /* polls in flight */
+size_t follower_active(const struct follower *f); /* follows in progress (gauge) */
 const struct follower_counters *follower_counters(const struct follower *f);
 /* The counters as stats renders them (g.follow = &out). */
 void follower_stats(const struct follower *f, struct stats_follow *out);

@@ -7,6 +7,8 @@
 #      against a ThreadSanitizer build
 #   5. the systemd unit, the Debian package, libFuzzer targets 60 s each
 #   6. valgrind: 1,000 requests through the gateway, no leak
+#   7. where users run it: the .deb under a real systemd, the image under
+#      podman, arm64 and armhf builds tested under qemu-user
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +86,12 @@ step "systemd unit" bash tests/service_check.sh
 step "Debian package" bash tests/package_check.sh
 step "fuzzing (libFuzzer, ASan+UBSan, 60 s each)" bash scripts/fuzz.sh
 step "valgrind: 1000 requests" timeout 600 $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
+# Where users run it (tests/deploy/, scripts/cross.sh): roots, images and
+# sysroots are cached under build/, so a second run takes about a minute.
+step "real systemd (nspawn): the .deb as a service" timeout 900 bash tests/deploy/systemd_test.sh
+step "container (podman): the Dockerfile's image" timeout 1200 bash tests/deploy/container_test.sh
+step "ARM: arm64 cross build, tests under qemu, .deb" timeout 1200 bash scripts/cross.sh arm64
+step "ARM: armhf cross build, tests under qemu, .deb" timeout 1200 bash scripts/cross.sh armhf
 
 echo
 echo "$passed passed, $failed failed"

@@ -13,7 +13,7 @@
 
 #include "follow_poll.h"
 #include "log.h"
-#include "ratelimit.h"
+#include "ratectl.h"
 #include "runtime.h"
 
 #define PUBLISH_RETRY_MS 1000
@@ -34,7 +34,7 @@ struct follow {
 	int has_corr, qos;
 	char *path, *query; /* path without the endpoint's prefix; canonical query */
 	struct follow_state st;
-	uint64_t due_ms;
+	uint64_t due_ms, sent_ms;
 	int in_flight;
 	struct http_call call;
 	uint64_t spool_seq; /* 0: not spooled */
@@ -59,7 +59,7 @@ struct follower {
 	struct follow *head, *tail;
 	size_t n, inflight;
 	struct target *targets;
-	struct ratelimit rate;
+	struct ratectl rate; /* the same controller as for starts, its own budget */
 	uint64_t rate_wait_until;
 	struct sigv4_key_cache keys;
 	long skew_s;
@@ -111,16 +111,14 @@ struct follower *follower_new(const struct follower_options *o, struct http_clie
 	f->spool = spool;
 	f->publish = publish;
 	f->ctx = ctx;
-	ratelimit_init(&f->rate, o->max_rate, now_ms);
+	ratectl_init(&f->rate, o->max_rate, now_ms);
 	return f;
 }
 
 void follower_reconfigure(struct follower *f, const struct follower_options *o)
 {
 	set_options(f, o);
-	f->rate.max_rate = o->max_rate;
-	if (o->max_rate > 0 && (f->rate.rate <= 0 || f->rate.rate > o->max_rate))
-		f->rate.rate = o->max_rate;
+	ratectl_set_max(&f->rate, o->max_rate, rt_now_ms());
 	sigv4_key_cache_clean_up(&f->keys);
 }
 
@@ -395,6 +393,7 @@ static enum cg_err start_poll(struct follower *f, struct follow *w, uint64_t now
 	                                   &w->cred_generation, err);
 	if (rc == CG_OK) {
 		w->in_flight = 1;
+		w->sent_ms = now;
 		f->inflight++;
 		w->target->last_ms = now;
 	}
@@ -416,8 +415,11 @@ static void failed(struct follower *f, struct follow *w, int http_status, const 
 static void on_result(struct follower *f, struct follow *w, struct follow_poll_result *res,
                       uint64_t now)
 {
+	if (res->throttled)
+		ratectl_on_throttle(&f->rate, now, w->sent_ms);
+	else if (res->http_status) /* any answer but a 429 */
+		ratectl_on_success(&f->rate, now);
 	if (res->answered) {
-		ratelimit_on_success(&f->rate);
 		w->skew_retried = w->token_retried = 0;
 		struct follow_step step;
 		follow_on_answer(&w->st, &res->answer, now, rt_random_u32(), &step);
@@ -437,8 +439,6 @@ static void on_result(struct follower *f, struct follow *w, struct follow_poll_r
 		w->due_ms = now + 300;
 		return;
 	}
-	if (res->throttled)
-		ratelimit_on_throttle(&f->rate, now);
 	failed(f, w, res->http_status, res->code, res->retryable, now);
 }
 
@@ -494,7 +494,7 @@ void follower_run(struct follower *f, uint64_t now)
 		struct follow *w = pick_due(f, now);
 		if (!w)
 			break;
-		uint64_t wait = ratelimit_take(&f->rate, now);
+		uint64_t wait = ratectl_take(&f->rate, now);
 		if (wait) {
 			f->rate_wait_until = now + wait;
 			break;

@@ -49,6 +49,7 @@ struct mqtt {
 	size_t subscribed;
 	atomic_int connected;
 	atomic_int connecting;
+	atomic_int send_window; /* publishes Paho can have in flight (Receive Maximum) */
 	uint64_t retry_at_ms;
 	unsigned failures;
 	MQTTAsync_connectOptions conn;
@@ -203,6 +204,19 @@ static void on_connect_failed(void *ctx, MQTTAsync_failureData *resp)
 	atomic_store(&m->connecting, 0);
 }
 
+/* MQTT 5: the broker's Receive Maximum bounds Paho's in-flight publishes. */
+static void on_connect_ok5(void *ctx, MQTTAsync_successData5 *resp)
+{
+	struct mqtt *m = ctx;
+	int window = MQTT_SEND_WINDOW_MAX; /* no Receive Maximum: 65535 */
+	if (resp && MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+		window = MQTTProperties_getNumericValue(&resp->properties,
+		                                        MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+	if (window < 1 || window > MQTT_SEND_WINDOW_MAX)
+		window = MQTT_SEND_WINDOW_MAX;
+	atomic_store(&m->send_window, window);
+}
+
 static void on_connect_failed5(void *ctx, MQTTAsync_failureData5 *resp)
 {
 	MQTTAsync_failureData d = {0};
@@ -314,6 +328,9 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 		abort();
 	m->version = (int)cfg->mqtt.version;
 	m->qos = (int)cfg->mqtt.qos;
+	/* MQTT 5 brokers announce their Receive Maximum in CONNACK; until then
+	 * assume Mosquitto's default. Paho's own limit for 3.1.1 is 65535. */
+	atomic_init(&m->send_window, m->version == 5 ? 20 : MQTT_SEND_WINDOW_MAX);
 	m->hooks = *hooks;
 	m->shared_group = dup_mem(cfg->mqtt.shared_group, strlen(cfg->mqtt.shared_group));
 	m->client_id = dup_mem(cfg->mqtt.client_id, strlen(cfg->mqtt.client_id));
@@ -354,6 +371,7 @@ struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
 		MQTTProperties_add(&m->connect_props, &expiry);
 		m->conn.connectProperties = &m->connect_props;
 		m->conn.onFailure5 = on_connect_failed5;
+		m->conn.onSuccess5 = on_connect_ok5;
 	} else {
 		MQTTAsync_connectOptions c4 = MQTTAsync_connectOptions_initializer;
 		m->conn = c4;
@@ -528,6 +546,11 @@ enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *
                                  uint64_t cookie, char *err)
 {
 	return publish(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err);
+}
+
+int mqtt_send_window(struct mqtt *m)
+{
+	return atomic_load(&m->send_window);
 }
 
 int mqtt_connected(const struct mqtt *m)

@@ -44,6 +44,11 @@ enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *
                                  int qos, const void *correlation, size_t correlation_len,
                                  uint64_t cookie, char *err);
 int mqtt_connected(const struct mqtt *m);
+/* How many publishes the client can have unacknowledged without stalling:
+ * the broker's Receive Maximum with MQTT 5 (20 until the first CONNACK
+ * says), MQTT_SEND_WINDOW_MAX otherwise. */
+#define MQTT_SEND_WINDOW_MAX 1024
+int mqtt_send_window(struct mqtt *m);
 /* Publish offline status, wait up to timeout_ms for pending sends, disconnect. */
 void mqtt_stop(struct mqtt *m, int timeout_ms);
 

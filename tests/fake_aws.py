@@ -28,6 +28,15 @@ Tests steer it through /_control (JSON):
 A rule without "thing" applies to any request; "times" counts down (absent:
 forever). GET /_log returns every request seen, in order.
 
+Quota mode (an account's call quota): a token bucket of "rate" calls/s and
+"burst" calls; a signed call beyond it is answered 429 ThrottlingException.
+Set at start with --quota RATE [--quota-burst N] (burst defaults to RATE),
+changed at run time with {"quota": {"rate": 20, "burst": 20}} on /_control
+({"quota": {"rate": 0}} lifts it; "reset" goes back to the command line's).
+GET /_quota returns {"rate", "burst", "accepted": [t...], "throttled": [t...]}
+(time.time() of every call answered 2xx, quota or not, and of every quota
+429), so a test can compute rates.
+
 GetCommandExecution (SPEC section 8): GET /command-executions/{id}
 ?includeResult=true&targetArn=... answers for the executions it started, with
 its own SigV4 check for service "iot" and targetArn checked against the
@@ -200,6 +209,9 @@ class State:
         self.creds = {"lifetime_s": 900, "fail": 0, "malformed": ""}
         self.imds_tokens = set()
         self.cred_log = []
+        self.set_quota(getattr(self.args, "quota", 0), getattr(self.args, "quota_burst", 0))
+        self.quota_accepted = []
+        self.quota_throttled = []
         self.reset_follow()
 
     def reset_follow(self):
@@ -219,6 +231,28 @@ class State:
                     r["times"] -= 1
                 return dict(r)
         return None
+
+    def set_quota(self, rate, burst=None):
+        """A token bucket of rate calls/s (0 or None: no quota), full at first."""
+        self.quota_rate = float(rate or 0)
+        self.quota_burst = float(burst if burst else max(self.quota_rate, 1.0))
+        self.quota_tokens = self.quota_burst
+        self.quota_ms = time.monotonic()
+
+    def quota_take(self):
+        """True when a call may pass the quota now (a token is taken)."""
+        with self.lock:
+            if self.quota_rate <= 0:
+                return True
+            now = time.monotonic()
+            self.quota_tokens = min(self.quota_burst,
+                                    self.quota_tokens + (now - self.quota_ms) * self.quota_rate)
+            self.quota_ms = now
+            if self.quota_tokens >= 1.0:
+                self.quota_tokens -= 1.0
+                return True
+            self.quota_throttled.append(time.time())
+            return False
 
     def take_rule(self, thing):
         with self.lock:
@@ -279,6 +313,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_log":
             with st.lock:
                 self.reply(200, st.log)
+        elif self.path == "/_quota":
+            with st.lock:
+                self.reply(200, {"rate": st.quota_rate, "burst": st.quota_burst,
+                                 "accepted": st.quota_accepted,
+                                 "throttled": st.quota_throttled})
         elif self.path == "/_credlog":
             with st.lock:
                 self.reply(200, st.cred_log)
@@ -399,6 +438,9 @@ class Handler(BaseHTTPRequestHandler):
                     for k, (sec, tok, _) in list(st.issued.items()):
                         st.issued[k] = (sec, tok, time.time() - 1)
                 st.creds.update(c)
+                if "quota" in ctl:
+                    q = ctl["quota"] or {}
+                    st.set_quota(q.get("rate", 0), q.get("burst"))
             self.reply(200, {"ok": True})
             return
         path, _, query = self.path.partition("?")
@@ -438,6 +480,11 @@ class Handler(BaseHTTPRequestHandler):
             entry["outcome"] = problem[1]
             self.error(403, problem[1], problem[2])
             return
+        if not st.quota_take():
+            entry["outcome"] = "ThrottlingException"
+            entry["quota"] = True
+            self.error(429, "ThrottlingException", "Rate exceeded")
+            return
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             entry["outcome"] = "content-type"
             self.error(400, "ValidationException", "Content-Type must be application/json")
@@ -474,6 +521,7 @@ class Handler(BaseHTTPRequestHandler):
                     st.tokens[token] = (key, exec_id)
                 entry["outcome"] = "started"
             entry["executionId"] = exec_id
+            st.quota_accepted.append(time.time())
             if exec_id not in st.started:
                 st.started[exec_id] = new_execution(exec_id, body)
         self.reply(200, {"executionId": exec_id})
@@ -669,6 +717,8 @@ def main():
     p.add_argument("--container-token", default="", help="required Authorization for /creds")
     p.add_argument("--iot-thing", default="gw-thing", help="expected x-amzn-iot-thingname")
     p.add_argument("--client-ca", help="CA for client certificates: adds an mTLS listener")
+    p.add_argument("--quota", type=float, default=0, help="account quota, calls/s (0: none)")
+    p.add_argument("--quota-burst", type=float, default=0, help="quota burst (default: the rate)")
     args = p.parse_args()
     state = State(args)
     servers = []

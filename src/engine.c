@@ -287,7 +287,7 @@ int engine_run(struct engine *e)
 	char err[ERR_LEN];
 	struct mqtt_hooks hooks = {on_inbound, on_ready, on_delivered, e};
 	char **f = route_filters(e->cfg);
-	e->mqtt = mqtt_start(e->cfg, f, e->cfg->n_routes, &hooks, err);
+	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, e->cfg->n_routes, &hooks, err);
 	free(f);
 	if (!e->mqtt) {
 		log_error("%s", err);

@@ -391,6 +391,14 @@ static void on_connection_lost(void *ctx, char *cause)
 	atomic_store(&m->connected, 0);
 	if (atomic_load(&m->stopping))
 		return;
+	pthread_mutex_lock(&m->lock);
+	int subscribing = m->subscribed < m->round;
+	pthread_mutex_unlock(&m->lock);
+	/* MQTT 3.1.1 has no DISCONNECT from the broker: a broker that rejects
+	 * a $share filter just closes the connection while we subscribe. */
+	if (subscribing && *m->shared_group)
+		log_error("mqtt: the broker closed the connection while we subscribed%s",
+		          shared_hint(m));
 	log_warn("mqtt: connection lost%s%s; reconnecting", cause ? ": " : "", cause ? cause : "");
 	schedule_reconnect(m);
 }

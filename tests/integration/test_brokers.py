@@ -56,6 +56,7 @@ def port_open(port):
 class Broker:
     """A broker process group started by the test; restartable on its ports."""
     name = "?"
+    username = ""      # clients must give one (any, with any password)
     versions = (4,)
     qos2 = True        # grants QoS 2 subscriptions
     start_timeout = 60
@@ -72,7 +73,8 @@ class Broker:
         t0 = time.time()
         self.log = open(os.path.join(self.dir, "broker.log"), "a")
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=self.env(), cwd=self.dir, start_new_session=True)
+                                     env=self.env(), cwd=self.dir, start_new_session=True,
+                                     **self.popen_user())
         if not wait_for(lambda: port_open(self.port) or self.proc.poll() is not None,
                         self.start_timeout, 0.1) or self.proc.poll() is not None:
             self.stop()
@@ -101,6 +103,9 @@ class Broker:
 
     def env(self):
         return dict(os.environ)
+
+    def popen_user(self):
+        return {}
 
     def prepare(self):
         pass
@@ -154,6 +159,7 @@ class RabbitMQ(Broker):
 class Ejabberd(Broker):
     name = "ejabberd"
     versions = (5, 4)
+    username = "cmdgate"  # anonymous login: any name, any password, but one is needed
 
     def prepare(self):
         if not shutil.which("ejabberdctl") and not os.path.exists("/usr/sbin/ejabberdctl"):
@@ -202,6 +208,11 @@ modules:
         e["HOME"] = self.dir
         return e
 
+    def popen_user(self):
+        # As root, ejabberdctl would "su" to ejabberd, whose new session a
+        # stop could not reach: start it as that user, in our process group.
+        return {"user": "ejabberd", "group": "ejabberd"} if os.geteuid() == 0 else {}
+
 
 class Aedes(Broker):
     name = "aedes"
@@ -227,8 +238,33 @@ class Aedes(Broker):
         return ["node", os.path.join(HERE, "aedes_broker.mjs"), str(self.port), self.modules]
 
 
-def gw_conf(port, version, mqtt_extra="", **kw):
+def gw_conf(port, version, mqtt_extra="", username="", **kw):
+    if username:
+        pw = os.path.join(TMP, "mqtt-password")
+        with open(pw, "w") as f:
+            f.write("anything\n")
+        mqtt_extra += f' username = "{username}"; password_file = "{pw}";'
     return config(port, AWS.url, mqtt_extra=f"version = {version}; {mqtt_extra}", **kw)
+
+
+class UserDevice(Device):
+    """harness.Device that logs in with a user name first."""
+
+    def __init__(self, port, version=5, subscribe=("commands/#",), username=""):
+        import paho.mqtt.client as mqtt
+        self.version = version
+        self.c = mqtt.Client(client_id=f"dev-{time.time_ns()}",
+                             protocol=mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311)
+        if username:
+            self.c.username_pw_set(username, "anything")
+        self.msgs = []
+        self.lock = threading.Lock()
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port, keepalive=30)
+        self.c.loop_start()
+        for t in subscribe:
+            self.c.subscribe(t, qos=1)
+        time.sleep(0.1)
 
 
 def answers(dev, prefix):
@@ -249,14 +285,23 @@ class BrokerChecks:
         TIMES[f"{cls.BROKER.name} checks"] = time.time() - cls.t0
         cls.broker.close()
 
+    def gw(self, version, mqtt_extra="", **kw):
+        return Gateway(TMP, gw_conf(self.broker.port, version, mqtt_extra,
+                                    username=self.BROKER.username, **{
+                                        k: v for k, v in kw.items() if k != "wait_ready"}),
+                       wait_ready=kw.get("wait_ready", True))
+
+    def dev(self, version, subscribe=("commands/#",)):
+        return UserDevice(self.broker.port, version, subscribe, self.BROKER.username)
+
     def timed(self, what, t0):
         TIMES[f"{self.BROKER.name} {what}"] = time.time() - t0
 
     def test_requests_and_replies(self):
         t0 = time.time()
         for v in self.BROKER.versions:
-            gw = Gateway(TMP, gw_conf(self.broker.port, v))
-            dev = Device(self.broker.port, version=v)
+            gw = self.gw(v)
+            dev = self.dev(v)
             try:
                 for i in range(3):
                     r, m = dev.request(f"{self.BROKER.name}-{v}-{i}", "open", {"id": f"r{i}"})
@@ -275,8 +320,8 @@ class BrokerChecks:
         t0 = time.time()
         v = self.BROKER.versions[0]
         cid = f"gw-will-{time.time_ns()}"
-        gw = Gateway(TMP, gw_conf(self.broker.port, v, f'client_id = "{cid}";'))
-        watcher = Device(self.broker.port, version=v, subscribe=(f"cmdgate/{cid}/#",))
+        gw = self.gw(v, f'client_id = "{cid}";')
+        watcher = self.dev(v, (f"cmdgate/{cid}/#",))
         try:
             got = wait_for(lambda: watcher.replies(f"cmdgate/{cid}/status"), 10)
             self.assertTrue(got, "no online status")
@@ -295,9 +340,8 @@ class BrokerChecks:
     def test_burst_every_request_answered_once(self):
         t0 = time.time()
         v = self.BROKER.versions[0]
-        gw = Gateway(TMP, gw_conf(self.broker.port, v,
-                                  gateway_extra="queue_size = 400; max_inflight = 16;"))
-        dev = Device(self.broker.port, version=v)
+        gw = self.gw(v, gateway_extra="queue_size = 400; max_inflight = 16;")
+        dev = self.dev(v)
         n = 200
         try:
             for i in range(n):
@@ -319,8 +363,8 @@ class BrokerChecks:
     def test_qos2_request_and_reply(self):
         t0 = time.time()
         v = self.BROKER.versions[0]
-        gw = Gateway(TMP, gw_conf(self.broker.port, v, "qos = 2;"))
-        dev = Device(self.broker.port, version=v, subscribe=())
+        gw = self.gw(v, "qos = 2;")
+        dev = self.dev(v, ())
         dev.c.subscribe("commands/#", qos=2)
         time.sleep(0.2)
         try:
@@ -336,7 +380,7 @@ class BrokerChecks:
     def test_broker_restart_reconnects_resubscribes_and_says_ready(self):
         t0 = time.time()
         v = self.BROKER.versions[0]
-        gw = Gateway(TMP, gw_conf(self.broker.port, v))
+        gw = self.gw(v)
         try:
             self.assertEqual(gw.text().count("mqtt: ready:"), 1)
             self.broker.stop()
@@ -347,7 +391,7 @@ class BrokerChecks:
             self.assertTrue(wait_for(lambda: gw.text().count("mqtt: ready:") >= 2, 60),
                             gw.text()[-3000:])
             TIMES[f"{self.BROKER.name} ready after its restart"] = time.time() - t1
-            dev = Device(self.broker.port, version=v)
+            dev = self.dev(v)
             try:
                 r, _ = dev.request(f"{self.BROKER.name}-after", "open", {"id": "after"})
                 self.assertEqual(r["status"], "accepted")
@@ -360,7 +404,7 @@ class BrokerChecks:
 
 class Only311Checks:
     def test_mqtt5_says_the_broker_may_not_support_it(self):
-        gw = Gateway(TMP, gw_conf(self.broker.port, 5), wait_ready=False)
+        gw = self.gw(5, wait_ready=False)
         try:
             self.assertTrue(wait_for(lambda: "the broker may not support MQTT 5: try mqtt.version = 4"
                                      in gw.text(), 20), gw.text()[-2000:])
@@ -378,8 +422,7 @@ class T2Ejabberd(BrokerChecks, unittest.TestCase):
 
     def test_shared_group_fails_loudly(self):
         for v in (5, 4):
-            gw = Gateway(TMP, gw_conf(self.broker.port, v, 'shared_group = "cg";'),
-                         wait_ready=False)
+            gw = self.gw(v, 'shared_group = "cg";', wait_ready=False)
             try:
                 self.assertTrue(wait_for(lambda: "shared subscriptions" in gw.text(), 20),
                                 gw.text()[-2000:])

@@ -321,7 +321,7 @@ class BrokerChecks:
         v = self.BROKER.versions[0]
         cid = f"gw-will-{time.time_ns()}"
         gw = self.gw(v, f'client_id = "{cid}";')
-        watcher = self.dev(v, (f"cmdgate/{cid}/#",))
+        watcher = self.dev(v, (f"cmdgate/{cid}/status",))  # RabbitMQ: retained only for exact filters
         try:
             got = wait_for(lambda: watcher.replies(f"cmdgate/{cid}/status"), 10)
             self.assertTrue(got, "no online status")

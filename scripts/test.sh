@@ -53,6 +53,8 @@ step "integration tests" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore
 step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_credentials.py
 step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py
 step "durability and faults" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_durability.py
+step "restart keeps the session" env CMDGATE=build/cmdgate timeout 300 $PYTHON -W ignore tests/integration/test_restart.py
+step "other brokers (RabbitMQ, ejabberd, aedes)" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_brokers.py
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug ||

@@ -413,6 +413,22 @@ class Only311Checks:
             self.assertEqual(gw.stop(), 0)
 
 
+    def test_shared_group_is_not_supported_and_the_broker_does_not_say_so(self):
+        # README: "no, and it does not say so". If this broker starts to
+        # support $share (or to refuse it), this test says the table is stale.
+        gw = self.gw(4, 'shared_group = "cg";', wait_ready=False)
+        dev = self.dev(4)
+        try:
+            self.assertTrue(wait_for(lambda: "mqtt: ready:" in gw.text(), 20), gw.text()[-2000:])
+            dev.publish(f"commands/{self.BROKER.name}-share/open/start", {"id": "s"})
+            time.sleep(3)
+            self.assertEqual(answers(dev, f"commands/{self.BROKER.name}-share/"), [])
+            self.assertNotIn("refused", gw.text())
+        finally:
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
 class T1RabbitMQ(BrokerChecks, Only311Checks, unittest.TestCase):
     BROKER = RabbitMQ
 

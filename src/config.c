@@ -82,6 +82,7 @@ static const struct option options[] = {
     GRP("gateway"),
     INT("gateway.max_inflight", gateway.max_inflight, 1, 65536, 64, 1),
     INT("gateway.queue_size", gateway.queue_size, 0, 10000000, 4096, 1),
+    INT("gateway.per_target_inflight", gateway.per_target_inflight, 1, 65536, 1, 1),
     INT("gateway.max_payload", gateway.max_payload, 2, 268435455, 16384, 1),
     INT("gateway.deadline_ms", gateway.deadline_ms, 1, 86400000, 30000, 1),
     INT("gateway.drain_ms", gateway.drain_ms, 0, 3600000, 10000, 1),
@@ -574,4 +575,20 @@ void config_restart_needed(const struct config *a, const struct config *b, struc
 			sbuf_puts(out, o->path);
 		}
 	}
+}
+
+int config_credentials_differ(const struct cred_config *a, const struct cred_config *b)
+{
+	const char *x[] = {a->source,         a->access_key_id, a->secret_access_key_file,
+	                   a->profile,        a->iot.endpoint,  a->iot.role_alias,
+	                   a->iot.thing_name, a->iot.cert_file, a->iot.key_file,
+	                   a->iot.ca_file};
+	const char *y[] = {b->source,         b->access_key_id, b->secret_access_key_file,
+	                   b->profile,        b->iot.endpoint,  b->iot.role_alias,
+	                   b->iot.thing_name, b->iot.cert_file, b->iot.key_file,
+	                   b->iot.ca_file};
+	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+		if (strcmp(x[i], y[i]) != 0)
+			return 1;
+	return 0;
 }

@@ -1,84 +1,336 @@
 /*
  * engine: the loop of the one thread that owns requests.
  *
- *   inbound --admit()--> waiting --launch()--> flight --on_done()--> reply
- *   (request.c)          (fairq)   (call.c)       ^          |
- *                                                  +- retry <-+ (throttle, 5xx,
- *                                                               transport, skew)
+ *   inbox --request_admit()--> waiting --call_start()--> flight
+ *                              (fairq:    (call.c)          |
+ *                               per target,                 | done
+ *                               in order)                   v
+ *      answer_*() <--accept / reject-- attempt_decide() --retry / resign /
+ *      (answer.c: reply via the outbox)   (attempt.c)       refresh / throttle
+ *                                                              |
+ *                                    held (keeps its target's slot) <--+
  *
- * waiting holds a FIFO per thing served round-robin, so per-thing start
- * order is arrival order and no thing starves another. retry and flight are
- * short lists (bounded by max_inflight). Every request leaves through
- * finish() (request.c), which publishes its one reply, logs its one line
- * and frees it. Each turn of the loop: take what the MQTT thread handed
- * over, make new spool entries durable, expire, start calls, then wait on
- * libcurl's sockets and the wake-up eventfd.
+ * waiting holds a FIFO per target ARN served round-robin; a target has at
+ * most gateway.per_target_inflight requests started and not answered, so
+ * its calls start in arrival order and a request being retried holds back
+ * the later ones of that target only. Every request leaves through
+ * answer.c, whose reply goes through the outbox: replies the MQTT client
+ * cannot take yet wait there, and while they wait, admission counts them
+ * against gateway.queue_size.
+ *
+ * Each turn of the loop, Mosquitto-style, is a flat list of steps: take
+ * what other threads handed over (inbox), make new spool entries durable,
+ * expire, start calls, publish waiting replies, then wait on libcurl's
+ * sockets and the inbox's eventfd. Nothing here is called back from the
+ * modules it uses, except through libcurl's completion callback (on_done).
  */
-#include "engine_priv.h"
+#include "engine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "answer.h"
+#include "attempt.h"
+#include "backoff.h"
+#include "call.h"
+#include "credentials.h"
+#include "fairq.h"
+#include "http.h"
+#include "inbox.h"
+#include "log.h"
+#include "notify.h"
+#include "outbox.h"
+#include "report.h"
+#include "request.h"
+#include "runtime.h"
+#include "sigv4.h"
+#include "spool.h"
+#include "stats.h"
+
+#define RETRY_BASE_MS 100
+#define RETRY_CAP_MS  5000
+/* While replies wait for the MQTT client, look again this often. */
+#define OUTBOX_POLL_MS 20
+
+
+struct engine {
+	struct config *cfg;
+	struct cred_provider *creds;
+	struct http_client *http;
+	struct mqtt *mqtt;
+	struct inbox *inbox;
+	struct fairq *waiting; /* RS_QUEUED: per target, round-robin */
+	struct reqlist flight;    /* RS_FLIGHT: calls on the wire */
+	struct reqlist held;      /* RS_HELD: to be called again at next_try_ms */
+	struct outbox outbox;
+	struct sigv4_key_cache keys;
+	long skew_s; /* server clock minus ours */
+	struct rate_limiter rate;
+	int draining;
+	uint64_t drain_until_ms;
+	struct stats stats;
+	struct spool *spool; /* NULL without gateway.spool_dir */
+	struct call_endpoint endpoint;
+	struct answer_sink sink; /* where the outbox publishes */
+};
 
 static volatile sig_atomic_t stop_flag, reload_flag;
-static int signal_wake_fd = -1;
-
-void wake(int fd)
-{
-	uint64_t one = 1;
-	ssize_t r = write(fd, &one, sizeof(one));
-	(void)r;
-}
+static struct inbox *volatile signal_inbox;
 
 void engine_signal_stop(void)
 {
 	stop_flag = 1;
-	if (signal_wake_fd >= 0)
-		wake(signal_wake_fd);
+	struct inbox *ib = signal_inbox;
+	if (ib)
+		inbox_wake(ib);
 }
 
 void engine_signal_reload(void)
 {
 	reload_flag = 1;
-	if (signal_wake_fd >= 0)
-		wake(signal_wake_fd);
+	struct inbox *ib = signal_inbox;
+	if (ib)
+		inbox_wake(ib);
 }
 
-uint64_t now_ms(void)
+/* ---- answers ------------------------------------------------------------ */
+
+static struct answer_env answer_env(struct engine *e)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	struct answer_env a = {&e->outbox, &e->stats, e->spool, rt_now_ms()};
+	return a;
+}
+
+/* r leaves its target's order: the next request of the target may start. */
+static void release(struct engine *e, struct request *r)
+{
+	fairq_release(e->waiting, &r->fq);
+}
+
+static void finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg)
+{
+	struct answer_env a = answer_env(e);
+	release(e, r);
+	answer_gateway(&a, r, c, msg);
+}
+
+static void finish_aws(struct engine *e, struct request *r, const struct aws_error *ae)
+{
+	struct answer_env a = answer_env(e);
+	release(e, r);
+	answer_aws(&a, r, ae);
+}
+
+/* ---- admission ---------------------------------------------------------- */
+
+static void admit(struct engine *e, struct message *m, const struct resume *res)
+{
+	uint64_t now = rt_now_ms();
+	struct admit_env env = {e->cfg, now, e->draining && !e->spool,
+	                        fairq_len(e->waiting) + outbox_len(&e->outbox), e->waiting};
+	struct request *r;
+	enum gw_code code = GW_INTERNAL_ERROR;
+	char err[ERR_LEN] = "";
+	switch (request_admit(&env, m, res, &r, &code, err)) {
+	case ADMIT_DROP:
+		log_warn("no route for topic %s; dropped", m->topic);
+		if (e->spool && r->spool_seq)
+			spool_done(e->spool, r->spool_seq);
+		request_free(r);
+		return;
+	case ADMIT_ANSWER:
+		finish_gateway(e, r, code, err);
+		return;
+	case ADMIT_QUEUE:
+		break;
+	}
+	if (e->spool && !r->spool_seq) {
+		if (spool_live(e->spool) >= (size_t)e->cfg->gateway.spool_max) {
+			finish_gateway(e, r, GW_OVERLOADED, "the spool is full");
+			return;
+		}
+		struct spool_entry se;
+		request_spool_entry(r, e->cfg->gateway.deadline_ms, &se);
+		spool_add(e->spool, &se);
+		r->spool_seq = se.seq;
+	}
+	if (e->draining) { /* kept in the spool for the next start */
+		release(e, r);
+		request_free(r);
+		return;
+	}
+	r->state = RS_QUEUED;
+	r->fq.deadline_ms = r->deadline_ms;
+	fairq_push(e->waiting, r->target, &r->fq);
+}
+
+static void admit_inbox(struct engine *e)
+{
+	struct message *m = inbox_take(e->inbox);
+	while (m) {
+		struct message *next = m->next;
+		m->next = NULL;
+		admit(e, m, NULL);
+		m = next;
+	}
+}
+
+static void on_spool_done(uint64_t seq, void *ctx)
+{
+	struct engine *e = ctx;
+	if (e->spool && seq)
+		spool_done(e->spool, seq);
+}
+
+/* Record DONE for delivered replies and make this turn's ADDs durable. */
+static void sync_spool(struct engine *e)
+{
+	if (!e->spool) {
+		inbox_take_delivered(e->inbox, on_spool_done, e);
+		return;
+	}
+	inbox_take_delivered(e->inbox, on_spool_done, e);
+	char err[ERR_LEN];
+	if (spool_flush(e->spool, 1, err) != CG_OK)
+		log_error("%s", err);
+}
+
+/* A live spool entry found at start: admitted again with its original
+ * token and deadline. */
+static void resume_entry(const struct spool_entry *s, void *ctx)
+{
+	struct engine *e = ctx;
+	struct resume res;
+	struct message *m = request_message_from_spool(s, rt_wall_ms(), rt_now_ms(), &res);
+	admit(e, m, &res);
+}
+
+/* ---- calls -------------------------------------------------------------- */
+
+static void launch(struct engine *e, struct request *r, uint64_t now)
+{
+	struct call_env env = {e->http,   e->creds,          &e->keys,
+	                       &e->endpoint, e->cfg->aws.region, e->skew_s,
+	                       e->cfg->aws.request_timeout_ms};
+	char err[ERR_LEN] = "";
+	enum cg_err rc = call_start(&env, r, now, err);
+	if (rc == CG_OK) {
+		r->state = RS_FLIGHT;
+		reqlist_push(&e->flight, r);
+	} else if (rc == CG_CREDENTIALS) {
+		finish_gateway(e, r, GW_CREDENTIALS_UNAVAILABLE, err);
+	} else {
+		log_error("cannot start call: %s", err);
+		finish_gateway(e, r, GW_INTERNAL_ERROR, err);
+	}
+}
+
+static void hold(struct engine *e, struct request *r, uint64_t at)
+{
+	http_call_free(&r->call);
+	r->next_try_ms = at;
+	r->state = RS_HELD;
+	reqlist_push(&e->held, r);
+}
+
+/* Carry out attempt_decide's decision for r, whose call finished. */
+static void after_call(struct engine *e, struct request *r, uint64_t now)
+{
+	struct aws_error ae;
+	struct call_result res;
+	call_read(r, &ae, &res);
+	struct attempt_policy p = {(unsigned)e->cfg->aws.max_attempts, RETRY_BASE_MS, RETRY_CAP_MS,
+	                           e->draining};
+	struct attempt_decision d;
+	attempt_decide(&r->at, &p, &res, now, r->deadline_ms, rt_random_u32(), &d);
+	char exec_id[256], err[ERR_LEN];
+	switch (d.kind) {
+	case AT_ACCEPT:
+		rate_on_success(&e->rate);
+		if (aws_parse_execution_id(r->call.body.data, r->call.body.len, exec_id,
+		                           sizeof(exec_id), err) != CG_OK) {
+			finish_gateway(e, r, GW_INTERNAL_ERROR, err);
+			return;
+		}
+		struct answer_env a = answer_env(e);
+		release(e, r);
+		answer_accepted(&a, r, exec_id);
+		return;
+	case AT_ANSWER_AWS:
+		if (res.aws && res.aws->throttled)
+			rate_on_throttle(&e->rate, now);
+		finish_aws(e, r, d.aws);
+		return;
+	case AT_ANSWER_GATEWAY:
+		finish_gateway(e, r, d.code, d.message);
+		return;
+	case AT_RESIGN:
+		e->skew_s = d.skew_s;
+		log_warn("clock skew: AWS is %+lds from local time; re-signing", e->skew_s);
+		break;
+	case AT_REFRESH:
+		cred_provider_invalidate(e->creds, r->cred_generation);
+		break;
+	case AT_THROTTLE:
+		rate_on_throttle(&e->rate, now);
+		e->stats.throttled++;
+		break;
+	case AT_RETRY:
+		e->stats.retries++;
+		break;
+	}
+	hold(e, r, d.at_ms);
+}
+
+static void on_done(struct http_call *call, void *ctx)
+{
+	struct engine *e = ctx;
+	struct request *r = call->user;
+	reqlist_remove(&e->flight, r);
+	after_call(e, r, rt_now_ms());
 }
 
 /* ---- the loop ----------------------------------------------------------- */
 
-static void expire_waiting(struct engine *e, uint64_t now)
+static void expire(struct engine *e, uint64_t now)
 {
 	struct fq_item *it;
 	while ((it = fairq_pop_expired(e->waiting, now)) != NULL)
 		finish_gateway(e, (struct request *)it, GW_EXPIRED,
 		               "the deadline passed while the request waited");
-	for (struct request *r = e->retry.head, *next; r; r = next) {
+	for (struct request *r = e->held.head, *next; r; r = next) {
 		next = r->next;
-		if (r->deadline_ms <= now) {
-			list_remove(&e->retry, r);
+		if (r->deadline_ms > now)
+			continue;
+		reqlist_remove(&e->held, r);
+		if (r->at.last_was_aws) /* e.g. still throttled at the deadline */
+			finish_aws(e, r, &r->at.last_aws);
+		else
 			finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
-		}
 	}
 }
 
-/* Start what may start; returns ms until the rate limiter allows more. */
+/* Start what may start: held requests first (they are older), then the
+ * waiting ones round-robin. Returns ms until the rate limiter allows more. */
 static uint64_t start_ready(struct engine *e, uint64_t now)
 {
 	size_t max = (size_t)e->cfg->gateway.max_inflight;
-	for (struct request *r = e->retry.head, *next; r && e->flight.n < max; r = next) {
+	for (struct request *r = e->held.head, *next; r && e->flight.n < max; r = next) {
 		next = r->next;
 		if (r->next_try_ms > now)
 			continue;
 		uint64_t wait = rate_take(&e->rate, now);
 		if (wait)
 			return wait;
-		list_remove(&e->retry, r);
+		reqlist_remove(&e->held, r);
 		launch(e, r, now);
 	}
-	while (fairq_len(e->waiting) && e->flight.n < max) {
+	while (fairq_can_pop(e->waiting) && e->flight.n < max) {
 		uint64_t wait = rate_take(&e->rate, now);
 		if (wait)
 			return wait;
@@ -92,59 +344,27 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 	uint64_t t = 1000;
 	if (rate_wait && rate_wait < t)
 		t = rate_wait;
-	for (struct request *r = e->retry.head; r; r = r->next)
-		if (r->next_try_ms > now && r->next_try_ms - now < t)
-			t = r->next_try_ms - now;
-		else if (r->next_try_ms <= now)
-			t = 0;
+	if (outbox_len(&e->outbox) && t > OUTBOX_POLL_MS)
+		t = OUTBOX_POLL_MS;
+	/* A held request that is due but has no free call slot waits for a
+	 * call to finish (libcurl wakes us), not for a timer. */
+	int slot = e->flight.n < (size_t)e->cfg->gateway.max_inflight;
+	for (struct request *r = e->held.head; r; r = r->next) {
+		uint64_t due = slot && r->next_try_ms < r->deadline_ms ? r->next_try_ms : r->deadline_ms;
+		t = due <= now ? 0 : (due - now < t ? due - now : t);
+	}
 	uint64_t d = fairq_next_deadline(e->waiting);
 	if (d != UINT64_MAX)
 		t = d <= now ? 0 : (d - now < t ? d - now : t);
 	return (int)t;
 }
 
-static void set_endpoint(struct engine *e)
-{
-	free(e->host);
-	free(e->url);
-	free(e->url_path);
-	const char *u = e->cfg->endpoint_url;
-	const char *auth = strstr(u, "://") + 3;
-	size_t n = strcspn(auth, "/?#");
-	e->host = strndup(auth, n);
-	struct sbuf b;
-	sbuf_init(&b);
-	sbuf_printf(&b, "%s/command-executions", auth[n] == '/' ? auth + n : "");
-	e->url_path = sbuf_steal(&b);
-	sbuf_init(&b);
-	sbuf_printf(&b, "%.*s%s", (int)(auth - u + (long)n), u, e->url_path);
-	e->url = sbuf_steal(&b);
-}
-
 static char **route_filters(const struct config *c)
 {
-	char **f = calloc(c->n_routes + 1, sizeof(char *));
-	if (!f)
-		abort();
+	char **f = rt_calloc(c->n_routes + 1, sizeof(char *));
 	for (size_t i = 0; i < c->n_routes; i++)
 		f[i] = c->routes[i].filter;
 	return f;
-}
-
-static int cred_config_differs(const struct cred_config *a, const struct cred_config *b)
-{
-	const char *x[] = {a->source,         a->access_key_id, a->secret_access_key_file,
-	                   a->profile,        a->iot.endpoint,  a->iot.role_alias,
-	                   a->iot.thing_name, a->iot.cert_file, a->iot.key_file,
-	                   a->iot.ca_file};
-	const char *y[] = {b->source,         b->access_key_id, b->secret_access_key_file,
-	                   b->profile,        b->iot.endpoint,  b->iot.role_alias,
-	                   b->iot.thing_name, b->iot.cert_file, b->iot.key_file,
-	                   b->iot.ca_file};
-	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
-		if (strcmp(x[i], y[i]) != 0)
-			return 1;
-	return 0;
 }
 
 static void reload(struct engine *e)
@@ -167,18 +387,49 @@ static void reload(struct engine *e)
 	mqtt_set_filters(e->mqtt, f, n->n_routes);
 	free(f);
 	log_configure(n->log.level, n->log.format);
+	fairq_set_limit(e->waiting, (unsigned)n->gateway.per_target_inflight);
 	e->rate.max_rate = n->aws.max_rate;
 	if (n->aws.max_rate > 0 && (e->rate.rate <= 0 || e->rate.rate > n->aws.max_rate))
 		e->rate.rate = n->aws.max_rate;
-	if (cred_config_differs(&old->aws.credentials, &n->aws.credentials)) {
+	if (config_credentials_differ(&old->aws.credentials, &n->aws.credentials)) {
 		cred_provider_free(e->creds);
 		e->creds = cred_provider_new(&n->aws.credentials);
 		cred_provider_wait_first(e->creds, 2000);
 		sigv4_key_cache_clean_up(&e->keys);
 	}
-	set_endpoint(e);
+	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	config_free(old);
 	log_info("configuration reloaded from %s (%zu routes)", n->path, n->n_routes);
+}
+
+/* Requests not yet started: kept in the spool for the next start, or
+ * answered Unavailable without one. */
+/* At shutdown: r stays in the spool for the next start (1), or is
+ * answered Unavailable without one (0). */
+static int keep_or_refuse(struct engine *e, struct request *r, const char *why)
+{
+	if (e->spool && r->spool_seq) {
+		log_debug("stopping: token=%s stays in the spool", r->tr.client_token);
+		release(e, r);
+		request_free(r);
+		return 1;
+	}
+	finish_gateway(e, r, GW_UNAVAILABLE, why);
+	return 0;
+}
+
+static void drop_waiting(struct engine *e)
+{
+	size_t kept = 0;
+	struct request *r;
+	while ((r = (struct request *)fairq_pop_expired(e->waiting, UINT64_MAX)) ||
+	       (r = e->held.head)) {
+		if (r->state == RS_HELD)
+			reqlist_remove(&e->held, r);
+		kept += (size_t)keep_or_refuse(e, r, "the gateway is shutting down");
+	}
+	if (kept)
+		log_info("stopping: %zu waiting request(s) stay in the spool", kept);
 }
 
 static void begin_drain(struct engine *e, uint64_t now)
@@ -186,106 +437,70 @@ static void begin_drain(struct engine *e, uint64_t now)
 	e->draining = 1;
 	e->drain_until_ms = now + (uint64_t)e->cfg->gateway.drain_ms;
 	log_info("stopping: %zu in flight, %zu waiting; draining up to %ld ms", e->flight.n,
-	         fairq_len(e->waiting) + e->retry.n, e->cfg->gateway.drain_ms);
+	         fairq_len(e->waiting) + e->held.n, e->cfg->gateway.drain_ms);
 	notify_send("STOPPING=1");
-	mqtt_set_filters(e->mqtt, NULL, 0); /* take no new requests */
-	size_t kept = 0;
-	for (;;) {
-		struct request *r = (struct request *)fairq_pop(e->waiting);
-		if (!r && (r = e->retry.head) != NULL)
-			list_remove(&e->retry, r);
-		if (!r)
-			break;
-		if (e->spool && r->in->spool_seq) { /* resumed at the next start */
-			request_free(r);
-			kept++;
-		} else {
-			finish_gateway(e, r, GW_UNAVAILABLE, "the gateway is shutting down");
-		}
-	}
-	if (kept)
-		log_info("stopping: %zu waiting request(s) stay in the spool", kept);
+	/* The subscriptions stay: requests that arrive from now on are kept in
+	 * the spool, or answered Unavailable without one, and those published
+	 * while the gateway is down wait in the broker's session. */
+	drop_waiting(e);
 }
 
 static void abort_flight(struct engine *e)
 {
 	while (e->flight.head) {
 		struct request *r = e->flight.head;
-		list_remove(&e->flight, r);
+		reqlist_remove(&e->flight, r);
 		http_abort(e->http, &r->call);
-		if (e->spool && r->in->spool_seq) {
-			log_info("stopping: token=%s stays in the spool", r->tr.client_token);
-			request_free(r);
-			continue;
-		}
-		finish_gateway(e, r, GW_UNAVAILABLE,
-		               "the gateway stopped before AWS answered; retry with the same id");
+		keep_or_refuse(e, r, "the gateway stopped before AWS answered; retry with the same id");
 	}
+	drop_waiting(e); /* retries scheduled while draining */
 }
 
-/* Publish the stats JSON (retained) and rewrite the Prometheus textfile. */
-static void emit_stats(struct engine *e)
+static struct stats_gauges gauges(struct engine *e)
 {
-	const struct config *c = e->cfg;
-	if (!*c->stats.topic && !*c->stats.file)
-		return;
-	struct stats_gauges g = {.queue = fairq_len(e->waiting) + e->retry.n,
-	                         .inflight = e->flight.n,
-	                         .mqtt_connected = mqtt_connected(e->mqtt),
-	                         .now = time(NULL),
-	                         .client_id = c->mqtt.client_id};
-	cred_provider_info(e->creds, &g.cred_source, &g.cred_expiry);
-	struct sbuf b;
-	sbuf_init(&b);
-	if (*c->stats.topic) {
-		struct vars v = {0};
-		vars_set(&v, "client_id", c->mqtt.client_id);
-		struct sbuf topic;
-		sbuf_init(&topic);
-		template_expand(c->stats.topic, &v, &topic, NULL);
-		stats_render_json(&e->stats, &g, &b);
-		char err[ERR_LEN];
-		if (mqtt_publish(e->mqtt, topic.data, b.data, b.len, 1, 1, NULL, 0, err) != CG_OK)
-			log_warn("stats not published: %s", err);
-		sbuf_clean_up(&topic);
-	}
-	if (*c->stats.file) {
-		sbuf_reset(&b);
-		stats_render_prometheus(&e->stats, &g, &b);
-		struct sbuf tmp;
-		sbuf_init(&tmp);
-		sbuf_printf(&tmp, "%s.tmp.%d", c->stats.file, (int)getpid());
-		FILE *f = fopen(tmp.data, "w");
-		int ok = f && fwrite(b.data, 1, b.len, f) == b.len;
-		if (f && fclose(f) != 0)
-			ok = 0;
-		if (!ok || rename(tmp.data, c->stats.file) != 0) {
-			log_warn("stats file %s not written: %s", c->stats.file, strerror(errno));
-			unlink(tmp.data);
-		}
-		sbuf_clean_up(&tmp);
-	}
-	sbuf_clean_up(&b);
-	stats_new_interval(&e->stats);
+	struct stats_gauges g = {
+	    .queue = fairq_len(e->waiting) + e->held.n,
+	    .inflight = e->flight.n,
+	    .replies_waiting = outbox_len(&e->outbox),
+	    .allowed_rate = e->rate.rate,
+	    .spool = e->spool ? spool_live(e->spool) : 0,
+	    .mqtt_connected = e->mqtt ? mqtt_connected(e->mqtt) : 0,
+	};
+	return g;
 }
 
-static void report_status(struct engine *e)
+static void on_message(struct message *m, void *ctx)
 {
-	char s[200];
-	snprintf(s, sizeof(s),
-	         "STATUS=mqtt %s; %zu in flight, %zu waiting; %lu accepted, %lu rejected, %lu "
-	         "retries",
-	         mqtt_connected(e->mqtt) ? "connected" : "disconnected", e->flight.n,
-	         fairq_len(e->waiting) + e->retry.n, (unsigned long)e->stats.accepted,
-	         (unsigned long)stats_rejected(&e->stats), (unsigned long)e->stats.retries);
-	fairq_sweep(e->waiting, e->cfg->gateway.per_thing_rate, now_ms());
-	notify_send(s);
+	inbox_put(ctx, m);
+}
+
+static void on_ready(void *ctx)
+{
+	inbox_set_ready(ctx);
+}
+
+static void on_delivered(uint64_t cookie, void *ctx)
+{
+	inbox_delivered(ctx, cookie);
+}
+
+/* READY after every (re)subscription; WATCHDOG, STATUS and stats when due. */
+static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
+{
+	if (inbox_take_ready(e->inbox)) {
+		log_info("ready: subscribed to %zu filter(s)", e->cfg->n_routes);
+		notify_send("READY=1");
+		rc->last_status_ms = 0;
+	}
+	struct stats_gauges g = gauges(e);
+	if (report_tick(rc, now, e->cfg, e->mqtt, e->creds, &e->stats, &g))
+		fairq_sweep(e->waiting, e->cfg->gateway.per_thing_rate, now);
 }
 
 int engine_run(struct engine *e)
 {
 	char err[ERR_LEN];
-	struct mqtt_hooks hooks = {on_inbound, on_ready, on_delivered, e};
+	struct mqtt_hooks hooks = {on_message, on_ready, on_delivered, e->inbox};
 	char **f = route_filters(e->cfg);
 	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, e->cfg->n_routes, &hooks, err);
 	free(f);
@@ -293,17 +508,17 @@ int engine_run(struct engine *e)
 		log_error("%s", err);
 		return 1;
 	}
+	e->sink.mqtt = e->mqtt;
 	if (e->spool && spool_recover(e->spool, resume_entry, e, err) != CG_OK) {
 		log_error("%s", err);
 		mqtt_stop(e->mqtt, 0);
 		e->mqtt = NULL;
 		return 1;
 	}
-	uint64_t wd = notify_watchdog_interval_ms(), last_wd = 0, last_status = 0;
-	int announced = 0;
-	uint64_t rate_wait = 0;
+	struct report_clock rc;
+	report_clock_init(&rc, notify_watchdog_interval_ms(), rt_now_ms());
 	for (;;) {
-		uint64_t now = now_ms();
+		uint64_t now = rt_now_ms();
 		if (stop_flag && !e->draining)
 			begin_drain(e, now);
 		if (reload_flag) {
@@ -312,45 +527,32 @@ int engine_run(struct engine *e)
 			reload(e);
 			notify_send("READY=1");
 		}
-		drain_inbox(e);
+		admit_inbox(e);
 		sync_spool(e); /* before any call of a request admitted this turn starts */
-		expire_waiting(e, now);
+		expire(e, now);
 		if (e->draining && (e->flight.n == 0 || now >= e->drain_until_ms)) {
 			abort_flight(e);
 			break;
 		}
-		rate_wait = start_ready(e, now);
-		if (!announced && __atomic_load_n(&e->ready, __ATOMIC_ACQUIRE)) {
-			announced = 1;
-			log_info("ready: subscribed to %zu filter(s)", e->cfg->n_routes);
-			notify_send("READY=1");
-			report_status(e);
-			last_status = now;
-		}
-		if (wd && now - last_wd >= wd) {
-			notify_send("WATCHDOG=1");
-			last_wd = now;
-		}
-		if (now - last_status >= 2000) {
-			report_status(e);
-			last_status = now;
-		}
-		if (now - e->last_stats_ms >= (uint64_t)e->cfg->stats.interval * 1000) {
-			emit_stats(e);
-			e->last_stats_ms = now;
-		}
+		uint64_t rate_wait = start_ready(e, now);
+		outbox_flush(&e->outbox);
+		tend(e, &rc, now);
 		mqtt_tick(e->mqtt, now);
 		fflush(stderr); /* log lines are written once per loop turn, not per line */
-		http_client_run(e->http, e->wake_fd, next_timeout(e, now, rate_wait), on_done, e);
-		uint64_t drained;
-		while (read(e->wake_fd, &drained, sizeof(drained)) > 0)
-			;
+		http_client_run(e->http, inbox_fd(e->inbox), next_timeout(e, now, rate_wait), on_done,
+		                e);
+		inbox_clear_wake(e->inbox);
 	}
-	drain_inbox(e); /* late arrivals are answered Unavailable */
-	emit_stats(e);
+	admit_inbox(e); /* late arrivals are answered Unavailable */
+	/* Replies still waiting get until the end of the drain to leave. */
+	outbox_drain(&e->outbox, e->drain_until_ms + 5000);
+	if (outbox_len(&e->outbox))
+		log_error("stopping: %zu repl(ies) could not be published", outbox_len(&e->outbox));
+	struct stats_gauges g = gauges(e);
+	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
-	e->mqtt = NULL;
+	e->mqtt = e->sink.mqtt = NULL;
 	sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,
 	         (unsigned long)stats_rejected(&e->stats));
@@ -359,47 +561,34 @@ int engine_run(struct engine *e)
 
 struct engine *engine_new(struct config *cfg, char *err)
 {
-	struct engine *e = calloc(1, sizeof(*e));
-	if (!e)
-		abort();
+	struct engine *e = rt_calloc(1, sizeof(*e));
 	e->cfg = cfg;
-	e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (e->wake_fd < 0) {
+	e->inbox = inbox_new();
+	if (!e->inbox) {
 		cg_fail(err, CG_INTERNAL, "eventfd: %s", strerror(errno));
 		free(e);
 		return NULL;
 	}
-	signal_wake_fd = e->wake_fd;
-	pthread_mutex_init(&e->lock, NULL);
-	e->inbox_tail = &e->inbox;
-	/* Under systemd the unit's StateDirectory is the spool's default home. */
-	const char *spool_dir = cfg->gateway.spool_dir;
-	char state_dir[512] = "";
-	const char *sd = getenv("STATE_DIRECTORY");
-	if (!*spool_dir && sd && *sd) {
-		snprintf(state_dir, sizeof(state_dir), "%.*s/spool", (int)strcspn(sd, ":"), sd);
-		spool_dir = state_dir;
+	int failed;
+	e->spool = spool_open_configured(cfg->gateway.spool_dir, getenv("STATE_DIRECTORY"), err,
+	                                 &failed);
+	if (failed) {
+		inbox_free(e->inbox);
+		free(e);
+		return NULL;
 	}
-	if (*spool_dir) {
-		e->spool = spool_open(spool_dir, err);
-		if (e->spool)
-			log_info("spool: %s", spool_dir);
-		if (!e->spool) {
-			pthread_mutex_destroy(&e->lock);
-			close(e->wake_fd);
-			free(e);
-			return NULL;
-		}
-	}
+	e->sink.spool = e->spool;
+	signal_inbox = e->inbox;
 	e->creds = cred_provider_new(&cfg->aws.credentials);
 	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
-	rate_init(&e->rate, cfg->aws.max_rate, now_ms());
+	rate_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
+	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
+	outbox_init(&e->outbox, answer_publish, &e->sink);
 	stats_init(&e->stats, time(NULL));
-	e->last_stats_ms = now_ms();
-	set_endpoint(e);
+	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	return e;
 }
 
@@ -407,27 +596,15 @@ void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
-	signal_wake_fd = -1;
-	pthread_mutex_lock(&e->lock);
-	struct inbound *in = e->inbox;
-	e->inbox = NULL;
-	pthread_mutex_unlock(&e->lock);
-	while (in) {
-		struct inbound *next = in->next;
-		inbound_free(in);
-		in = next;
-	}
+	signal_inbox = NULL;
+	inbox_free(e->inbox);
+	outbox_clean_up(&e->outbox);
 	http_client_free(e->http);
 	cred_provider_free(e->creds);
 	spool_close(e->spool);
-	free(e->delivered);
 	fairq_free(e->waiting);
 	sigv4_key_cache_clean_up(&e->keys);
 	config_free(e->cfg);
-	free(e->host);
-	free(e->url);
-	free(e->url_path);
-	pthread_mutex_destroy(&e->lock);
-	close(e->wake_fd);
+	call_endpoint_clean_up(&e->endpoint);
 	free(e);
 }

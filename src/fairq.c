@@ -1,7 +1,9 @@
 /*
- * fairq: things live in a hash table (chained); those with waiting items
- * are also on a circular list that fairq_pop walks. A thing is forgotten by
- * fairq_sweep once it has nothing waiting and its bucket is full again, so
+ * fairq: things live in a hash table (chained). Those with waiting items and
+ * a free slot are on a circular list (the ring) that fairq_pop walks; those
+ * with waiting items but every slot taken are on the held list until
+ * fairq_release frees a slot. A thing is forgotten by fairq_sweep once it
+ * has nothing waiting, nothing started and its bucket is full again, so
  * memory follows the number of recently active things.
  */
 #include "fairq.h"
@@ -14,10 +16,12 @@
 struct fq_thing {
 	struct fq_thing *hnext; /* hash chain */
 	struct fq_thing *rnext; /* ring of things with items */
+	struct fq_thing *hprev_held, *hnext_held; /* the held list */
 	struct fq_item *head, *tail;
 	double tokens;
 	uint64_t last_ms;
-	int on_ring;
+	unsigned busy; /* items popped and not released */
+	int on_ring, held;
 	char name[];
 };
 
@@ -25,6 +29,8 @@ struct fairq {
 	struct fq_thing *table[NBUCKETS];
 	struct fq_thing *cursor; /* the ring, at the thing served next */
 	struct fq_thing *last;   /* the one before the cursor */
+	struct fq_thing *held;   /* things with items and no free slot */
+	unsigned limit;          /* slots per thing; 0: unlimited */
 	size_t len;
 };
 
@@ -120,6 +126,68 @@ static void ring_unlink(struct fairq *q, struct fq_thing *prev, struct fq_thing 
 	t->on_ring = 0;
 }
 
+static int has_slot(const struct fairq *q, const struct fq_thing *t)
+{
+	return q->limit == 0 || t->busy < q->limit;
+}
+
+static void held_add(struct fairq *q, struct fq_thing *t)
+{
+	t->held = 1;
+	t->hprev_held = NULL;
+	t->hnext_held = q->held;
+	if (q->held)
+		q->held->hprev_held = t;
+	q->held = t;
+}
+
+static void held_unlink(struct fairq *q, struct fq_thing *t)
+{
+	if (t->hprev_held)
+		t->hprev_held->hnext_held = t->hnext_held;
+	else
+		q->held = t->hnext_held;
+	if (t->hnext_held)
+		t->hnext_held->hprev_held = t->hprev_held;
+	t->hprev_held = t->hnext_held = NULL;
+	t->held = 0;
+}
+
+/* A thing with items goes on the ring when it has a free slot, else on the
+ * held list. */
+static void place(struct fairq *q, struct fq_thing *t)
+{
+	if (has_slot(q, t))
+		ring_add(q, t);
+	else
+		held_add(q, t);
+}
+
+void fairq_set_limit(struct fairq *q, unsigned limit)
+{
+	q->limit = limit;
+	for (struct fq_thing *t = q->held, *next; t; t = next) {
+		next = t->hnext_held;
+		if (has_slot(q, t)) {
+			held_unlink(q, t);
+			ring_add(q, t);
+		}
+	}
+}
+
+void fairq_release(struct fairq *q, struct fq_item *it)
+{
+	struct fq_thing *t = it->owner;
+	if (!t || !t->busy)
+		return;
+	t->busy--;
+	it->owner = NULL;
+	if (t->held && has_slot(q, t)) {
+		held_unlink(q, t);
+		ring_add(q, t);
+	}
+}
+
 void fairq_push(struct fairq *q, const char *thing, struct fq_item *it)
 {
 	struct fq_thing *t = get(q, thing, 1, 0);
@@ -130,8 +198,8 @@ void fairq_push(struct fairq *q, const char *thing, struct fq_item *it)
 	else
 		t->head = it;
 	t->tail = it;
-	if (!t->on_ring)
-		ring_add(q, t);
+	if (!t->on_ring && !t->held)
+		place(q, t);
 	q->len++;
 }
 
@@ -141,7 +209,10 @@ static struct fq_item *take_head(struct fairq *q, struct fq_thing *prev, struct 
 	t->head = it->next;
 	if (!t->head) {
 		t->tail = NULL;
-		ring_unlink(q, prev, t);
+		if (t->held)
+			held_unlink(q, t);
+		else
+			ring_unlink(q, prev, t);
 	}
 	it->next = NULL;
 	q->len--;
@@ -154,15 +225,24 @@ struct fq_item *fairq_pop(struct fairq *q)
 	if (!t)
 		return NULL;
 	struct fq_item *it = take_head(q, q->last, t);
-	if (t->on_ring) { /* still has items: the next thing's turn */
+	t->busy++;
+	if (t->on_ring && !has_slot(q, t)) { /* items left, no slot: held */
+		ring_unlink(q, q->last, t);
+		held_add(q, t);
+	} else if (t->on_ring) { /* still has items: the next thing's turn */
 		q->last = t;
 		q->cursor = t->rnext;
 	}
 	return it;
 }
 
-struct fq_item *fairq_pop_expired(struct fairq *q, uint64_t now_ms)
+/* Items expire from the head of their thing's FIFO: deadlines follow
+ * arrival order within a thing. */
+static struct fq_item *find_expired(struct fairq *q, uint64_t now_ms)
 {
+	for (struct fq_thing *t = q->held; t; t = t->hnext_held)
+		if (t->head->deadline_ms <= now_ms)
+			return take_head(q, NULL, t);
 	struct fq_thing *prev = q->last, *t = q->cursor;
 	if (!t)
 		return NULL;
@@ -175,9 +255,20 @@ struct fq_item *fairq_pop_expired(struct fairq *q, uint64_t now_ms)
 	return NULL;
 }
 
+struct fq_item *fairq_pop_expired(struct fairq *q, uint64_t now_ms)
+{
+	struct fq_item *it = find_expired(q, now_ms);
+	if (it)
+		it->owner = NULL; /* took no slot: nothing to release */
+	return it;
+}
+
 uint64_t fairq_next_deadline(const struct fairq *q)
 {
 	uint64_t best = UINT64_MAX;
+	for (const struct fq_thing *t = q->held; t; t = t->hnext_held)
+		if (t->head->deadline_ms < best)
+			best = t->head->deadline_ms;
 	struct fq_thing *t = q->cursor;
 	if (!t)
 		return best;
@@ -187,6 +278,11 @@ uint64_t fairq_next_deadline(const struct fairq *q)
 		t = t->rnext;
 	} while (t != q->cursor);
 	return best;
+}
+
+int fairq_can_pop(const struct fairq *q)
+{
+	return q->cursor != NULL;
 }
 
 size_t fairq_len(const struct fairq *q)
@@ -202,7 +298,7 @@ void fairq_sweep(struct fairq *q, double rate, uint64_t now_ms)
 		while (*p) {
 			struct fq_thing *t = *p;
 			double tokens = t->tokens + (double)(now_ms - t->last_ms) * rate / 1000.0;
-			if (!t->on_ring && (rate <= 0 || tokens >= burst)) {
+			if (!t->on_ring && !t->held && !t->busy && (rate <= 0 || tokens >= burst)) {
 				*p = t->hnext;
 				free(t);
 			} else {

@@ -1,9 +1,12 @@
 /*
- * fairq: the waiting room. One FIFO per thing, served round-robin, so one
- * busy device cannot starve the others while each thing's requests still
- * start in arrival order; plus a token bucket per thing for
- * gateway.per_thing_rate. Intrusive (the engine embeds struct fq_item in its
- * request) and pure: time comes in as an argument.
+ * fairq: the waiting room. One FIFO per key (the engine uses the target
+ * ARN), served round-robin, so one busy device cannot starve the others
+ * while each key's requests still start in arrival order; a limit of
+ * started-and-unfinished items per key (gateway.per_target_inflight): a key
+ * at its limit is skipped by fairq_pop until fairq_release, so a request
+ * being retried holds back the later ones of its key only; plus a token
+ * bucket per key for gateway.per_thing_rate. Intrusive (the engine embeds
+ * struct fq_item in its request) and pure: time comes in as an argument.
  */
 #ifndef CMDGATE_FAIRQ_H
 #define CMDGATE_FAIRQ_H
@@ -31,9 +34,17 @@ void fairq_free(struct fairq *q);
 int fairq_admit(struct fairq *q, const char *thing, double rate, uint64_t now_ms);
 
 void fairq_push(struct fairq *q, const char *thing, struct fq_item *it);
-/* The next item, round-robin across things; NULL when empty. */
+/* Slots per key (0: unlimited). */
+void fairq_set_limit(struct fairq *q, unsigned limit);
+/* The next item, round-robin across keys with a free slot (the slot is
+ * taken); NULL when none may start. */
 struct fq_item *fairq_pop(struct fairq *q);
-/* An item whose deadline is <= now, or NULL. */
+/* Whether fairq_pop would return an item. */
+int fairq_can_pop(const struct fairq *q);
+/* The popped item it is finished: its key's slot is free again. Call once
+ * per popped item (a second call does nothing). */
+void fairq_release(struct fairq *q, struct fq_item *it);
+/* An item whose deadline is <= now, or NULL (takes no slot). */
 struct fq_item *fairq_pop_expired(struct fairq *q, uint64_t now_ms);
 /* Earliest deadline among queue heads; UINT64_MAX when empty. */
 uint64_t fairq_next_deadline(const struct fairq *q);

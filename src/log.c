@@ -13,9 +13,9 @@
 
 #include "sbuf.h"
 
-enum log_level log_threshold = CG_LOG_INFO;
-static int log_json;
-static int level_pinned;
+atomic_int log_threshold = CG_LOG_INFO;
+static atomic_int log_json;
+static atomic_int level_pinned;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
@@ -30,24 +30,32 @@ int log_level_parse(const char *s, enum log_level *out)
 	return -1;
 }
 
+static void set_threshold(const char *level)
+{
+	enum log_level l;
+	if (log_level_parse(level, &l) == 0)
+		atomic_store(&log_threshold, (int)l);
+}
+
 void log_pin_level(const char *level)
 {
-	log_level_parse(level, &log_threshold);
-	level_pinned = 1;
+	set_threshold(level);
+	atomic_store(&level_pinned, 1);
 }
 
 void log_configure(const char *level, const char *format)
 {
-	if (level && !level_pinned)
-		log_level_parse(level, &log_threshold);
+	if (level && !atomic_load(&level_pinned))
+		set_threshold(level);
 	if (format)
-		log_json = strcmp(format, "json") == 0;
+		atomic_store(&log_json, strcmp(format, "json") == 0);
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
-	if (lvl > log_threshold)
+	if ((int)lvl > atomic_load_explicit(&log_threshold, memory_order_relaxed))
 		return;
+	int json = atomic_load_explicit(&log_json, memory_order_relaxed);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
@@ -59,7 +67,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	struct sbuf msg, line;
 	sbuf_init(&msg);
 	sbuf_init(&line);
-	if (!log_json) { /* one formatting pass straight into the line */
+	if (!json) { /* one formatting pass straight into the line */
 		sbuf_puts(&line, when);
 		sbuf_putc(&line, ' ');
 		sbuf_puts(&line, names[lvl]);
@@ -67,9 +75,9 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	}
 	va_list ap;
 	va_start(ap, fmt);
-	sbuf_vprintf(log_json ? &msg : &line, fmt, ap);
+	sbuf_vprintf(json ? &msg : &line, fmt, ap);
 	va_end(ap);
-	if (log_json) {
+	if (json) {
 		json_t *o = json_pack("{s:s,s:s,s:s%}", "time", when, "level", names[lvl], "msg",
 		                      msg.data, msg.len);
 		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -79,6 +87,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	}
 	sbuf_putc(&line, '\n');
 	fputs(line.data, stderr);
+	if (lvl == CG_LOG_ERROR)
+		fflush(stderr);
 	sbuf_clean_up(&msg);
 	sbuf_clean_up(&line);
 }

@@ -7,27 +7,34 @@
 #ifndef CMDGATE_LOG_H
 #define CMDGATE_LOG_H
 
+#include <stdatomic.h>
+
 enum log_level { CG_LOG_ERROR = 0, CG_LOG_WARN, CG_LOG_INFO, CG_LOG_DEBUG };
 
-extern enum log_level log_threshold;
+/* Thread notes: Paho's threads log too. The threshold and the format are
+ * C11 atomics (set by the engine thread at start and on reload, read by
+ * every thread); a line is written with one fputs, which stdio locks. */
+extern atomic_int log_threshold;
 
 void log_configure(const char *level, const char *format);
 /* Fix the level (the command line's --log-level): later log_configure()
  * calls change only the format. */
 void log_pin_level(const char *level);
 int log_level_parse(const char *s, enum log_level *out);
+/* Errors are flushed at once: the line reaches stderr even if the process
+ * aborts right after. */
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(CG_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(CG_LOG_WARN, __VA_ARGS__)
 #define log_info(...)                                                                              \
 	do {                                                                                       \
-		if (log_threshold >= CG_LOG_INFO)                                                  \
+		if (atomic_load_explicit(&log_threshold, memory_order_relaxed) >= CG_LOG_INFO)                                                  \
 			log_msg(CG_LOG_INFO, __VA_ARGS__);                                         \
 	} while (0)
 #define log_debug(...)                                                                             \
 	do {                                                                                       \
-		if (log_threshold >= CG_LOG_DEBUG)                                                 \
+		if (atomic_load_explicit(&log_threshold, memory_order_relaxed) >= CG_LOG_DEBUG)                                                 \
 			log_msg(CG_LOG_DEBUG, __VA_ARGS__);                                        \
 	} while (0)
 

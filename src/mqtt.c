@@ -89,17 +89,6 @@ struct mqtt {
  * first connect, cleared after MQTTAsync_destroy (no callback runs later). */
 static _Atomic(struct mqtt *) the_client;
 
-void inbound_free(struct inbound *m)
-{
-	if (!m)
-		return;
-	free(m->topic);
-	free(m->payload);
-	free(m->response_topic);
-	free(m->correlation);
-	free(m);
-}
-
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -190,7 +179,7 @@ static void on_subscribed(void *ctx, MQTTAsync_successData *resp)
 	pthread_mutex_lock(&m->state_lock);
 	m->failures = 0;
 	pthread_mutex_unlock(&m->state_lock);
-	log_info("mqtt: ready: subscribed to %zu filter(s)", n);
+	log_debug("mqtt: all %zu filter(s) subscribed", n);
 	if (m->hooks.on_ready)
 		m->hooks.on_ready(m->hooks.ctx);
 }
@@ -437,7 +426,7 @@ static char *dup_mem(const void *p, size_t n)
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
 {
 	struct mqtt *m = ctx;
-	struct inbound *in = calloc(1, sizeof(*in));
+	struct message *in = calloc(1, sizeof(*in));
 	if (!in)
 		abort();
 	in->topic = dup_mem(topic, topic_len > 0 ? (size_t)topic_len : strlen(topic));
@@ -822,10 +811,14 @@ enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *
                                  int qos, const void *correlation, size_t correlation_len,
                                  uint64_t cookie, char *err)
 {
-	return put(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err) ==
-	               MQTT_TAKEN
-	           ? CG_OK
-	           : CG_TRANSPORT;
+	switch (put(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err)) {
+	case MQTT_TAKEN:
+		return CG_OK;
+	case MQTT_LATER:
+		return CG_TRANSPORT;
+	default:
+		return CG_INVALID;
+	}
 }
 
 int mqtt_connected(const struct mqtt *m)

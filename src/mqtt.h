@@ -16,31 +16,11 @@
 #include <stdint.h>
 
 #include "err.h"
-
-/* One received request, owned by whoever holds it (freed by inbound_free). */
-struct inbound {
-	struct inbound *next;
-	char *topic;
-	char *payload;
-	size_t len;
-	int qos;
-	char *response_topic; /* MQTT 5, or NULL */
-	void *correlation;    /* MQTT 5, or NULL */
-	size_t correlation_len;
-	uint64_t received_ms;     /* monotonic */
-	int64_t received_wall_ms; /* wall clock, for the spool */
-	/* set for requests resumed from the spool */
-	uint64_t spool_seq;       /* 0: not in the spool */
-	int64_t deadline_wall_ms; /* 0: from the configuration */
-	char resume_token[65];    /* "": none */
-};
-
-void inbound_free(struct inbound *m);
+#include "message.h"
 
 struct mqtt_hooks {
-	void (*on_message)(struct inbound *m, void *ctx); /* takes m */
-	/* every filter subscribed: after the first connect and after each
-	 * reconnect (mqtt logs "mqtt: ready: ..." each time) */
+	void (*on_message)(struct message *m, void *ctx); /* takes m */
+	/* every filter subscribed: after the first connect and after each reconnect */
 	void (*on_ready)(void *ctx);
 	/* a tracked publish was acknowledged (QoS 1/2) or written (QoS 0) */
 	void (*on_delivered)(uint64_t cookie, void *ctx);
@@ -118,7 +98,8 @@ void mqtt_set_undelivered_hook(struct mqtt *m, void (*fn)(uint64_t cookie, void 
 enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
                          int qos, int retained, const void *correlation, size_t correlation_len,
                          char *err);
-/* mqtt_offer as a cg_err: CG_OK when taken, CG_TRANSPORT otherwise. */
+/* mqtt_offer as a cg_err (the outbox's contract): CG_OK taken, CG_TRANSPORT
+ * not now (MQTT_LATER), CG_INVALID never (MQTT_REFUSED). */
 enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload, size_t len,
                                  int qos, const void *correlation, size_t correlation_len,
                                  uint64_t cookie, char *err);

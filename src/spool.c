@@ -207,3 +207,23 @@ size_t spool_live(const struct spool *s)
 {
 	return s->live;
 }
+
+struct spool *spool_open_configured(const char *dir, const char *state_directory, char *err,
+                                    int *failed)
+{
+	char state_dir[512] = "";
+	*failed = 0;
+	if (!*dir && state_directory && *state_directory) {
+		snprintf(state_dir, sizeof(state_dir), "%.*s/spool",
+		         (int)strcspn(state_directory, ":"), state_directory);
+		dir = state_dir;
+	}
+	if (!*dir)
+		return NULL;
+	struct spool *s = spool_open(dir, err);
+	if (s)
+		log_info("spool: %s", dir);
+	else
+		*failed = 1;
+	return s;
+}

@@ -20,6 +20,11 @@ struct spool;
 /* Open (creating the directory and file if needed). */
 struct spool *spool_open(const char *dir, char *err);
 void spool_close(struct spool *s);
+/* The spool a configuration asks for: dir, else "<state_directory>/spool"
+ * under systemd (the first of $STATE_DIRECTORY's paths), else none (NULL,
+ * *failed 0). On an error NULL with *failed 1 and err set. */
+struct spool *spool_open_configured(const char *dir, const char *state_directory, char *err,
+                                    int *failed);
 
 /* Read every live entry (in order), call cb for each, then compact the file.
  * The entry's views are valid during the call only. */

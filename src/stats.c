@@ -121,6 +121,9 @@ void stats_render_json(const struct stats *s, const struct stats_gauges *g, stru
 	num(out, "queue", (double)g->queue, 0);
 	num(out, "inflight", (double)g->inflight, 0);
 	num(out, "spool", (double)g->spool, 0);
+	num(out, "replies_waiting", (double)g->replies_waiting, 0);
+	num(out, "throttled", (double)s->throttled, 0);
+	num(out, "allowed_rate", g->allowed_rate, 0);
 	jsonw_key(out, "latency_ms", 0);
 	sbuf_putc(out, '{');
 	num(out, "p50", stats_quantile_ms(s, 0.5), 1);
@@ -192,6 +195,15 @@ void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g
 	sbuf_printf(out, "cmdgate_inflight %llu\n", (unsigned long long)g->inflight);
 	metric_head(out, "cmdgate_spool_entries", "gauge", "Requests held in the spool.");
 	sbuf_printf(out, "cmdgate_spool_entries %llu\n", (unsigned long long)g->spool);
+	metric_head(out, "cmdgate_replies_waiting", "gauge",
+	            "Replies waiting for the MQTT client to take them.");
+	sbuf_printf(out, "cmdgate_replies_waiting %llu\n", (unsigned long long)g->replies_waiting);
+	metric_head(out, "cmdgate_throttled_total", "counter",
+	            "Calls to AWS answered 429 (throttled).");
+	sbuf_printf(out, "cmdgate_throttled_total %llu\n", (unsigned long long)s->throttled);
+	metric_head(out, "cmdgate_allowed_rate", "gauge",
+	            "Calls per second the send-rate controller allows now; 0: no limit.");
+	sbuf_printf(out, "cmdgate_allowed_rate %.3f\n", g->allowed_rate);
 	metric_head(out, "cmdgate_mqtt_connected", "gauge", "1 when connected to the broker.");
 	sbuf_printf(out, "cmdgate_mqtt_connected %d\n", g->mqtt_connected ? 1 : 0);
 	metric_head(out, "cmdgate_request_latency_seconds", "summary",

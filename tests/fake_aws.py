@@ -34,6 +34,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import random
 import re
 import socket
 import ssl
@@ -170,6 +171,7 @@ class State:
     def reset(self):
         self.rules = []
         self.delay_ms = 0
+        self.jitter_ms = 0  # each call waits a random 0..jitter_ms before it is served
         self.skew_s = 0
         self.log = []
         self.tokens = {}
@@ -344,6 +346,7 @@ class Handler(BaseHTTPRequestHandler):
                     st.reset()
                 st.rules.extend(ctl.get("rules", []))
                 st.delay_ms = ctl.get("delay_ms", st.delay_ms)
+                st.jitter_ms = ctl.get("jitter_ms", st.jitter_ms)
                 st.skew_s = ctl.get("skew_s", st.skew_s)
                 c = ctl.get("creds", {})
                 if c.pop("expire_all", False):
@@ -372,6 +375,8 @@ class Handler(BaseHTTPRequestHandler):
             delay = st.delay_ms
         rule = st.take_rule(thing)
         delay = (rule or {}).get("delay_ms", delay)
+        if st.jitter_ms:  # the network or AWS reorders calls that overlap
+            delay += random.uniform(0, st.jitter_ms)
         if delay:
             time.sleep(delay / 1000.0)
         if rule and rule.get("drop"):
@@ -417,6 +422,7 @@ class Handler(BaseHTTPRequestHandler):
                 entry["outcome"] = "replayed"
             else:
                 st.executions += 1
+                entry["created"] = st.executions  # the order AWS created them in
                 exec_id = str(uuid.uuid4())
                 if token is not None:
                     st.tokens[token] = (key, exec_id)
@@ -495,6 +501,8 @@ def main():
     args = p.parse_args()
     state = State(args)
     servers = []
+    # many calls open their connections at once: a deep accept backlog
+    ThreadingHTTPServer.request_queue_size = 1024
     plain = ThreadingHTTPServer(("127.0.0.1", args.http_port), Handler)
     servers.append(plain)
     if args.cert:

@@ -382,13 +382,13 @@ class BrokerChecks:
         v = self.BROKER.versions[0]
         gw = self.gw(v)
         try:
-            self.assertEqual(gw.text().count("mqtt: ready:"), 1)
+            self.assertEqual(gw.text().count(" ready: subscribed"), 1)
             self.broker.stop()
             self.assertTrue(wait_for(lambda: "connection lost" in gw.text()
                                      or "disconnected us" in gw.text(), 20), gw.text()[-2000:])
             t1 = time.time()
             self.broker.start()
-            self.assertTrue(wait_for(lambda: gw.text().count("mqtt: ready:") >= 2, 60),
+            self.assertTrue(wait_for(lambda: gw.text().count(" ready: subscribed") >= 2, 60),
                             gw.text()[-3000:])
             TIMES[f"{self.BROKER.name} ready after its restart"] = time.time() - t1
             dev = self.dev(v)
@@ -419,7 +419,7 @@ class Only311Checks:
         gw = self.gw(4, 'shared_group = "cg";', wait_ready=False)
         dev = self.dev(4)
         try:
-            self.assertTrue(wait_for(lambda: "mqtt: ready:" in gw.text(), 20), gw.text()[-2000:])
+            self.assertTrue(wait_for(lambda: " ready: subscribed" in gw.text(), 20), gw.text()[-2000:])
             dev.publish(f"commands/{self.BROKER.name}-share/open/start", {"id": "s"})
             time.sleep(3)
             self.assertEqual(answers(dev, f"commands/{self.BROKER.name}-share/"), [])

@@ -302,12 +302,6 @@ class AwsErrors(GatewayCase):
         self.assertEqual(len({c["headers"]["x-amz-date"] + c["headers"]["authorization"]
                               for c in calls}) >= 1, True)
 
-    def test_throttling_after_all_attempts(self):
-        self.rule(status=429, code="ThrottlingException", message="Rate exceeded")
-        r, _ = self.dev.request(self.thing(), "c1", {"id": "th2"})
-        self.check_aws(r, "ThrottlingException", 429, True)
-        self.assertEqual(len(AWS.calls()), 3)
-
     def test_server_error_after_all_attempts(self):
         self.rule(status=500, code="InternalServerException")
         r, _ = self.dev.request(self.thing(), "c1", {})
@@ -350,6 +344,28 @@ class AwsErrors(GatewayCase):
         r, _ = self.dev.request(self.thing(), "c1", {})
         self.assertEqual(r["code"], "ValidationException")
 
+
+
+class ThrottledToTheDeadline(GatewayCase):
+    """A 429 is the account's quota, not the request: the request waits for
+    a send slot until its deadline, without using up aws.max_attempts, and
+    is answered ThrottlingException only then."""
+    aws_extra = "max_attempts = 3;"
+    gateway_extra = "deadline_ms = 3000;"
+
+    def test_throttled_request_waits_to_its_deadline(self):
+        AWS.control(rules=[dict(status=429, code="ThrottlingException", message="Rate exceeded")])
+        t0 = time.monotonic()
+        r, _ = self.dev.request(self.thing(), "c1", {"id": "th2"}, timeout=15)
+        waited = time.monotonic() - t0
+        self.assertEqual(r["status"], "rejected")
+        self.assertEqual(r["code"], "ThrottlingException")
+        self.assertEqual(r["httpStatus"], 429)
+        self.assertIs(r["retryable"], True)
+        self.assertGreaterEqual(waited, 2.5)
+        n = len(AWS.calls())
+        self.assertGreater(n, 3)  # attempts were not used up by the 429s
+        self.assertLess(n, 200)   # and the gateway slowed down
 
 class SlowEndpoint(GatewayCase):
     gateway_extra = "max_inflight = 1; queue_size = 2; deadline_ms = 1500;"

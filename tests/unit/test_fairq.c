@@ -87,6 +87,88 @@ static void expiry_and_next_deadline(void **s)
 	fairq_free(q);
 }
 
+static void one_slot_per_target_holds_later_requests(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	fairq_set_limit(q, 1);
+	struct req r[5];
+	const char *things[5] = {"x", "x", "x", "y", "y"};
+	for (int i = 0; i < 5; i++) {
+		r[i].thing = things[i];
+		r[i].n = i;
+		r[i].it.deadline_ms = 1000 + (uint64_t)i;
+		fairq_push(q, r[i].thing, &r[i].it);
+	}
+	struct req *a = (struct req *)fairq_pop(q);
+	struct req *b = (struct req *)fairq_pop(q);
+	assert_int_equal(a->n, 0);
+	assert_int_equal(b->n, 3);
+	/* both targets have a call started: nothing else may start */
+	assert_false(fairq_can_pop(q));
+	assert_null(fairq_pop(q));
+	assert_int_equal(fairq_len(q), 3);
+	/* held items still expire and count for the next deadline */
+	assert_int_equal(fairq_next_deadline(q), 1001);
+	/* x's first is answered: x's second (not y's) may start, in order */
+	fairq_release(q, &a->it);
+	fairq_release(q, &a->it); /* a second release changes nothing */
+	struct req *c = (struct req *)fairq_pop(q);
+	assert_int_equal(c->n, 1);
+	assert_null(fairq_pop(q));
+	fairq_release(q, &b->it);
+	assert_int_equal(((struct req *)fairq_pop(q))->n, 4);
+	fairq_release(q, &c->it);
+	struct req *d = (struct req *)fairq_pop(q);
+	assert_int_equal(d->n, 2);
+	assert_int_equal(fairq_len(q), 0);
+	fairq_free(q);
+}
+
+static void raising_the_limit_frees_held_targets(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	fairq_set_limit(q, 1);
+	struct req r[3];
+	for (int i = 0; i < 3; i++) {
+		r[i].n = i;
+		r[i].it.deadline_ms = 5000;
+		fairq_push(q, "x", &r[i].it);
+	}
+	assert_non_null(fairq_pop(q));
+	assert_null(fairq_pop(q));
+	fairq_set_limit(q, 3); /* a reload */
+	assert_int_equal(((struct req *)fairq_pop(q))->n, 1);
+	assert_int_equal(((struct req *)fairq_pop(q))->n, 2);
+	fairq_free(q);
+}
+
+static void expired_held_item_takes_no_slot(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	fairq_set_limit(q, 1);
+	struct req r[2];
+	for (int i = 0; i < 2; i++) {
+		r[i].n = i;
+		r[i].it.deadline_ms = 100;
+		fairq_push(q, "x", &r[i].it);
+	}
+	struct req *a = (struct req *)fairq_pop(q);
+	struct req *e = (struct req *)fairq_pop_expired(q, 200);
+	assert_int_equal(e->n, 1);
+	fairq_release(q, &e->it); /* took no slot: must not free a's */
+	assert_int_equal(fairq_len(q), 0);
+	struct req more = {.n = 9};
+	more.it.deadline_ms = 900;
+	fairq_push(q, "x", &more.it);
+	assert_null(fairq_pop(q)); /* a still holds x's slot */
+	fairq_release(q, &a->it);
+	assert_int_equal(((struct req *)fairq_pop(q))->n, 9);
+	fairq_free(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -94,6 +176,9 @@ int main(void)
 	    TEST(newcomer_is_served_within_one_round),
 	    TEST(per_thing_token_bucket),
 	    TEST(expiry_and_next_deadline),
+	    TEST(one_slot_per_target_holds_later_requests),
+	    TEST(raising_the_limit_frees_held_targets),
+	    TEST(expired_held_item_takes_no_slot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,129 @@
+/*
+ * inbox: a mutex-guarded singly linked list of messages, a growable array of
+ * delivered cookies and an eventfd. Handing over is O(1) and never blocks
+ * for longer than the engine takes to swap a list head.
+ */
+#include "inbox.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+struct inbox {
+	int fd;
+	pthread_mutex_t lock; /* guards head, tail, delivered, n, cap */
+	struct message *head, **tail;
+	uint64_t *delivered;
+	size_t n, cap;
+	atomic_int ready;
+};
+
+struct inbox *inbox_new(void)
+{
+	struct inbox *ib = rt_calloc(1, sizeof(*ib));
+	ib->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ib->fd < 0) {
+		int saved = errno;
+		free(ib);
+		errno = saved;
+		return NULL;
+	}
+	pthread_mutex_init(&ib->lock, NULL);
+	ib->tail = &ib->head;
+	atomic_init(&ib->ready, 0);
+	return ib;
+}
+
+void inbox_free(struct inbox *ib)
+{
+	if (!ib)
+		return;
+	for (struct message *m = ib->head, *next; m; m = next) {
+		next = m->next;
+		message_free(m);
+	}
+	free(ib->delivered);
+	pthread_mutex_destroy(&ib->lock);
+	close(ib->fd);
+	free(ib);
+}
+
+void inbox_wake(struct inbox *ib)
+{
+	uint64_t one = 1;
+	ssize_t r = write(ib->fd, &one, sizeof(one));
+	(void)r; /* a full counter already means "awake" */
+}
+
+void inbox_put(struct inbox *ib, struct message *m)
+{
+	m->next = NULL;
+	pthread_mutex_lock(&ib->lock);
+	int was_empty = ib->head == NULL;
+	*ib->tail = m;
+	ib->tail = &m->next;
+	pthread_mutex_unlock(&ib->lock);
+	/* The engine takes the whole list after each wake-up, so a non-empty
+	 * list already has one pending. */
+	if (was_empty)
+		inbox_wake(ib);
+}
+
+void inbox_delivered(struct inbox *ib, uint64_t cookie)
+{
+	pthread_mutex_lock(&ib->lock);
+	if (ib->n == ib->cap) {
+		ib->cap = ib->cap ? 2 * ib->cap : 256;
+		ib->delivered = rt_realloc(ib->delivered, ib->cap * sizeof(*ib->delivered));
+	}
+	ib->delivered[ib->n++] = cookie;
+	pthread_mutex_unlock(&ib->lock);
+	inbox_wake(ib); /* a reply left Paho's buffer: the outbox may move */
+}
+
+void inbox_set_ready(struct inbox *ib)
+{
+	atomic_store(&ib->ready, 1);
+	inbox_wake(ib);
+}
+
+int inbox_fd(const struct inbox *ib)
+{
+	return ib->fd;
+}
+
+void inbox_clear_wake(struct inbox *ib)
+{
+	uint64_t n;
+	while (read(ib->fd, &n, sizeof(n)) > 0)
+		;
+}
+
+struct message *inbox_take(struct inbox *ib)
+{
+	pthread_mutex_lock(&ib->lock);
+	struct message *m = ib->head;
+	ib->head = NULL;
+	ib->tail = &ib->head;
+	pthread_mutex_unlock(&ib->lock);
+	return m;
+}
+
+void inbox_take_delivered(struct inbox *ib, void (*fn)(uint64_t cookie, void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&ib->lock);
+	for (size_t i = 0; i < ib->n; i++)
+		fn(ib->delivered[i], ctx);
+	ib->n = 0;
+	pthread_mutex_unlock(&ib->lock);
+}
+
+int inbox_take_ready(struct inbox *ib)
+{
+	return atomic_exchange(&ib->ready, 0);
+}

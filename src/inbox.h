@@ -1,0 +1,48 @@
+/*
+ * inbox: the one door into the engine thread. Paho's threads (and the
+ * signal handlers, through the wake-up) hand work over here and nothing
+ * else of the engine is touched from another thread.
+ *
+ * Thread notes: every function may be called from any thread except those
+ * marked "engine thread". A mutex guards the message list and the delivered
+ * list; the ready flag is a C11 atomic; the wake-up is an eventfd, so one
+ * write makes the engine's poll return however many were handed over.
+ */
+#ifndef CMDGATE_INBOX_H
+#define CMDGATE_INBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "message.h"
+
+struct inbox;
+
+/* NULL with errno set when the eventfd cannot be made. */
+struct inbox *inbox_new(void);
+/* Engine thread, after every other thread has stopped using it. Frees any
+ * messages still held. */
+void inbox_free(struct inbox *ib);
+
+/* Takes m. Wakes the engine once per batch. */
+void inbox_put(struct inbox *ib, struct message *m);
+/* A tracked publish (cookie) reached the broker. */
+void inbox_delivered(struct inbox *ib, uint64_t cookie);
+/* The subscriptions are in place (again). */
+void inbox_set_ready(struct inbox *ib);
+/* Wake the engine loop. Async-signal-safe. */
+void inbox_wake(struct inbox *ib);
+
+/* Engine thread: the file descriptor to poll, readable after a wake-up. */
+int inbox_fd(const struct inbox *ib);
+/* Engine thread: consume pending wake-ups. */
+void inbox_clear_wake(struct inbox *ib);
+/* Engine thread: every message handed over so far, oldest first (owned by
+ * the caller, chained through next). */
+struct message *inbox_take(struct inbox *ib);
+/* Engine thread: call fn for each delivered cookie since the last call. */
+void inbox_take_delivered(struct inbox *ib, void (*fn)(uint64_t cookie, void *ctx), void *ctx);
+/* Engine thread: 1 once after each inbox_set_ready, else 0. */
+int inbox_take_ready(struct inbox *ib);
+
+#endif

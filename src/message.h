@@ -1,0 +1,29 @@
+/*
+ * message: one request as it arrived, whatever carried it. The MQTT edge
+ * fills it; the engine owns it afterwards. Nothing here knows about the
+ * spool: a request resumed after a restart carries that in its own fields
+ * (struct resume in request.h).
+ */
+#ifndef CMDGATE_MESSAGE_H
+#define CMDGATE_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Owned by whoever holds it; freed by message_free. */
+struct message {
+	struct message *next; /* for the inbox's list */
+	char *topic;
+	char *payload; /* NUL-terminated copy; len excludes the NUL */
+	size_t len;
+	int qos;
+	char *response_topic; /* MQTT 5 Response Topic, or NULL */
+	void *correlation;    /* MQTT 5 Correlation Data, or NULL */
+	size_t correlation_len;
+	uint64_t received_ms;     /* monotonic */
+	int64_t received_wall_ms; /* wall clock, for the spool */
+};
+
+void message_free(struct message *m);
+
+#endif

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Every request gets exactly one reply, and a target's commands reach AWS in
+arrival order (SPEC: delivery guarantees, "Replies" and "Ordering").
+
+Real mosquitto, the local AWS endpoint and build/cmdgate on loopback.
+"""
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
+
+TMP = BROKER = AWS = None
+
+
+def setUpModule():
+    global TMP, BROKER, AWS
+    TMP = tempfile.mkdtemp(prefix="cmdgate-delivery-")
+    BROKER = Mosquitto(TMP)
+    AWS = FakeAws(TMP)
+
+
+def tearDownModule():
+    AWS.stop()
+    BROKER.stop()
+
+
+def private_kib(pid):
+    """Private (not shared) resident memory of a process, in KiB."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+
+
+class Replies:
+    """Every reply a device sees, counted per request id."""
+
+    def __init__(self, dev):
+        self.lock = threading.Lock()
+        self.by_id = {}
+        self.codes = {}
+        dev.c.on_message = self.on_message
+
+    def on_message(self, c, u, m):
+        if not m.topic.endswith(("/accepted", "/rejected")):
+            return
+        r = json.loads(m.payload)
+        with self.lock:
+            self.by_id[r["id"]] = self.by_id.get(r["id"], 0) + 1
+            code = r.get("code", "accepted")
+            self.codes[code] = self.codes.get(code, 0) + 1
+
+    def count(self):
+        with self.lock:
+            return len(self.by_id)
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.by_id), dict(self.codes)
+
+
+def quiet(conf):
+    return conf.replace('level = "debug"', 'level = "info"')
+
+
+class BurstEveryReplyOnce(unittest.TestCase):
+    """300 QoS 1 requests over 30 things at once into a queue of 20 with 4
+    calls in flight and a slow endpoint: most are Overloaded, all are
+    answered, each exactly once — ten runs in a row."""
+
+    def test_burst_of_300_at_queue_20_ten_runs(self):
+        AWS.reset()
+        AWS.control(delay_ms=300)
+        gw = Gateway(TMP, quiet(config(BROKER.port, AWS.url, gateway_extra=(
+            "queue_size = 20; max_inflight = 4; deadline_ms = 60000;"))))
+        dev = Device(BROKER.port)
+        dev.c.max_inflight_messages_set(1000)
+        rep = Replies(dev)
+        try:
+            for run in range(10):
+                ids = [f"r{run}-{i}" for i in range(300)]
+                msgs = [dev.c.publish(f"commands/burst-{i % 30}/go/start",
+                                      json.dumps({"id": rid}), qos=1)
+                        for i, rid in enumerate(ids)]
+                for m in msgs:
+                    m.wait_for_publish(10)
+                self.assertTrue(wait_for(
+                    lambda: all(i in rep.snapshot()[0] for i in ids), 60),
+                    f"run {run}: {sum(i not in rep.snapshot()[0] for i in ids)} of 300 "
+                    "never answered")
+            time.sleep(1)  # a duplicate would arrive now
+            by_id, codes = rep.snapshot()
+            self.assertEqual(len(by_id), 3000)
+            self.assertEqual({n for n in by_id.values()}, {1}, "a request answered twice")
+            self.assertGreater(codes.get("Overloaded", 0), 2000)
+            self.assertGreater(codes.get("accepted", 0), 200)
+            self.assertNotIn("not published", gw.text())
+            # the MQTT client refused some replies at once: they waited
+            self.assertIn("reply=waiting", gw.text())
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class TenThousandInTwoSeconds(unittest.TestCase):
+    def test_ten_thousand_requests_over_100_things_all_answered(self):
+        AWS.reset()
+        gw = Gateway(TMP, quiet(config(BROKER.port, AWS.url, gateway_extra=(
+            "queue_size = 100; deadline_ms = 60000;"))))
+        dev = Device(BROKER.port)
+        dev.c.max_inflight_messages_set(65000)
+        rep = Replies(dev)
+        peak = [private_kib(gw.proc.pid)]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                try:
+                    peak[0] = max(peak[0], private_kib(gw.proc.pid))
+                except OSError:
+                    return
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            t0 = time.monotonic()
+            msgs = [dev.c.publish(f"commands/many-{i % 100}/go/start", json.dumps({"id": i}),
+                                  qos=1) for i in range(10000)]
+            for m in msgs:
+                m.wait_for_publish(30)
+            published_s = time.monotonic() - t0
+            self.assertTrue(wait_for(lambda: rep.count() >= 10000, 120),
+                            f"{10000 - rep.count()} of 10000 never answered")
+            time.sleep(1)
+            by_id, codes = rep.snapshot()
+            self.assertEqual(len(by_id), 10000)
+            self.assertEqual(set(by_id.values()), {1})
+            self.assertEqual(set(codes) - {"accepted", "Overloaded"}, set())
+            print(f"\n  10,000 requests published in {published_s:.2f} s; replies: {codes}; "
+                  f"peak private memory {peak[0]} KiB", file=sys.stderr)
+            self.assertLess(published_s, 4.0)
+            self.assertLess(peak[0], 64 * 1024)
+        finally:
+            done.set()
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class BrokerStoppedWhileRepliesWait(unittest.TestCase):
+    def test_replies_made_while_the_broker_is_stopped_are_all_delivered(self):
+        AWS.reset()
+        AWS.control(delay_ms=2500)
+        gw = Gateway(TMP, quiet(config(BROKER.port, AWS.url, gateway_extra=(
+            "queue_size = 100; max_inflight = 64; deadline_ms = 60000;"),
+            extra=f'stats: {{ file = "{TMP}/bs.prom"; interval = 1; }};')))
+        dev = Device(BROKER.port)
+        dev.c.max_inflight_messages_set(1000)
+        rep = Replies(dev)
+        try:
+            ids = list(range(60))
+            msgs = [dev.c.publish(f"commands/stop-{i}/go/start", json.dumps({"id": i}),
+                                  qos=1) for i in ids]
+            for m in msgs:
+                m.wait_for_publish(5)
+            self.assertTrue(wait_for(lambda: len(AWS.calls()) >= 60, 5))
+            BROKER.proc.send_signal(signal.SIGSTOP)  # the broker stops for 5 s
+            try:
+                self.assertEqual(rep.count(), 0)  # no answer yet: AWS takes 2.5 s
+                time.sleep(5)
+                # AWS answered every call while the broker was away
+                started = [c for c in AWS.calls() if c.get("outcome") == "started"]
+                self.assertEqual(len(started), 60)
+            finally:
+                BROKER.proc.send_signal(signal.SIGCONT)
+            self.assertTrue(wait_for(lambda: rep.count() >= 60, 60),
+                            f"{60 - rep.count()} of 60 never answered")
+            time.sleep(1)
+            by_id, codes = rep.snapshot()
+            self.assertEqual(set(by_id), set(ids))
+            self.assertEqual(set(by_id.values()), {1})
+            self.assertEqual(codes, {"accepted": 60})
+            # the gauge comes back to 0 once everything left
+            self.assertTrue(wait_for(lambda: "cmdgate_replies_waiting 0\n" in
+                                     open(f"{TMP}/bs.prom").read(), 5))
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class TargetOrder(unittest.TestCase):
+    """Calls to one target start in arrival order, one at a time, even when
+    the endpoint delays each call a random 0–60 ms."""
+
+    def order_of_creation(self, tokens):
+        created = {c["clientToken"]: c["created"] for c in AWS.calls() if "created" in c}
+        return sorted(tokens, key=lambda t: created[t])
+
+    def run_twelve(self, dev, rep, run):
+        tokens = [f"ord-{run}-{i:02d}" for i in range(12)]
+        for i, tok in enumerate(tokens):
+            dev.c.publish("commands/motor-7/step/start",
+                          json.dumps({"id": tok, "clientToken": tok}), qos=1).wait_for_publish(5)
+        self.assertTrue(wait_for(lambda: all(t in rep.snapshot()[0] for t in tokens), 30))
+        return tokens, self.order_of_creation(tokens)
+
+    def test_twelve_requests_to_one_target_are_created_in_arrival_order_twenty_runs(self):
+        AWS.reset()
+        AWS.control(jitter_ms=60)
+        gw = Gateway(TMP, quiet(config(BROKER.port, AWS.url,
+                                       gateway_extra="max_inflight = 16;")))
+        dev = Device(BROKER.port)
+        rep = Replies(dev)
+        try:
+            for run in range(20):
+                tokens, created = self.run_twelve(dev, rep, run)
+                self.assertEqual(created, tokens, f"run {run}")
+        finally:
+            AWS.control(jitter_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_the_check_sees_reordering_when_the_limit_is_lifted(self):
+        """The same runs with 64 calls per target allowed: the endpoint's
+        jitter reorders at least one run, so the test above can fail."""
+        AWS.reset()
+        AWS.control(jitter_ms=60)
+        gw = Gateway(TMP, quiet(config(BROKER.port, AWS.url, gateway_extra=(
+            "max_inflight = 16; per_target_inflight = 64;"))))
+        dev = Device(BROKER.port)
+        rep = Replies(dev)
+        try:
+            reordered = 0
+            for run in range(20):
+                tokens, created = self.run_twelve(dev, rep, 100 + run)
+                reordered += created != tokens
+            self.assertGreater(reordered, 0)
+        finally:
+            AWS.control(jitter_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def timed_run(self, per_target):
+        AWS.reset()
+        AWS.control(delay_ms=40)
+        gw = Gateway(TMP, quiet(config(BROKER.port, AWS.url, gateway_extra=(
+            f"max_inflight = 16; per_target_inflight = {per_target};"))))
+        dev = Device(BROKER.port)
+        dev.c.max_inflight_messages_set(1000)
+        rep = Replies(dev)
+        try:
+            t0 = time.monotonic()
+            msgs = [dev.c.publish(f"commands/par-{i % 30}/go/start",
+                                  json.dumps({"id": f"p{per_target}-{i}"}), qos=1)
+                    for i in range(300)]
+            for m in msgs:
+                m.wait_for_publish(10)
+            self.assertTrue(wait_for(lambda: rep.count() >= 300, 60))
+            took = time.monotonic() - t0
+            self.assertEqual(rep.snapshot()[1], {"accepted": 300})
+            return took
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+    def test_thirty_targets_in_parallel_keep_the_throughput(self):
+        one = min(self.timed_run(1) for _ in range(2))
+        many = min(self.timed_run(64) for _ in range(2))
+        print(f"\n  30 targets x 10 requests: {one:.2f} s at per_target_inflight 1, "
+              f"{many:.2f} s at 64", file=sys.stderr)
+        self.assertLessEqual(one, many * 1.10 + 0.05)
+
+
+class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
+    pass
+
+
+if __name__ == "__main__":
+    r = unittest.main(exit=False, verbosity=2).result
+    print(f"{r.testsRun - len(r.failures) - len(r.errors)} passed, "
+          f"{len(r.failures) + len(r.errors)} failed")
+    sys.exit(0 if r.wasSuccessful() else 1)

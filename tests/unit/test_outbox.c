@@ -1,0 +1,135 @@
+/* outbox: replies wait in order while the client refuses, nothing is
+ * dropped, permanent refusals are not retried. */
+#include "test_util.h"
+
+#include "outbox.h"
+
+struct client {
+	int accept;      /* 0: "buffer full" */
+	int bad_topic;   /* refuse topic "bad" for good */
+	char seen[16][32];
+	uint64_t cookies[16];
+	int n;
+};
+
+static enum cg_err publish(void *ctx, const struct outbox_msg *m, char *err)
+{
+	struct client *c = ctx;
+	if (c->bad_topic && strcmp(m->topic, "bad") == 0)
+		return cg_fail(err, CG_INVALID, "invalid topic");
+	if (!c->accept)
+		return cg_fail(err, CG_TRANSPORT, "buffer full");
+	snprintf(c->seen[c->n], sizeof(c->seen[0]), "%s=%.*s", m->topic, (int)m->len, m->payload);
+	c->cookies[c->n++] = m->cookie;
+	return CG_OK;
+}
+
+static void sent_at_once_when_the_client_takes_it(void **s)
+{
+	(void)s;
+	struct client c = {.accept = 1};
+	struct outbox o;
+	outbox_init(&o, publish, &c);
+	char err[ERR_LEN];
+	assert_int_equal(outbox_put(&o, "t", "a", 1, 1, NULL, 0, 7, err), 1);
+	assert_int_equal(outbox_len(&o), 0);
+	assert_string_equal(c.seen[0], "t=a");
+	assert_int_equal(c.cookies[0], 7);
+	outbox_clean_up(&o);
+}
+
+static void waits_in_order_while_refused_then_flushes(void **s)
+{
+	(void)s;
+	struct client c = {.accept = 0};
+	struct outbox o;
+	outbox_init(&o, publish, &c);
+	char err[ERR_LEN];
+	char payload[8];
+	for (int i = 0; i < 5; i++) {
+		snprintf(payload, sizeof(payload), "%d", i);
+		assert_int_equal(outbox_put(&o, "t", payload, strlen(payload), 1, "cd", 2,
+		                            (uint64_t)i, err),
+		                 0);
+	}
+	assert_int_equal(outbox_len(&o), 5);
+	assert_int_equal(outbox_flush(&o), 0); /* still refused: nothing lost */
+	assert_int_equal(outbox_len(&o), 5);
+	c.accept = 1;
+	/* a new reply must not overtake the waiting ones */
+	assert_int_equal(outbox_put(&o, "t", "5", 1, 1, NULL, 0, 5, err), 0);
+	assert_int_equal(outbox_flush(&o), 6);
+	assert_int_equal(outbox_len(&o), 0);
+	for (int i = 0; i < 6; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "t=%d", i);
+		assert_string_equal(c.seen[i], want);
+		assert_int_equal(c.cookies[i], (uint64_t)i);
+	}
+	outbox_clean_up(&o);
+}
+
+static void flush_stops_at_the_first_refusal(void **s)
+{
+	(void)s;
+	struct client c = {.accept = 0};
+	struct outbox o;
+	outbox_init(&o, publish, &c);
+	char err[ERR_LEN];
+	outbox_put(&o, "t", "a", 1, 0, NULL, 0, 0, err);
+	outbox_put(&o, "t", "b", 1, 0, NULL, 0, 0, err);
+	c.accept = 1;
+	assert_int_equal(outbox_flush(&o), 2);
+	assert_string_equal(c.seen[0], "t=a");
+	assert_string_equal(c.seen[1], "t=b");
+	outbox_clean_up(&o);
+}
+
+static void a_permanent_refusal_is_not_retried(void **s)
+{
+	(void)s;
+	struct client c = {.accept = 1, .bad_topic = 1};
+	struct outbox o;
+	outbox_init(&o, publish, &c);
+	char err[ERR_LEN] = "";
+	assert_int_equal(outbox_put(&o, "bad", "x", 1, 1, NULL, 0, 0, err), -1);
+	assert_non_null(strstr(err, "invalid topic"));
+	assert_int_equal(o.refused, 1);
+	/* behind waiting replies it is dropped by flush, the rest still go */
+	c.accept = 0;
+	outbox_put(&o, "t", "a", 1, 1, NULL, 0, 0, err);
+	outbox_put(&o, "bad", "y", 1, 1, NULL, 0, 0, err);
+	outbox_put(&o, "t", "b", 1, 1, NULL, 0, 0, err);
+	c.accept = 1;
+	assert_int_equal(outbox_flush(&o), 3);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(o.refused, 2);
+	outbox_clean_up(&o);
+}
+
+static void correlation_data_is_copied(void **s)
+{
+	(void)s;
+	struct client c = {.accept = 0};
+	struct outbox o;
+	outbox_init(&o, publish, &c);
+	char err[ERR_LEN];
+	char cd[3] = {1, 0, 2};
+	outbox_put(&o, "t", "a", 1, 1, cd, sizeof(cd), 0, err);
+	cd[0] = 9; /* the caller's buffer changes: the waiting copy must not */
+	assert_memory_equal(o.head->correlation, "\x01\x00\x02", 3);
+	assert_int_equal(o.head->correlation_len, 3);
+	outbox_clean_up(&o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    TEST(sent_at_once_when_the_client_takes_it),
+	    TEST(waits_in_order_while_refused_then_flushes),
+	    TEST(flush_stops_at_the_first_refusal),
+	    TEST(a_permanent_refusal_is_not_retried),
+	    TEST(correlation_data_is_copied),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

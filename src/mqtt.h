@@ -88,8 +88,8 @@ enum mqtt_put {
  * Never blocks.
  */
 enum mqtt_put mqtt_offer(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, const void *correlation, size_t correlation_len,
-                         uint64_t cookie, char *err);
+                         int qos, const void *correlation, size_t correlation_len, uint64_t cookie,
+                         char *err);
 /* Called (from a Paho thread) for a tracked publish taken and then dropped;
  * ctx is hooks.ctx. Without one, such a drop is logged as an error. */
 void mqtt_set_undelivered_hook(struct mqtt *m, void (*fn)(uint64_t cookie, void *ctx));

@@ -437,6 +437,9 @@ void mqtt_stop(struct mqtt *m, int timeout_ms)
 {
 	if (!m)
 		return;
+	/* From here a request that arrives is acknowledged by Paho but reaches an
+	 * engine that no longer admits: on_message says so in the log. */
+	atomic_store(&m->stopping, 1);
 	if (atomic_load(&m->connected)) {
 		publish_status(m, "offline");
 		/* Let queued replies go out before the DISCONNECT. */
@@ -450,7 +453,6 @@ void mqtt_stop(struct mqtt *m, int timeout_ms)
 		}
 		if (tokens)
 			MQTTAsync_free(tokens);
-		atomic_store(&m->stopping, 1);
 		/* No unsubscribe: the session keeps the subscriptions, and the
 		 * broker queues requests until the next start. */
 		MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
@@ -459,7 +461,6 @@ void mqtt_stop(struct mqtt *m, int timeout_ms)
 		for (int i = 0; i < 100 && MQTTAsync_isConnected(m->client); i++)
 			usleep(10000);
 	}
-	atomic_store(&m->stopping, 1);
 	MQTTAsync_destroy(&m->client);
 	mqtt_pub_detach();
 	free_client(m);

@@ -504,10 +504,10 @@ class ProtocolPinning(unittest.TestCase):
         peer = ScriptedPeer(5)  # not authorized
         gw = Gateway(TMP, gw_conf(peer.port, 4), wait_ready=False)
         try:
-            self.assertTrue(wait_for(lambda: len(peer.seen) >= 2, 15), peer.seen)
+            self.assertTrue(wait_for(lambda: len(peer.seen) >= 3, 20), peer.seen)
+            self.assertEqual(set(peer.seen), {("MQTT", 4)}, "fell back to another version")
             self.assertTrue(wait_for(lambda: "connect failed: CONNACK return code 5 (not authorized)"
                                      in gw.text(), 5), gw.text()[-2000:])
-            self.assertEqual(set(peer.seen), {("MQTT", 4)}, "fell back to another version")
         finally:
             peer.close()
             self.assertEqual(gw.stop(), 0)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets (clang, ASan + UBSan) and run each for
 # FUZZ_SECONDS (default 60) from its seed corpus. Ends "N passed, N failed".
+# Inputs that crash, leak or time out are saved under build-fuzz/artifacts/,
+# never in the working tree.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
@@ -8,20 +10,22 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebI
 	-DENABLE_FUZZING=ON -DBUILD_TESTING=OFF -DBUILD_BENCH=OFF >/dev/null &&
 	cmake --build build-fuzz -j"$(nproc)" --target fuzz_translate fuzz_route fuzz_config fuzz_spool >/dev/null ||
 	{ echo "0 passed, 1 failed"; exit 1; }
+artifacts=$PWD/build-fuzz/artifacts
+mkdir -p "$artifacts"
 passed=0
 failed=0
 for t in translate route config spool; do
 	work=$(mktemp -d)
 	cp tests/fuzz/corpus/$t/* "$work/"
 	out=$(LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp build-fuzz/fuzz_$t -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-		-max_len=65536 -print_final_stats=1 "$work" 2>&1)
+		-max_len=65536 -print_final_stats=1 -artifact_prefix="$artifacts/${t}-" "$work" 2>&1)
 	rc=$?
 	runs=$(echo "$out" | sed -n 's/^stat::number_of_executed_units: *//p')
 	if [ $rc -eq 0 ]; then
 		echo "PASS fuzz_$t: ${runs:-?} inputs in ${secs}s, no finding"
 		passed=$((passed + 1))
 	else
-		echo "FAIL fuzz_$t"
+		echo "FAIL fuzz_$t (reproducer in $artifacts/)"
 		echo "$out" | tail -40
 		failed=$((failed + 1))
 	fi

@@ -3,7 +3,8 @@
 #   1. install dependencies, build (warnings are errors)
 #   2. cmocka unit tests of the pure core
 #   3. integration tests: real mosquitto + local AWS endpoint + build/cmdgate
-#   4. the same two against an ASan+UBSan build
+#   4. the same two against an ASan+UBSan build, the integration suite
+#      against a ThreadSanitizer build
 #   5. the systemd unit, the Debian package, libFuzzer targets 60 s each
 #   6. valgrind: 1,000 requests through the gateway, no leak
 # Ends with one line "N passed, N failed".
@@ -49,10 +50,12 @@ run_units() { # run_units BUILD_DIR
 
 scripts/build.sh build || { echo "0 passed, 1 failed"; exit 1; }
 step "unit tests" run_units build
+step "layering: no circle in src/, no file over 600 lines" $PYTHON tests/layering_check.py
 step "integration tests" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_gateway.py
 step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_credentials.py
 step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py
 step "durability and faults" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_durability.py
+step "delivery and order" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_delivery.py
 step "restart keeps the session" env CMDGATE=build/cmdgate timeout 300 $PYTHON -W ignore tests/integration/test_restart.py
 step "other brokers (RabbitMQ, ejabberd, aedes)" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_brokers.py
 
@@ -67,7 +70,17 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	step "credential sources (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_credentials.py
 	step "operations (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_operations.py
 	step "durability and faults (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_durability.py
+	step "delivery and order (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_delivery.py
 	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+	# ThreadSanitizer: the integration suite again; a report fails the run
+	# (EveryGatewayRun looks for "Sanitizer" in every gateway's log).
+	scripts/build.sh build-tsan -DENABLE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug ||
+		{ echo "0 passed, 1 failed"; exit 1; }
+	export TSAN_OPTIONS=second_deadlock_stack=1:exitcode=86
+	for t in test_gateway test_credentials test_operations test_durability test_delivery; do
+		step "$t (ThreadSanitizer)" env CMDGATE=build-tsan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/$t.py
+	done
+	unset TSAN_OPTIONS
 fi
 step "systemd unit" bash tests/service_check.sh
 step "Debian package" bash tests/package_check.sh

@@ -63,7 +63,7 @@ void answer_gateway(const struct answer_env *env, struct request *r, enum gw_cod
 	answer(env, r, &o);
 }
 
-void answer_aws(const struct answer_env *env, struct request *r, const struct aws_error *ae)
+void answer_aws(const struct answer_env *env, struct request *r, const struct awserr *ae)
 {
 	struct outcome o = {0};
 	o.code = ae->code;
@@ -82,7 +82,7 @@ enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err)
 	if (!sink->mqtt)
 		return cg_fail(err, CG_TRANSPORT, "not connected yet");
 	enum cg_err rc = mqtt_publish_tracked(sink->mqtt, m->topic, m->payload, m->len, m->qos,
-	                                      m->correlation, m->correlation_len, m->cookie, err);
+	                                      m->correlation, m->correlation_len, m->id, err);
 	if (rc != CG_OK && rc != CG_TRANSPORT && sink->spool && m->cookie)
 		spool_done(sink->spool, m->cookie); /* will never be published */
 	return rc;

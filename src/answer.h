@@ -40,6 +40,6 @@ enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err);
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id);
 void answer_gateway(const struct answer_env *env, struct request *r, enum gw_code c,
                     const char *msg);
-void answer_aws(const struct answer_env *env, struct request *r, const struct aws_error *ae);
+void answer_aws(const struct answer_env *env, struct request *r, const struct awserr *ae);
 
 #endif

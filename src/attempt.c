@@ -84,7 +84,7 @@ static void after_error_response(struct attempt_state *st, const struct attempt_
                                  const struct call_result *res, uint64_t now,
                                  uint64_t deadline, uint32_t rnd, struct attempt_decision *out)
 {
-	const struct aws_error *ae = res->aws;
+	const struct awserr *ae = res->aws;
 	if (ae->clock_skew && !st->skew_retried && res->have_server_time) {
 		st->skew_retried = 1;
 		give_back(st); /* a re-signed call is not a new attempt */

@@ -35,7 +35,7 @@ struct attempt_state {
 	unsigned throttled; /* 429s met */
 	/* the last failure, for the answer when retries run out */
 	int last_was_aws;
-	struct aws_error last_aws;
+	struct awserr last_aws;
 	char last_err[ERR_LEN];
 };
 
@@ -51,7 +51,7 @@ struct call_result {
 	int not_sent;          /* failed before reaching the endpoint */
 	const char *transport_msg;
 	long http_status;
-	const struct aws_error *aws; /* parsed, for a non-2xx response */
+	const struct awserr *aws; /* parsed, for a non-2xx response */
 	int have_server_time;        /* the response's Date could be read */
 	time_t server_time, local_time;
 };
@@ -70,7 +70,7 @@ struct attempt_decision {
 	enum attempt_kind kind;
 	uint64_t at_ms; /* when to call again */
 	long skew_s;
-	const struct aws_error *aws; /* points into the result or the state */
+	const struct awserr *aws; /* points into the result or the state */
 	enum gw_code code;
 	const char *message; /* points into the state */
 };

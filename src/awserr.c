@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-void aws_error_code_normalise(char *code)
+void awserr_code_normalise(char *code)
 {
 	char *hash = strrchr(code, '#');
 	if (hash)
@@ -28,8 +28,8 @@ static void copy_str(char *dst, size_t n, const char *src)
 	snprintf(dst, n, "%s", src ? src : "");
 }
 
-void aws_error_parse(int http_status, const char *error_type_header, const char *body, size_t len,
-                     struct aws_error *out)
+void awserr_parse(int http_status, const char *error_type_header, const char *body, size_t len,
+                  struct awserr *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->http_status = http_status;
@@ -43,7 +43,7 @@ void aws_error_parse(int http_status, const char *error_type_header, const char 
 		if (json_is_string(c))
 			copy_str(out->code, sizeof(out->code), json_string_value(c));
 	}
-	aws_error_code_normalise(out->code);
+	awserr_code_normalise(out->code);
 	if (!out->code[0])
 		copy_str(out->code, sizeof(out->code), "UnknownError");
 	if (json_is_object(root)) {
@@ -69,7 +69,7 @@ void aws_error_parse(int http_status, const char *error_type_header, const char 
 	}
 }
 
-enum cg_err aws_parse_execution_id(const char *body, size_t len, char *out, size_t n, char *err)
+enum cg_err awserr_execution_id(const char *body, size_t len, char *out, size_t n, char *err)
 {
 	json_error_t je;
 	json_t *root = json_loadb(body, len, 0, &je);
@@ -83,7 +83,7 @@ enum cg_err aws_parse_execution_id(const char *body, size_t len, char *out, size
 	return CG_OK;
 }
 
-int aws_parse_http_date(const char *s, time_t *out)
+int awserr_http_date(const char *s, time_t *out)
 {
 	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};

@@ -15,7 +15,7 @@
 
 #include "err.h"
 
-struct aws_error {
+struct awserr {
 	int http_status;
 	char code[128];
 	char message[512];
@@ -25,16 +25,16 @@ struct aws_error {
 	int expired_token; /* the session token expired; refresh and re-sign */
 };
 
-void aws_error_parse(int http_status, const char *error_type_header, const char *body, size_t len,
-                     struct aws_error *out);
+void awserr_parse(int http_status, const char *error_type_header, const char *body, size_t len,
+                  struct awserr *out);
 
 /* Normalise an error code in place: drop up to the last '#', then from ':'. */
-void aws_error_code_normalise(char *code);
+void awserr_code_normalise(char *code);
 
 /* executionId from a 2xx body. */
-enum cg_err aws_parse_execution_id(const char *body, size_t len, char *out, size_t n, char *err);
+enum cg_err awserr_execution_id(const char *body, size_t len, char *out, size_t n, char *err);
 
 /* An RFC 7231 IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); 0 on success. */
-int aws_parse_http_date(const char *s, time_t *out);
+int awserr_http_date(const char *s, time_t *out);
 
 #endif

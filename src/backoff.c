@@ -1,88 +1,22 @@
-/* backoff: full-jitter retry delays and an adaptive token bucket. */
+/* backoff: retry delays with full or equal jitter under a capped exponential ceiling. */
 #include "backoff.h"
+
+/* min(cap_ms, base_ms * 2^(retry-1)), without overflow. */
+static uint64_t ceiling(unsigned retry, uint64_t base_ms, uint64_t cap_ms)
+{
+	uint64_t c = base_ms;
+	for (unsigned i = 1; i < retry && c < cap_ms; i++)
+		c *= 2;
+	return c > cap_ms ? cap_ms : c;
+}
 
 uint64_t backoff_full_jitter(unsigned retry, uint64_t base_ms, uint64_t cap_ms, uint32_t rnd)
 {
-	uint64_t ceiling = base_ms;
-	for (unsigned i = 1; i < retry && ceiling < cap_ms; i++)
-		ceiling *= 2;
-	if (ceiling > cap_ms)
-		ceiling = cap_ms;
-	return (uint64_t)rnd % (ceiling + 1);
+	return (uint64_t)rnd % (ceiling(retry, base_ms, cap_ms) + 1);
 }
 
-void rate_init(struct rate_limiter *r, double max_rate, uint64_t now_ms)
+uint64_t backoff_equal_jitter(unsigned retry, uint64_t base_ms, uint64_t cap_ms, uint32_t rnd)
 {
-	r->max_rate = max_rate;
-	r->rate = max_rate;
-	r->tokens = max_rate > 0 ? max_rate : 0;
-	r->last_ms = now_ms;
-	r->observed = 0;
-	r->window_start_ms = now_ms;
-	r->window_count = 0;
-}
-
-static void observe(struct rate_limiter *r, uint64_t now_ms)
-{
-	r->window_count++;
-	uint64_t span = now_ms - r->window_start_ms;
-	if (span >= 1000) {
-		double cur = (double)r->window_count * 1000.0 / (double)span;
-		r->observed = r->observed > 0 ? 0.5 * r->observed + 0.5 * cur : cur;
-		r->window_start_ms = now_ms;
-		r->window_count = 0;
-	}
-}
-
-uint64_t rate_take(struct rate_limiter *r, uint64_t now_ms)
-{
-	if (r->rate <= 0) {
-		observe(r, now_ms);
-		return 0;
-	}
-	double burst = r->rate < 1 ? 1 : r->rate;
-	r->tokens += (double)(now_ms - r->last_ms) * r->rate / 1000.0;
-	if (r->tokens > burst)
-		r->tokens = burst;
-	r->last_ms = now_ms;
-	if (r->tokens >= 1) {
-		r->tokens -= 1;
-		observe(r, now_ms);
-		return 0;
-	}
-	return (uint64_t)((1 - r->tokens) * 1000.0 / r->rate) + 1;
-}
-
-void rate_on_throttle(struct rate_limiter *r, uint64_t now_ms)
-{
-	if (r->last_cut_ms && now_ms - r->last_cut_ms < 1000)
-		return;
-	r->last_cut_ms = now_ms;
-	double sent = r->observed;
-	uint64_t span = now_ms - r->window_start_ms;
-	if (span > 0 && r->window_count > 0) {
-		double cur = (double)r->window_count * 1000.0 / (double)span;
-		if (cur > sent)
-			sent = cur;
-	}
-	double base = r->rate > 0 && (sent <= 0 || r->rate < sent) ? r->rate : sent;
-	double next = base * 0.7;
-	if (next < 1)
-		next = 1;
-	if (r->tokens > 1)
-		r->tokens = 1;
-	r->rate = next;
-	r->last_ms = now_ms;
-}
-
-void rate_on_success(struct rate_limiter *r)
-{
-	if (r->rate <= 0)
-		return;
-	double step = r->rate * 0.05;
-	r->rate += step < 0.5 ? 0.5 : step;
-	if (r->max_rate > 0 && r->rate >= r->max_rate)
-		r->rate = r->max_rate;
-	else if (r->max_rate <= 0 && r->observed > 0 && r->rate > 4 * r->observed + 10)
-		r->rate = 0; /* recovered well past what we send: unlimited again */
+	uint64_t half = ceiling(retry, base_ms, cap_ms) / 2;
+	return half + (uint64_t)rnd % (half + 1);
 }

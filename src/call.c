@@ -15,7 +15,7 @@ void call_endpoint_set(struct call_endpoint *ep, const char *endpoint_url)
 	const char *auth = strstr(endpoint_url, "://");
 	auth = auth ? auth + 3 : endpoint_url; /* config checks the scheme */
 	size_t n = strcspn(auth, "/?#");
-	ep->host = rt_strndup(auth, n);
+	ep->host = rt_memdup(auth, n);
 	struct sbuf b;
 	sbuf_init(&b);
 	sbuf_printf(&b, "%s/command-executions", auth[n] == '/' ? auth + n : "");
@@ -53,7 +53,7 @@ enum cg_err call_start(const struct call_env *env, struct request *r, uint64_t n
 		return rc;
 	r->cred_generation = cred.generation;
 	char amz_date[SIGV4_DATE_LEN + 1];
-	sigv4_format_date(time(NULL) + env->skew_s, amz_date);
+	sigv4_format_date(rt_wall_s() + env->skew_s, amz_date);
 	char hash[65];
 	sigv4_sha256_hex(r->tr.body.data, r->tr.body.len, hash);
 	struct sigv4_header h[4] = {
@@ -87,7 +87,7 @@ enum cg_err call_start(const struct call_env *env, struct request *r, uint64_t n
 	                 err);
 }
 
-void call_read(struct request *r, struct aws_error *ae, struct call_result *res)
+void call_read(struct request *r, struct awserr *ae, struct call_result *res)
 {
 	const struct http_call *c = &r->call;
 	memset(res, 0, sizeof(*res));
@@ -97,8 +97,8 @@ void call_read(struct request *r, struct aws_error *ae, struct call_result *res)
 	res->http_status = c->status;
 	if (c->result != CG_OK || (c->status >= 200 && c->status < 300))
 		return;
-	aws_error_parse((int)c->status, c->error_type, c->body.data, c->body.len, ae);
+	awserr_parse((int)c->status, c->error_type, c->body.data, c->body.len, ae);
 	res->aws = ae;
-	res->local_time = time(NULL);
-	res->have_server_time = aws_parse_http_date(c->date, &res->server_time) == 0;
+	res->local_time = rt_wall_s();
+	res->have_server_time = awserr_http_date(c->date, &res->server_time) == 0;
 }

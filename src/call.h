@@ -45,6 +45,6 @@ enum cg_err call_start(const struct call_env *env, struct request *r, uint64_t n
 
 /* Read r's finished call. ae is filled for a non-2xx response and
  * res->aws points to it. */
-void call_read(struct request *r, struct aws_error *ae, struct call_result *res);
+void call_read(struct request *r, struct awserr *ae, struct call_result *res);
 
 #endif

@@ -6,6 +6,7 @@
  * table because they form a list.
  */
 #include "config.h"
+#include "runtime.h"
 
 #include <libconfig.h>
 #include <stdarg.h>
@@ -16,7 +17,7 @@
 
 enum opt_type { OPT_STR, OPT_INT, OPT_DBL, OPT_GROUP };
 
-struct option {
+struct config_option {
 	const char *path;
 	enum opt_type type;
 	size_t off;
@@ -44,7 +45,7 @@ struct option {
 		p, OPT_GROUP, 0, 0, 0, NULL, 0, 1                                                  \
 	}
 
-static const struct option options[] = {
+static const struct config_option options[] = {
     GRP("mqtt"),
     STR("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0),
     STR("mqtt.client_id", mqtt.client_id, "cmdgate", 0),
@@ -127,20 +128,12 @@ static enum cg_err fail_at(char *err, const char *file, const config_setting_t *
 	return cg_fail(err, CG_CONFIG, "%s:%u: %s", f, line, msg);
 }
 
-static const struct option *find_option(const char *path)
+static const struct config_option *find_option(const char *path)
 {
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
 		if (strcmp(options[i].path, path) == 0)
 			return &options[i];
 	return NULL;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s ? s : "");
-	if (!d)
-		abort();
-	return d;
 }
 
 /* Refuse keys the table does not know, recursively. */
@@ -155,7 +148,7 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
 		if (strcmp(path, "routes") == 0)
 			continue;
-		const struct option *o = find_option(path);
+		const struct config_option *o = find_option(path);
 		if (!o)
 			return fail_at(err, file, s, "unknown key '%s'", path);
 		if (o->type == OPT_GROUP) {
@@ -169,7 +162,7 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 	return CG_OK;
 }
 
-static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct option *o,
+static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct config_option *o,
                                const char *file, char *err)
 {
 	if (o->type == OPT_GROUP)
@@ -180,7 +173,7 @@ static enum cg_err fill_option(struct config *c, const config_t *cfg, const stru
 	if (o->type == OPT_STR) {
 		if (s && t != CONFIG_TYPE_STRING)
 			return fail_at(err, file, s, "'%s' must be a string", o->path);
-		*(char **)base = xstrdup(s ? config_setting_get_string(s) : o->def_s);
+		*(char **)base = rt_strdup(s ? config_setting_get_string(s) : o->def_s);
 		return CG_OK;
 	}
 	double v = o->def_n;
@@ -212,7 +205,7 @@ static enum cg_err route_string(config_setting_t *rs, const char *key, const cha
 	if (s && config_setting_type(s) != CONFIG_TYPE_STRING)
 		return fail_at(err, file, s, "route '%s' must be a string", key);
 	const char *v = s ? config_setting_get_string(s) : def;
-	*out = v ? xstrdup(v) : NULL;
+	*out = v ? rt_strdup(v) : NULL;
 	return CG_OK;
 }
 
@@ -224,12 +217,12 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		if (!config_setting_is_array(s) && !config_setting_is_list(s))
 			return fail_at(err, file, s, "route 'commands' must be an array");
 		int n = config_setting_length(s);
-		r->commands = calloc((size_t)n + 1, sizeof(char *));
+		r->commands = rt_calloc((size_t)n + 1, sizeof(char *));
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			if (config_setting_type(e) != CONFIG_TYPE_STRING)
 				return fail_at(err, file, e, "route 'commands' holds strings");
-			r->commands[r->n_commands++] = xstrdup(config_setting_get_string(e));
+			r->commands[r->n_commands++] = rt_strdup(config_setting_get_string(e));
 		}
 	}
 	s = config_setting_get_member(rs, "parameter_types");
@@ -237,7 +230,7 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		if (!config_setting_is_group(s))
 			return fail_at(err, file, s, "route 'parameter_types' must be a group");
 		int n = config_setting_length(s);
-		r->ptypes = calloc((size_t)n + 1, sizeof(*r->ptypes));
+		r->ptypes = rt_calloc((size_t)n + 1, sizeof(*r->ptypes));
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 			enum param_type t = config_setting_type(e) == CONFIG_TYPE_STRING
@@ -249,7 +242,7 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 				    "parameter type of '%s' must be one of S B I L D BIN "
 				    "UL",
 				    config_setting_name(e));
-			r->ptypes[r->n_ptypes].name = xstrdup(config_setting_name(e));
+			r->ptypes[r->n_ptypes].name = rt_strdup(config_setting_name(e));
 			r->ptypes[r->n_ptypes++].type = t;
 		}
 	}
@@ -293,18 +286,18 @@ static enum cg_err parse_routes(struct config *c, const config_t *cfg, const cha
 {
 	config_setting_t *list = config_lookup(cfg, "routes");
 	if (!list) {
-		c->routes = calloc(1, sizeof(struct route));
+		c->routes = rt_calloc(1, sizeof(struct route));
 		c->n_routes = 1;
-		c->routes[0].request_topic = xstrdup(default_route[0]);
-		c->routes[0].reply_topic = xstrdup(default_route[1]);
-		c->routes[0].target_arn = xstrdup(default_route[2]);
-		c->routes[0].command_arn = xstrdup(default_route[3]);
+		c->routes[0].request_topic = rt_strdup(default_route[0]);
+		c->routes[0].reply_topic = rt_strdup(default_route[1]);
+		c->routes[0].target_arn = rt_strdup(default_route[2]);
+		c->routes[0].command_arn = rt_strdup(default_route[3]);
 		return CG_OK;
 	}
 	if (!config_setting_is_list(list) || config_setting_length(list) < 1)
 		return fail_at(err, file, list, "'routes' must be a non-empty list ( { ... } )");
 	size_t n = (size_t)config_setting_length(list);
-	c->routes = calloc(n, sizeof(struct route));
+	c->routes = rt_calloc(n, sizeof(struct route));
 	c->n_routes = n;
 	for (size_t i = 0; i < n; i++) {
 		enum cg_err rc = parse_route(config_setting_get_elem(list, (unsigned)i),
@@ -400,7 +393,7 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 			               "replies would loop back as requests",
 			               r->reply_topic, c->routes[i].request_topic);
 	for (int i = 0; i < 3; i++)
-		if (template_uses(tmpls[i], "account") && !*c->aws.account)
+		if (route_template_uses(tmpls[i], "account") && !*c->aws.account)
 			return fail_at(err, file, s,
 			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
 	return CG_OK;
@@ -462,12 +455,35 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 		               c->aws.endpoint);
 #undef AT
 	if (*c->aws.endpoint) {
-		c->endpoint_url = xstrdup(c->aws.endpoint);
+		c->endpoint_url = rt_strdup(c->aws.endpoint);
 		size_t n = strlen(c->endpoint_url);
 		while (n > 0 && c->endpoint_url[n - 1] == '/')
 			c->endpoint_url[--n] = '\0';
 	} else {
 		c->endpoint_url = config_default_endpoint(c->aws.region);
+	}
+	return CG_OK;
+}
+
+/* mqtt.status_topic and stats.topic may use {client_id} only, and must expand
+ * to a topic name: checked here so expanding them later cannot fail. */
+static enum cg_err check_client_topics(const struct config *c, const config_t *cfg,
+                                       const char *file, char *err)
+{
+	const char *paths[2] = {"mqtt.status_topic", "stats.topic"};
+	const char *tmpls[2] = {c->mqtt.status_topic, c->stats.topic};
+	struct route_vars v = {0};
+	route_vars_set(&v, "client_id", c->mqtt.client_id);
+	for (int i = 0; i < 2; i++) {
+		struct sbuf out;
+		sbuf_init(&out);
+		char why[ERR_LEN] = "it has an MQTT wildcard";
+		int bad = *tmpls[i] && (route_template_expand(tmpls[i], &v, &out, why) != CG_OK ||
+		                        strpbrk(out.data, "+#"));
+		sbuf_clean_up(&out);
+		if (bad)
+			return fail_at(err, file, config_lookup(cfg, paths[i]), "%s: %s", paths[i],
+			               why);
 	}
 	return CG_OK;
 }
@@ -486,7 +502,7 @@ static struct config *load(const char *path, const char *text, char *err)
 {
 	config_t cfg;
 	config_init(&cfg);
-	struct config *c = calloc(1, sizeof(*c));
+	struct config *c = rt_calloc(1, sizeof(*c));
 	enum cg_err rc = CG_CONFIG;
 	if (text)
 		config_set_include_dir(&cfg, "/nonexistent"); /* text may not pull in files */
@@ -499,13 +515,14 @@ static struct config *load(const char *path, const char *text, char *err)
 			        config_error_line(&cfg), config_error_text(&cfg));
 		goto out;
 	}
-	c->path = xstrdup(path);
+	c->path = rt_strdup(path);
 	if ((rc = check_known(config_root_setting(&cfg), "", path, err)))
 		goto out;
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
 		if ((rc = fill_option(c, &cfg, &options[i], path, err)))
 			goto out;
-	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)))
+	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)) ||
+	    (rc = check_client_topics(c, &cfg, path, err)))
 		goto out;
 	config_setting_t *list = config_lookup(&cfg, "routes");
 	for (size_t i = 0; i < c->n_routes; i++) {
@@ -562,7 +579,7 @@ void config_free(struct config *c)
 void config_restart_needed(const struct config *a, const struct config *b, struct sbuf *out)
 {
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
-		const struct option *o = &options[i];
+		const struct config_option *o = &options[i];
 		if (o->reloadable || o->type == OPT_GROUP)
 			continue;
 		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
@@ -575,20 +592,4 @@ void config_restart_needed(const struct config *a, const struct config *b, struc
 			sbuf_puts(out, o->path);
 		}
 	}
-}
-
-int config_credentials_differ(const struct cred_config *a, const struct cred_config *b)
-{
-	const char *x[] = {a->source,         a->access_key_id, a->secret_access_key_file,
-	                   a->profile,        a->iot.endpoint,  a->iot.role_alias,
-	                   a->iot.thing_name, a->iot.cert_file, a->iot.key_file,
-	                   a->iot.ca_file};
-	const char *y[] = {b->source,         b->access_key_id, b->secret_access_key_file,
-	                   b->profile,        b->iot.endpoint,  b->iot.role_alias,
-	                   b->iot.thing_name, b->iot.cert_file, b->iot.key_file,
-	                   b->iot.ca_file};
-	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
-		if (strcmp(x[i], y[i]) != 0)
-			return 1;
-	return 0;
 }

@@ -73,7 +73,5 @@ char *config_default_endpoint(const char *region);
 /* Names of top-level options whose change needs a restart (not reloadable)
  * and that differ between a and b, into out (appended, comma-separated). */
 void config_restart_needed(const struct config *a, const struct config *b, struct sbuf *out);
-/* Whether two credential configurations name different sources. */
-int config_credentials_differ(const struct cred_config *a, const struct cred_config *b);
 
 #endif

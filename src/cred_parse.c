@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime.h"
+
 static void free_secret(char **s)
 {
 	if (*s) {
@@ -25,14 +27,7 @@ void credentials_clean_up(struct credentials *c)
 	free_secret(&c->secret_access_key);
 	free_secret(&c->session_token);
 	c->expiration = 0;
-}
-
-static char *dup_or_die(const char *s)
-{
-	char *d = strdup(s);
-	if (!d)
-		abort();
-	return d;
+	c->source = NULL;
 }
 
 static char *trim(char *s)
@@ -48,7 +43,7 @@ static char *trim(char *s)
 enum cg_err cred_parse_profile(const char *text, const char *profile, struct credentials *out,
                                char *err)
 {
-	char *copy = dup_or_die(text);
+	char *copy = rt_strdup(text);
 	char *save = NULL, *section = NULL;
 	char *id = NULL, *secret = NULL, *token = NULL;
 	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -82,9 +77,9 @@ enum cg_err cred_parse_profile(const char *text, const char *profile, struct cre
 		    cg_fail(err, CG_CREDENTIALS,
 		            "profile [%s] has no aws_access_key_id/aws_secret_access_key", profile);
 	} else {
-		out->access_key_id = dup_or_die(id);
-		out->secret_access_key = dup_or_die(secret);
-		out->session_token = token && *token ? dup_or_die(token) : NULL;
+		out->access_key_id = rt_strdup(id);
+		out->secret_access_key = rt_strdup(secret);
+		out->session_token = token && *token ? rt_strdup(token) : NULL;
 		out->source = "profile";
 	}
 	OPENSSL_cleanse(copy, strlen(text));
@@ -139,9 +134,9 @@ static enum cg_err take(json_t *obj, const char *const names[4], const char *wha
 	if (cred_parse_time(v[3], &exp) != 0)
 		return cg_fail(err, CG_CREDENTIALS, "%s: %s \"%.40s\" is not a timestamp", what,
 		               names[3], v[3]);
-	out->access_key_id = dup_or_die(v[0]);
-	out->secret_access_key = dup_or_die(v[1]);
-	out->session_token = dup_or_die(v[2]);
+	out->access_key_id = rt_strdup(v[0]);
+	out->secret_access_key = rt_strdup(v[1]);
+	out->session_token = rt_strdup(v[2]);
 	out->expiration = exp;
 	return CG_OK;
 }

@@ -1,13 +1,15 @@
 /*
  * credentials: where the AWS keys come from, kept fresh.
  *
- * Sources (SPEC section 6, following the AWS SDKs): static, env, profile,
- * container, imds, iot, and chain (env, profile, container, imds: the first
- * that yields credentials wins). A provider owns one background thread that
- * loads credentials, refreshes temporary ones ahead of expiry (with jitter)
- * and retries failures with backoff while the old ones stay in use. The
- * engine only ever takes the current set under a short lock: it never waits
- * for the network. Secrets are wiped when a set is released.
+ * Sources (docs/configuration.md, following the AWS SDKs): static, env,
+ * profile, container, imds, iot, and chain (env, profile, container, imds:
+ * the first that yields credentials wins), one file each in credentials/
+ * behind struct cred_source. A provider (credentials/provider.c) owns one
+ * background thread that loads credentials, refreshes temporary ones ahead of
+ * expiry (with jitter) and retries failures with backoff while the old ones
+ * stay in use. The engine only ever takes the current set under a short
+ * lock: it never waits for the network. Secrets are wiped when a set is
+ * released.
  */
 #ifndef CMDGATE_CREDENTIALS_H
 #define CMDGATE_CREDENTIALS_H
@@ -43,5 +45,9 @@ void cred_provider_info(struct cred_provider *p, const char **source, time_t *ex
 
 /* AWS said the credentials of this generation expired: refresh now. */
 void cred_provider_invalidate(struct cred_provider *p, uint64_t generation);
+
+/* Whether two credential configurations differ (a reload rebuilds the
+ * provider only then). */
+int cred_config_differ(const struct cred_config *a, const struct cred_config *b);
 
 #endif

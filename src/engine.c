@@ -28,19 +28,15 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
+#include <string.h>
 
 #include "answer.h"
 #include "attempt.h"
-#include "backoff.h"
+#include "ratelimit.h"
 #include "call.h"
-#include "credentials.h"
 #include "fairq.h"
-#include "http.h"
 #include "inbox.h"
 #include "log.h"
 #include "notify.h"
@@ -48,7 +44,6 @@
 #include "report.h"
 #include "request.h"
 #include "runtime.h"
-#include "sigv4.h"
 #include "spool.h"
 #include "stats.h"
 
@@ -56,6 +51,9 @@
 #define RETRY_CAP_MS  5000
 /* While replies wait for the MQTT client, look again this often. */
 #define OUTBOX_POLL_MS 20
+/* Replies handed to the MQTT client at once until it knows the broker's
+ * in-flight window (mqtt_send_window); never more, so it never stalls. */
+#define OUTBOX_WINDOW 16
 
 
 struct engine {
@@ -70,7 +68,7 @@ struct engine {
 	struct outbox outbox;
 	struct sigv4_key_cache keys;
 	long skew_s; /* server clock minus ours */
-	struct rate_limiter rate;
+	struct ratelimit rate;
 	int draining;
 	uint64_t drain_until_ms;
 	struct stats stats;
@@ -119,7 +117,7 @@ static void finish_gateway(struct engine *e, struct request *r, enum gw_code c, 
 	answer_gateway(&a, r, c, msg);
 }
 
-static void finish_aws(struct engine *e, struct request *r, const struct aws_error *ae)
+static void finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
 {
 	struct answer_env a = answer_env(e);
 	release(e, r);
@@ -180,9 +178,13 @@ static void admit_inbox(struct engine *e)
 	}
 }
 
-static void on_spool_done(uint64_t seq, void *ctx)
+/* The MQTT client confirmed a reply: delivered (its request leaves the
+ * spool) or given back (the outbox sends it again). */
+static void on_confirmed(uint64_t id, int ok, void *ctx)
 {
 	struct engine *e = ctx;
+	int known;
+	uint64_t seq = outbox_confirm(&e->outbox, id, ok, &known);
 	if (e->spool && seq)
 		spool_done(e->spool, seq);
 }
@@ -190,11 +192,9 @@ static void on_spool_done(uint64_t seq, void *ctx)
 /* Record DONE for delivered replies and make this turn's ADDs durable. */
 static void sync_spool(struct engine *e)
 {
-	if (!e->spool) {
-		inbox_take_delivered(e->inbox, on_spool_done, e);
+	inbox_take_delivered(e->inbox, on_confirmed, e);
+	if (!e->spool)
 		return;
-	}
-	inbox_take_delivered(e->inbox, on_spool_done, e);
 	char err[ERR_LEN];
 	if (spool_flush(e->spool, 1, err) != CG_OK)
 		log_error("%s", err);
@@ -241,7 +241,7 @@ static void hold(struct engine *e, struct request *r, uint64_t at)
 /* Carry out attempt_decide's decision for r, whose call finished. */
 static void after_call(struct engine *e, struct request *r, uint64_t now)
 {
-	struct aws_error ae;
+	struct awserr ae;
 	struct call_result res;
 	call_read(r, &ae, &res);
 	struct attempt_policy p = {(unsigned)e->cfg->aws.max_attempts, RETRY_BASE_MS, RETRY_CAP_MS,
@@ -251,8 +251,8 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
-		rate_on_success(&e->rate);
-		if (aws_parse_execution_id(r->call.body.data, r->call.body.len, exec_id,
+		ratelimit_on_success(&e->rate);
+		if (awserr_execution_id(r->call.body.data, r->call.body.len, exec_id,
 		                           sizeof(exec_id), err) != CG_OK) {
 			finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
@@ -263,7 +263,7 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		return;
 	case AT_ANSWER_AWS:
 		if (res.aws && res.aws->throttled)
-			rate_on_throttle(&e->rate, now);
+			ratelimit_on_throttle(&e->rate, now);
 		finish_aws(e, r, d.aws);
 		return;
 	case AT_ANSWER_GATEWAY:
@@ -277,7 +277,7 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		cred_provider_invalidate(e->creds, r->cred_generation);
 		break;
 	case AT_THROTTLE:
-		rate_on_throttle(&e->rate, now);
+		ratelimit_on_throttle(&e->rate, now);
 		e->stats.throttled++;
 		break;
 	case AT_RETRY:
@@ -324,14 +324,14 @@ static uint64_t start_ready(struct engine *e, uint64_t now)
 		next = r->next;
 		if (r->next_try_ms > now)
 			continue;
-		uint64_t wait = rate_take(&e->rate, now);
+		uint64_t wait = ratelimit_take(&e->rate, now);
 		if (wait)
 			return wait;
 		reqlist_remove(&e->held, r);
 		launch(e, r, now);
 	}
 	while (fairq_can_pop(e->waiting) && e->flight.n < max) {
-		uint64_t wait = rate_take(&e->rate, now);
+		uint64_t wait = ratelimit_take(&e->rate, now);
 		if (wait)
 			return wait;
 		launch(e, (struct request *)fairq_pop(e->waiting), now);
@@ -344,7 +344,7 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 	uint64_t t = 1000;
 	if (rate_wait && rate_wait < t)
 		t = rate_wait;
-	if (outbox_len(&e->outbox) && t > OUTBOX_POLL_MS)
+	if (outbox_waiting(&e->outbox) && t > OUTBOX_POLL_MS)
 		t = OUTBOX_POLL_MS;
 	/* A held request that is due but has no free call slot waits for a
 	 * call to finish (libcurl wakes us), not for a timer. */
@@ -391,7 +391,7 @@ static void reload(struct engine *e)
 	e->rate.max_rate = n->aws.max_rate;
 	if (n->aws.max_rate > 0 && (e->rate.rate <= 0 || e->rate.rate > n->aws.max_rate))
 		e->rate.rate = n->aws.max_rate;
-	if (config_credentials_differ(&old->aws.credentials, &n->aws.credentials)) {
+	if (cred_config_differ(&old->aws.credentials, &n->aws.credentials)) {
 		cred_provider_free(e->creds);
 		e->creds = cred_provider_new(&n->aws.credentials);
 		cred_provider_wait_first(e->creds, 2000);
@@ -461,27 +461,12 @@ static struct stats_gauges gauges(struct engine *e)
 	struct stats_gauges g = {
 	    .queue = fairq_len(e->waiting) + e->held.n,
 	    .inflight = e->flight.n,
-	    .replies_waiting = outbox_len(&e->outbox),
+	    .replies_waiting = outbox_waiting(&e->outbox),
 	    .allowed_rate = e->rate.rate,
 	    .spool = e->spool ? spool_live(e->spool) : 0,
 	    .mqtt_connected = e->mqtt ? mqtt_connected(e->mqtt) : 0,
 	};
 	return g;
-}
-
-static void on_message(struct message *m, void *ctx)
-{
-	inbox_put(ctx, m);
-}
-
-static void on_ready(void *ctx)
-{
-	inbox_set_ready(ctx);
-}
-
-static void on_delivered(uint64_t cookie, void *ctx)
-{
-	inbox_delivered(ctx, cookie);
 }
 
 /* READY after every (re)subscription; WATCHDOG, STATUS and stats when due. */
@@ -500,7 +485,7 @@ static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 int engine_run(struct engine *e)
 {
 	char err[ERR_LEN];
-	struct mqtt_hooks hooks = {on_message, on_ready, on_delivered, e->inbox};
+	struct mqtt_hooks hooks = {inbox_on_message, inbox_on_ready, inbox_on_delivered, e->inbox};
 	char **f = route_filters(e->cfg);
 	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, e->cfg->n_routes, &hooks, err);
 	free(f);
@@ -535,6 +520,7 @@ int engine_run(struct engine *e)
 			break;
 		}
 		uint64_t rate_wait = start_ready(e, now);
+		e->outbox.window = (size_t)mqtt_send_window(e->mqtt);
 		outbox_flush(&e->outbox);
 		tend(e, &rc, now);
 		mqtt_tick(e->mqtt, now);
@@ -545,9 +531,13 @@ int engine_run(struct engine *e)
 	}
 	admit_inbox(e); /* late arrivals are answered Unavailable */
 	/* Replies still waiting get until the end of the drain to leave. */
-	outbox_drain(&e->outbox, e->drain_until_ms + 5000);
-	if (outbox_len(&e->outbox))
-		log_error("stopping: %zu repl(ies) could not be published", outbox_len(&e->outbox));
+	while (outbox_waiting(&e->outbox) && rt_now_ms() < e->drain_until_ms + 5000) {
+		sync_spool(e); /* confirmations open the window */
+		if (outbox_flush(&e->outbox) == 0)
+			usleep(10000);
+	}
+	if (outbox_waiting(&e->outbox))
+		log_error("stopping: %zu repl(ies) could not be published", outbox_waiting(&e->outbox));
 	struct stats_gauges g = gauges(e);
 	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
@@ -583,11 +573,11 @@ struct engine *engine_new(struct config *cfg, char *err)
 	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
-	rate_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
+	ratelimit_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
-	outbox_init(&e->outbox, answer_publish, &e->sink);
-	stats_init(&e->stats, time(NULL));
+	outbox_init(&e->outbox, OUTBOX_WINDOW, answer_publish, &e->sink);
+	stats_init(&e->stats, rt_wall_s());
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	return e;
 }

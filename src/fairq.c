@@ -7,6 +7,7 @@
  * memory follows the number of recently active things.
  */
 #include "fairq.h"
+#include "runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,9 +45,7 @@ static unsigned hash(const char *s)
 
 struct fairq *fairq_new(void)
 {
-	struct fairq *q = calloc(1, sizeof(*q));
-	if (!q)
-		abort();
+	struct fairq *q = rt_calloc(1, sizeof(*q));
 	return q;
 }
 
@@ -69,9 +68,7 @@ static struct fq_thing *get(struct fairq *q, const char *name, double burst, uin
 		if (strcmp(t->name, name) == 0)
 			return t;
 	size_t n = strlen(name);
-	struct fq_thing *t = calloc(1, sizeof(*t) + n + 1);
-	if (!t)
-		abort();
+	struct fq_thing *t = rt_calloc(1, sizeof(*t) + n + 1);
 	memcpy(t->name, name, n + 1);
 	t->tokens = burst;
 	t->last_ms = now;

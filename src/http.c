@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "runtime.h"
 
 #define POOL_MAX 256
 
@@ -24,12 +25,12 @@ struct http_client {
 
 struct http_client *http_client_new(const struct http_options *opt)
 {
-	struct http_client *c = calloc(1, sizeof(*c));
-	if (!c)
-		abort();
+	struct http_client *c = rt_calloc(1, sizeof(*c));
 	c->multi = curl_multi_init();
+	if (!c->multi)
+		rt_oom("curl_multi_init");
 	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 256L);
-	c->ca_file = opt->ca_file && *opt->ca_file ? strdup(opt->ca_file) : NULL;
+	c->ca_file = opt->ca_file && *opt->ca_file ? rt_strdup(opt->ca_file) : NULL;
 	c->connect_timeout_ms = opt->connect_timeout_ms;
 	return c;
 }
@@ -145,8 +146,7 @@ enum cg_err http_post(struct http_client *c, struct http_call *call, const char 
 	return CG_OK;
 }
 
-/* Headers hold the Authorization value and the session token: wipe them. */
-static void free_headers(struct curl_slist *h)
+void http_headers_free(struct curl_slist *h)
 {
 	for (struct curl_slist *p = h; p; p = p->next)
 		OPENSSL_cleanse(p->data, strlen(p->data));
@@ -160,7 +160,7 @@ static void release(struct http_client *c, struct http_call *call)
 		give_easy(c, call->easy);
 		call->easy = NULL;
 	}
-	free_headers(call->headers);
+	http_headers_free(call->headers);
 	call->headers = NULL;
 }
 

@@ -38,8 +38,9 @@ struct http_client *http_client_new(const struct http_options *opt);
 void http_client_free(struct http_client *c);
 
 /*
- * Start a POST of body (copied by curl? no: the caller keeps body alive until
- * the call completes). headers is taken over by the call.
+ * Start a POST of body. curl does not copy body: the caller keeps it alive
+ * and unchanged until the call completes or is aborted. headers is taken
+ * over by the call.
  */
 enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
                       struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
@@ -53,6 +54,9 @@ typedef void (*http_done_fn)(struct http_call *call, void *ctx);
  * deliver finished calls to done (which owns them afterwards). */
 void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_done_fn done,
                      void *ctx);
+/* Wipe (they may carry an Authorization value or a session token) and free
+ * a header list. */
+void http_headers_free(struct curl_slist *h);
 /* Release a finished call's memory. */
 void http_call_free(struct http_call *call);
 

@@ -74,14 +74,16 @@ void inbox_put(struct inbox *ib, struct message *m)
 		inbox_wake(ib);
 }
 
-void inbox_delivered(struct inbox *ib, uint64_t cookie)
+#define GIVEN_BACK (UINT64_C(1) << 63)
+
+void inbox_delivered(struct inbox *ib, uint64_t cookie, int ok)
 {
 	pthread_mutex_lock(&ib->lock);
 	if (ib->n == ib->cap) {
 		ib->cap = ib->cap ? 2 * ib->cap : 256;
 		ib->delivered = rt_realloc(ib->delivered, ib->cap * sizeof(*ib->delivered));
 	}
-	ib->delivered[ib->n++] = cookie;
+	ib->delivered[ib->n++] = ok ? cookie : cookie | GIVEN_BACK;
 	pthread_mutex_unlock(&ib->lock);
 	inbox_wake(ib); /* a reply left Paho's buffer: the outbox may move */
 }
@@ -90,6 +92,21 @@ void inbox_set_ready(struct inbox *ib)
 {
 	atomic_store(&ib->ready, 1);
 	inbox_wake(ib);
+}
+
+void inbox_on_message(struct message *m, void *ctx)
+{
+	inbox_put(ctx, m);
+}
+
+void inbox_on_ready(void *ctx)
+{
+	inbox_set_ready(ctx);
+}
+
+void inbox_on_delivered(uint64_t cookie, int ok, void *ctx)
+{
+	inbox_delivered(ctx, cookie, ok);
 }
 
 int inbox_fd(const struct inbox *ib)
@@ -114,11 +131,12 @@ struct message *inbox_take(struct inbox *ib)
 	return m;
 }
 
-void inbox_take_delivered(struct inbox *ib, void (*fn)(uint64_t cookie, void *ctx), void *ctx)
+void inbox_take_delivered(struct inbox *ib, void (*fn)(uint64_t cookie, int ok, void *ctx),
+                          void *ctx)
 {
 	pthread_mutex_lock(&ib->lock);
 	for (size_t i = 0; i < ib->n; i++)
-		fn(ib->delivered[i], ctx);
+		fn(ib->delivered[i] & ~GIVEN_BACK, !(ib->delivered[i] & GIVEN_BACK), ctx);
 	ib->n = 0;
 	pthread_mutex_unlock(&ib->lock);
 }

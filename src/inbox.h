@@ -26,12 +26,18 @@ void inbox_free(struct inbox *ib);
 
 /* Takes m. Wakes the engine once per batch. */
 void inbox_put(struct inbox *ib, struct message *m);
-/* A tracked publish (cookie) reached the broker. */
-void inbox_delivered(struct inbox *ib, uint64_t cookie);
+/* A tracked publish (cookie < 2^63) reached the broker (ok) or was given
+ * back by the client (not ok: the connection went before it was sent). */
+void inbox_delivered(struct inbox *ib, uint64_t cookie, int ok);
 /* The subscriptions are in place (again). */
 void inbox_set_ready(struct inbox *ib);
 /* Wake the engine loop. Async-signal-safe. */
 void inbox_wake(struct inbox *ib);
+
+/* The same three as struct mqtt_hooks callbacks (ctx: the inbox). */
+void inbox_on_message(struct message *m, void *ctx);
+void inbox_on_ready(void *ctx);
+void inbox_on_delivered(uint64_t cookie, int ok, void *ctx);
 
 /* Engine thread: the file descriptor to poll, readable after a wake-up. */
 int inbox_fd(const struct inbox *ib);
@@ -40,8 +46,9 @@ void inbox_clear_wake(struct inbox *ib);
 /* Engine thread: every message handed over so far, oldest first (owned by
  * the caller, chained through next). */
 struct message *inbox_take(struct inbox *ib);
-/* Engine thread: call fn for each delivered cookie since the last call. */
-void inbox_take_delivered(struct inbox *ib, void (*fn)(uint64_t cookie, void *ctx), void *ctx);
+/* Engine thread: call fn for each delivery outcome since the last call. */
+void inbox_take_delivered(struct inbox *ib, void (*fn)(uint64_t cookie, int ok, void *ctx),
+                          void *ctx);
 /* Engine thread: 1 once after each inbox_set_ready, else 0. */
 int inbox_take_ready(struct inbox *ib);
 

@@ -9,6 +9,8 @@
 void jsonw_string(struct sbuf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
+	/* the characters with a two-character escape, and that escape's letter */
+	static const char short_from[] = "\"\\\b\f\n\r\t", short_to[] = "\"\\bfnrt";
 	sbuf_reserve(b, n + 2);
 	sbuf_putc(b, '"');
 	size_t run = 0;
@@ -18,32 +20,13 @@ void jsonw_string(struct sbuf *b, const char *s, size_t n)
 			continue;
 		sbuf_append(b, s + run, i - run);
 		run = i + 1;
-		switch (c) {
-		case '"':
-			sbuf_append(b, "\\\"", 2);
-			break;
-		case '\\':
-			sbuf_append(b, "\\\\", 2);
-			break;
-		case '\b':
-			sbuf_append(b, "\\b", 2);
-			break;
-		case '\f':
-			sbuf_append(b, "\\f", 2);
-			break;
-		case '\n':
-			sbuf_append(b, "\\n", 2);
-			break;
-		case '\r':
-			sbuf_append(b, "\\r", 2);
-			break;
-		case '\t':
-			sbuf_append(b, "\\t", 2);
-			break;
-		default: {
+		const char *k = c ? strchr(short_from, c) : NULL;
+		if (k) {
+			char e[2] = {'\\', short_to[k - short_from]};
+			sbuf_append(b, e, 2);
+		} else {
 			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 			sbuf_append(b, e, 6);
-		}
 		}
 	}
 	sbuf_append(b, s + run, n - run);

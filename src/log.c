@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "sbuf.h"
+#include "runtime.h"
 
 atomic_int log_threshold = CG_LOG_INFO;
 static atomic_int log_json;
@@ -56,8 +57,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	if ((int)lvl > atomic_load_explicit(&log_threshold, memory_order_relaxed))
 		return;
 	int json = atomic_load_explicit(&log_json, memory_order_relaxed);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	struct timespec ts = rt_wall_after_ms(0);
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
 	char when[40];

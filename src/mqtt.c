@@ -10,7 +10,8 @@
  * Reconnecting is ours, not Paho's (automaticReconnect off): every attempt
  * goes through begin_connect() from the engine thread (mqtt_tick), so each
  * failure reaches on_connect_failed with its reason, and the delay comes
- * from backoff_full_jitter. Paho's threads only record outcomes under
+ * from backoff_equal_jitter (never zero: a failing broker is not
+ * hammered). Paho's threads only record outcomes under
  * m->state_lock; they never take m->lock while the engine holds it and calls
  * Paho (mqtt_set_filters copies under the lock and calls Paho outside it).
  *
@@ -31,16 +32,16 @@
 #include "backoff.h"
 #include "jsonw.h"
 #include "log.h"
+#include "mqtt.h"
 #include "mqtt_priv.h"
 #include "route.h"
 #include "runtime.h"
 #include "sbuf.h"
 
-#define SESSION_EXPIRY_S   300
-#define CONNECT_TIMEOUT_S  10
-#define RECONNECT_BASE_MS  1000
-#define RECONNECT_CAP_MS   16000
-#define RECONNECT_FLOOR_MS 100
+#define SESSION_EXPIRY_S  300
+#define CONNECT_TIMEOUT_S 10
+#define RECONNECT_BASE_MS 500
+#define RECONNECT_CAP_MS  8000
 
 #ifndef CMDGATE_VERSION
 #define CMDGATE_VERSION "0.0.0"
@@ -77,9 +78,8 @@ static void schedule_reconnect(struct mqtt *m)
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 0;
 	m->failures++;
-	m->retry_at_ms =
-	    rt_now_ms() + RECONNECT_FLOOR_MS +
-	    backoff_full_jitter(m->failures, RECONNECT_BASE_MS, RECONNECT_CAP_MS, rt_random_u32());
+	m->retry_at_ms = rt_now_ms() + backoff_equal_jitter(m->failures, RECONNECT_BASE_MS,
+	                                                    RECONNECT_CAP_MS, rt_random_u32());
 	pthread_mutex_unlock(&m->state_lock);
 }
 
@@ -124,9 +124,19 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData *resp)
 	connected(ctx, resp ? resp->alt.connect.sessionPresent : 0);
 }
 
+/* MQTT 5: the broker's Receive Maximum bounds Paho's in-flight publishes;
+ * its Shared Subscription Available says whether shared_group can work. */
 static void on_connect_ok5(void *ctx, MQTTAsync_successData5 *resp)
 {
 	struct mqtt *m = ctx;
+	int window = MQTT_SEND_WINDOW_MAX; /* no Receive Maximum: 65535 */
+	if (resp &&
+	    MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+		window = MQTTProperties_getNumericValue(&resp->properties,
+		                                        MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+	if (window < 1 || window > MQTT_SEND_WINDOW_MAX)
+		window = MQTT_SEND_WINDOW_MAX;
+	atomic_store(&m->send_window, window);
 	if (resp && *m->shared_group &&
 	    MQTTProperties_hasProperty(&resp->properties,
 	                               MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE) &&
@@ -286,6 +296,7 @@ static void free_client(struct mqtt *m)
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_destroy(&m->lock);
 	pthread_mutex_destroy(&m->state_lock);
+	free(m->hooks);
 	free(m->shared_group);
 	free(m->client_id);
 	free(m->status_topic);
@@ -366,7 +377,11 @@ struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
 	struct mqtt *m = rt_calloc(1, sizeof(*m));
 	m->version = o->version == 5 ? 5 : 4;
 	m->qos = o->qos;
-	m->hooks = *hooks;
+	/* MQTT 5 brokers announce their Receive Maximum in CONNACK; until then
+	 * assume Mosquitto's default. Paho's own limit for 3.1.1 is 65535. */
+	atomic_init(&m->send_window, m->version == 5 ? 20 : MQTT_SEND_WINDOW_MAX);
+	m->hooks = rt_malloc(sizeof(*m->hooks));
+	*m->hooks = *hooks;
 	m->shared_group = rt_strdup(or_empty(o->shared_group));
 	m->client_id = rt_strdup(or_empty(o->client_id));
 	pthread_mutex_init(&m->lock, NULL);
@@ -374,11 +389,11 @@ struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
 	m->filters = mqtt_copy_filters(filters, n);
 	m->n_filters = n;
 	{
-		struct vars v = {0};
-		vars_set(&v, "client_id", m->client_id);
+		struct route_vars v = {0};
+		route_vars_set(&v, "client_id", m->client_id);
 		struct sbuf st;
 		sbuf_init(&st);
-		template_expand(or_empty(o->status_topic), &v, &st, NULL);
+		route_template_expand(or_empty(o->status_topic), &v, &st, NULL);
 		m->status_topic = sbuf_steal(&st);
 	}
 

@@ -22,8 +22,10 @@ struct mqtt_hooks {
 	void (*on_message)(struct message *m, void *ctx); /* takes m */
 	/* every filter subscribed: after the first connect and after each reconnect */
 	void (*on_ready)(void *ctx);
-	/* a tracked publish was acknowledged (QoS 1/2) or written (QoS 0) */
-	void (*on_delivered)(uint64_t cookie, void *ctx);
+	/* a tracked publish was acknowledged (QoS 1/2) or written (QoS 0): ok;
+	 * or the client gave it up after taking it (the connection, and with it
+	 * the broker's session, went first): not ok, offer it again */
+	void (*on_delivered)(uint64_t cookie, int ok, void *ctx);
 	void *ctx;
 };
 
@@ -75,25 +77,20 @@ void mqtt_tick(struct mqtt *m, uint64_t now_ms);
 
 /* What became of an offered publish. */
 enum mqtt_put {
-	MQTT_TAKEN,   /* Paho has it; a tracked one ends in on_delivered or on_undelivered */
+	MQTT_TAKEN,   /* Paho has it; a tracked one ends in on_delivered */
 	MQTT_LATER,   /* not taken (buffer full, not connected, stopping): offer it again */
 	MQTT_REFUSED, /* never will be (bad topic or QoS): err says why */
 };
 
 /*
  * Offer a publish (not retained) to Paho. cookie != 0 tracks it: exactly one
- * of on_delivered(cookie) (the broker acknowledged it) or the undelivered
- * hook (Paho dropped it after taking it: the broker lost the session while
- * it was in flight) follows a MQTT_TAKEN. correlation may be NULL (MQTT 5).
+ * on_delivered(cookie, ok) follows a MQTT_TAKEN, ok = 0 when Paho dropped it
+ * after taking it. correlation may be NULL (MQTT 5).
  * Never blocks.
  */
 enum mqtt_put mqtt_offer(struct mqtt *m, const char *topic, const char *payload, size_t len,
                          int qos, const void *correlation, size_t correlation_len, uint64_t cookie,
                          char *err);
-/* Called (from a Paho thread) for a tracked publish taken and then dropped;
- * ctx is hooks.ctx. Without one, such a drop is logged as an error. */
-void mqtt_set_undelivered_hook(struct mqtt *m, void (*fn)(uint64_t cookie, void *ctx));
-
 /* Publish (retained or not); CG_TRANSPORT when not taken. correlation may be NULL. */
 enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
                          int qos, int retained, const void *correlation, size_t correlation_len,
@@ -104,6 +101,11 @@ enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *
                                  int qos, const void *correlation, size_t correlation_len,
                                  uint64_t cookie, char *err);
 int mqtt_connected(const struct mqtt *m);
+/* How many publishes the client can have unacknowledged without stalling:
+ * the broker's Receive Maximum with MQTT 5 (20 until the first CONNACK
+ * says), MQTT_SEND_WINDOW_MAX otherwise. */
+#define MQTT_SEND_WINDOW_MAX 1024
+int mqtt_send_window(struct mqtt *m);
 /* Publish offline status, wait up to timeout_ms for pending sends, disconnect
  * (the session, with its subscriptions, stays at the broker). */
 void mqtt_stop(struct mqtt *m, int timeout_ms);

@@ -14,8 +14,12 @@
 #include <MQTTAsync.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 
-#include "mqtt.h"
+/* mqtt.h is not included (its module, mqtt.c, includes this one): the .c
+ * files include both. */
+struct mqtt_hooks;
 
 struct mqtt {
 	MQTTAsync client;
@@ -27,8 +31,7 @@ struct mqtt {
 	char *password;
 	char *owned[8]; /* copies of option strings Paho keeps pointers to */
 	size_t n_owned;
-	struct mqtt_hooks hooks;
-	_Atomic(void (*)(uint64_t, void *)) on_undelivered;
+	struct mqtt_hooks *hooks; /* a copy, owned */
 
 	pthread_mutex_t lock; /* guards filters, n_filters, subscribed, round */
 	char **filters;
@@ -42,6 +45,7 @@ struct mqtt {
 	uint64_t retry_at_ms;       /* 0: no attempt scheduled */
 
 	atomic_int connected;
+	atomic_int send_window; /* publishes Paho can have in flight (Receive Maximum) */
 	atomic_int stopping;
 
 	/* read by Paho during MQTTAsync_connect, written only before the first */

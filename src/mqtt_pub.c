@@ -2,13 +2,14 @@
  * mqtt_pub: handing publishes to Paho. mqtt_offer says whether Paho took
  * one (MQTT_TAKEN), cannot now (MQTT_LATER: its buffer is full or the
  * client is not connected; the engine's outbox offers it again) or never
- * will (MQTT_REFUSED). A tracked publish ends in on_delivered or, when Paho
- * drops it after taking it, in the undelivered hook: nothing is dropped
+ * will (MQTT_REFUSED). A tracked publish ends in on_delivered(cookie, ok),
+ * with ok = 0 when Paho gave it up after taking it: nothing is dropped
  * silently.
  */
 #include <stdint.h>
 
 #include "log.h"
+#include "mqtt.h"
 #include "mqtt_priv.h"
 
 /* The one client of this process, for delivery callbacks whose context
@@ -27,49 +28,38 @@ void mqtt_pub_detach(void)
 	atomic_store(&the_client, NULL);
 }
 
+static void delivered(void *ctx, int ok)
+{
+	struct mqtt *m = atomic_load(&the_client);
+	if (m && m->hooks->on_delivered)
+		m->hooks->on_delivered((uint64_t)(uintptr_t)ctx, ok, m->hooks->ctx);
+}
+
 static void on_published(void *ctx, MQTTAsync_successData *resp)
 {
 	(void)resp;
-	struct mqtt *m = atomic_load(&the_client);
-	if (m && m->hooks.on_delivered)
-		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, m->hooks.ctx);
+	delivered(ctx, 1);
 }
 
 static void on_published5(void *ctx, MQTTAsync_successData5 *resp)
 {
 	(void)resp;
-	on_published(ctx, NULL);
+	delivered(ctx, 1);
 }
 
-/* Paho took a tracked publish and dropped it: the broker's session was
- * lost while it was in flight (or the client is being destroyed). */
-static void on_publish_failed(void *ctx, int code)
-{
-	struct mqtt *m = atomic_load(&the_client);
-	if (!m || atomic_load(&m->stopping))
-		return;
-	uint64_t cookie = (uint64_t)(uintptr_t)ctx;
-	void (*fn)(uint64_t, void *) = atomic_load(&m->on_undelivered);
-	if (fn)
-		fn(cookie, m->hooks.ctx);
-	else
-		log_error("mqtt: a reply (cookie %llu) was dropped by the MQTT client: %s",
-		          (unsigned long long)cookie, MQTTAsync_strerror(code));
-}
-
+/* Paho took a tracked publish and gave it up: the connection (and with it
+ * the broker's session) went while it was in flight. The engine offers it
+ * again. */
 static void on_publish_failed3(void *ctx, MQTTAsync_failureData *resp)
 {
-	on_publish_failed(ctx, resp ? resp->code : MQTTASYNC_FAILURE);
+	(void)resp;
+	delivered(ctx, 0);
 }
 
 static void on_publish_failed5(void *ctx, MQTTAsync_failureData5 *resp)
 {
-	on_publish_failed(ctx, resp ? resp->code : MQTTASYNC_FAILURE);
-}
-
-void mqtt_set_undelivered_hook(struct mqtt *m, void (*fn)(uint64_t cookie, void *ctx))
-{
-	atomic_store(&m->on_undelivered, fn);
+	(void)resp;
+	delivered(ctx, 0);
 }
 
 static enum mqtt_put put(struct mqtt *m, const char *topic, const char *payload, size_t len,
@@ -151,4 +141,9 @@ enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *
 	default:
 		return CG_INVALID;
 	}
+}
+
+int mqtt_send_window(struct mqtt *m)
+{
+	return atomic_load(&m->send_window);
 }

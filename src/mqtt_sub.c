@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mqtt.h"
 #include "mqtt_priv.h"
 #include "runtime.h"
 #include "sbuf.h"
@@ -50,8 +51,8 @@ static void on_subscribed(void *ctx, MQTTAsync_successData *resp)
 	m->failures = 0;
 	pthread_mutex_unlock(&m->state_lock);
 	log_debug("mqtt: all %zu filter(s) subscribed", n);
-	if (m->hooks.on_ready)
-		m->hooks.on_ready(m->hooks.ctx);
+	if (m->hooks->on_ready)
+		m->hooks->on_ready(m->hooks->ctx);
 }
 
 static void on_subscribed5(void *ctx, MQTTAsync_successData5 *resp)
@@ -216,6 +217,6 @@ int mqtt_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *ms
 		log_warn("mqtt: a request on %s arrived while stopping; it is not answered "
 		         "(a device's retry with the same id covers it)",
 		         in->topic);
-	m->hooks.on_message(in, m->hooks.ctx);
+	m->hooks->on_message(in, m->hooks->ctx);
 	return 1;
 }

@@ -1,16 +1,18 @@
-/* outbox: see outbox.h. A plain FIFO of owned copies. */
+/* outbox: see outbox.h. Two FIFOs of owned copies. */
 #include "outbox.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "runtime.h"
 
-void outbox_init(struct outbox *o, outbox_publish_fn publish, void *ctx)
+void outbox_init(struct outbox *o, size_t window, outbox_publish_fn publish, void *ctx)
 {
 	memset(o, 0, sizeof(*o));
+	o->window = window;
+	o->next_id = 1;
 	o->publish = publish;
 	o->ctx = ctx;
 }
@@ -23,84 +25,135 @@ static void msg_free(struct outbox_msg *m)
 	free(m);
 }
 
-void outbox_clean_up(struct outbox *o)
+static void list_free(struct outbox_list *l)
 {
-	for (struct outbox_msg *m = o->head, *next; m; m = next) {
+	for (struct outbox_msg *m = l->head, *next; m; m = next) {
 		next = m->next;
 		msg_free(m);
 	}
-	o->head = o->tail = NULL;
-	o->n = 0;
+	memset(l, 0, sizeof(*l));
 }
 
-/* 1 taken, 0 not now, -1 never. */
-static int try_publish(struct outbox *o, const struct outbox_msg *m, char *err)
+void outbox_clean_up(struct outbox *o)
 {
+	list_free(&o->waiting);
+	list_free(&o->sent);
+}
+
+static void push_tail(struct outbox_list *l, struct outbox_msg *m)
+{
+	m->next = NULL;
+	if (l->tail)
+		l->tail->next = m;
+	else
+		l->head = m;
+	l->tail = m;
+	l->n++;
+}
+
+static void push_head(struct outbox_list *l, struct outbox_msg *m)
+{
+	m->next = l->head;
+	l->head = m;
+	if (!l->tail)
+		l->tail = m;
+	l->n++;
+}
+
+static struct outbox_msg *pop_head(struct outbox_list *l)
+{
+	struct outbox_msg *m = l->head;
+	l->head = m->next;
+	if (!l->head)
+		l->tail = NULL;
+	l->n--;
+	m->next = NULL;
+	return m;
+}
+
+/* Hand over the head of the waiting queue: 1 taken, 0 not now, -1 never
+ * (then it is freed). */
+static int hand_over(struct outbox *o, char *err)
+{
+	struct outbox_msg *m = o->waiting.head;
 	enum cg_err rc = o->publish(o->ctx, m, err);
-	if (rc == CG_OK)
-		return 1;
 	if (rc == CG_TRANSPORT)
 		return 0;
+	pop_head(&o->waiting);
+	if (rc == CG_OK) {
+		push_tail(&o->sent, m);
+		return 1;
+	}
 	o->refused++;
+	msg_free(m);
 	return -1;
+}
+
+static int window_open(const struct outbox *o)
+{
+	return o->window == 0 || o->sent.n < o->window;
 }
 
 int outbox_put(struct outbox *o, const char *topic, const char *payload, size_t len, int qos,
                const void *correlation, size_t correlation_len, uint64_t cookie, char *err)
 {
-	struct outbox_msg view = {NULL, (char *)topic, (char *)payload, len, qos,
-	                          (void *)correlation, correlation_len, cookie};
-	if (!o->head) {
-		int rc = try_publish(o, &view, err);
-		if (rc != 0)
-			return rc;
-	}
 	struct outbox_msg *m = rt_calloc(1, sizeof(*m));
+	m->id = o->next_id++;
 	m->topic = rt_strdup(topic);
-	m->payload = rt_malloc(len + 1);
-	memcpy(m->payload, payload, len);
-	m->payload[len] = '\0';
+	m->payload = rt_memdup(payload, len);
 	m->len = len;
 	m->qos = qos;
 	if (correlation) {
-		m->correlation = rt_malloc(correlation_len ? correlation_len : 1);
-		memcpy(m->correlation, correlation, correlation_len);
+		m->correlation = rt_memdup(correlation, correlation_len);
 		m->correlation_len = correlation_len;
 	}
 	m->cookie = cookie;
-	if (o->tail)
-		o->tail->next = m;
-	else
-		o->head = m;
-	o->tail = m;
-	o->n++;
-	return 0;
+	int alone = o->waiting.head == NULL;
+	push_tail(&o->waiting, m);
+	if (!alone || !window_open(o))
+		return 0;
+	return hand_over(o, err);
 }
 
 size_t outbox_flush(struct outbox *o)
 {
-	size_t sent = 0;
-	while (o->head) {
-		struct outbox_msg *m = o->head;
+	size_t moved = 0;
+	while (o->waiting.head && window_open(o)) {
 		char err[ERR_LEN] = "";
-		int rc = try_publish(o, m, err);
+		char topic[128];
+		snprintf(topic, sizeof(topic), "%s", o->waiting.head->topic);
+		int rc = hand_over(o, err);
 		if (rc == 0)
 			break;
 		if (rc < 0)
-			log_error("reply to %s given up: %s", m->topic, err);
-		o->head = m->next;
-		if (!o->head)
-			o->tail = NULL;
-		o->n--;
-		msg_free(m);
-		sent++;
+			log_error("reply to %s given up: %s", topic, err);
+		moved++;
 	}
-	return sent;
+	return moved;
 }
 
-void outbox_drain(struct outbox *o, uint64_t until_ms)
+uint64_t outbox_confirm(struct outbox *o, uint64_t id, int ok, int *known)
 {
-	while (o->head && rt_now_ms() < until_ms)
-		if (outbox_flush(o) == 0)
-			usleep(10000);
+	struct outbox_msg *prev = NULL, *m = o->sent.head;
+	while (m && m->id != id) {
+		prev = m;
+		m = m->next;
+	}
+	*known = m != NULL;
+	if (!m)
+		return 0;
+	if (prev)
+		prev->next = m->next;
+	else
+		o->sent.head = m->next;
+	if (o->sent.tail == m)
+		o->sent.tail = prev;
+	o->sent.n--;
+	if (!ok) { /* given back: first in line again */
+		push_head(&o->waiting, m);
+		return 0;
+	}
+	uint64_t cookie = m->cookie;
+	msg_free(m);
+	return cookie;
 }

@@ -1,4 +1,4 @@
-/* reply: render outcomes; member order is the one shown in the SPEC. */
+/* reply: render outcomes; member order is the one shown in docs/protocol.md. */
 #include "reply.h"
 
 #include <stdio.h>

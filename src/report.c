@@ -10,17 +10,18 @@
 #include "log.h"
 #include "notify.h"
 #include "route.h"
+#include "runtime.h"
 
 static void publish_json(const struct config *c, struct mqtt *m, const struct stats *s,
                          const struct stats_gauges *g)
 {
-	struct vars v = {0};
-	vars_set(&v, "client_id", c->mqtt.client_id);
+	struct route_vars v = {0};
+	route_vars_set(&v, "client_id", c->mqtt.client_id);
 	struct sbuf topic, b;
 	sbuf_init(&topic);
 	sbuf_init(&b);
 	char err[ERR_LEN] = "";
-	if (template_expand(c->stats.topic, &v, &topic, err) != CG_OK) {
+	if (route_template_expand(c->stats.topic, &v, &topic, err) != CG_OK) {
 		log_warn("stats not published: %s", err);
 	} else {
 		stats_render_json(s, g, &b);
@@ -56,7 +57,7 @@ void report_stats(const struct config *c, struct mqtt *m, struct cred_provider *
 {
 	if (!*c->stats.topic && !*c->stats.file)
 		return;
-	g->now = time(NULL);
+	g->now = rt_wall_s();
 	g->client_id = c->mqtt.client_id;
 	cred_provider_info(creds, &g->cred_source, &g->cred_expiry);
 	if (*c->stats.topic)

@@ -88,11 +88,11 @@ static int topic_name_valid(const char *t)
 	return t && *t && !strpbrk(t, "+#") && strlen(t) <= 65535;
 }
 
-static char *expand_or_null(const char *tmpl, const struct vars *v)
+static char *expand_or_null(const char *tmpl, const struct route_vars *v)
 {
 	struct sbuf b;
 	sbuf_init(&b);
-	if (template_expand(tmpl, v, &b, NULL) != CG_OK) {
+	if (route_template_expand(tmpl, v, &b, NULL) != CG_OK) {
 		sbuf_clean_up(&b);
 		return NULL;
 	}
@@ -100,7 +100,7 @@ static char *expand_or_null(const char *tmpl, const struct vars *v)
 }
 
 /* Find the route; fill r's names, vars and reply topics. NULL when none. */
-static const struct route *bind_route(const struct config *c, struct request *r, struct vars *v,
+static const struct route *bind_route(const struct config *c, struct request *r, struct route_vars *v,
                                       char **storage)
 {
 	const struct route *rt = NULL;
@@ -109,22 +109,22 @@ static const struct route *bind_route(const struct config *c, struct request *r,
 			rt = &c->routes[i];
 	if (!rt)
 		return NULL;
-	vars_set(v, "region", c->aws.region);
-	vars_set(v, "account", c->aws.account);
-	vars_set(v, "client_id", c->mqtt.client_id);
+	route_vars_set(v, "region", c->aws.region);
+	route_vars_set(v, "account", c->aws.account);
+	route_vars_set(v, "client_id", c->mqtt.client_id);
 	if (rt->thing)
-		vars_set(v, "thing", rt->thing);
+		route_vars_set(v, "thing", rt->thing);
 	if (rt->command)
-		vars_set(v, "command", rt->command);
-	snprintf(r->thing, sizeof(r->thing), "%.128s", vars_get(v, "thing"));
-	snprintf(r->command, sizeof(r->command), "%.64s", vars_get(v, "command"));
+		route_vars_set(v, "command", rt->command);
+	snprintf(r->thing, sizeof(r->thing), "%.128s", route_vars_get(v, "thing"));
+	snprintf(r->command, sizeof(r->command), "%.64s", route_vars_get(v, "command"));
 	if (topic_name_valid(r->msg->response_topic)) {
 		r->reply_accepted = rt_strdup(r->msg->response_topic);
 		r->reply_rejected = rt_strdup(r->msg->response_topic);
 	} else {
-		vars_set(v, "status", "accepted");
+		route_vars_set(v, "status", "accepted");
 		r->reply_accepted = expand_or_null(rt->reply_topic, v);
-		vars_set(v, "status", "rejected");
+		route_vars_set(v, "status", "rejected");
 		r->reply_rejected = expand_or_null(rt->reply_topic, v);
 	}
 	return rt;
@@ -149,7 +149,7 @@ static struct request *request_new(const struct admit_env *env, struct message *
 #define ADMITTED (-1)
 
 /* Validate and apply the limits: ADMITTED, or the gw_code to answer with. */
-static int check(const struct admit_env *env, const struct route *rt, struct vars *v,
+static int check(const struct admit_env *env, const struct route *rt, struct route_vars *v,
                           struct request *r, const struct resume *res, char *err)
 {
 	const struct config *c = env->cfg;
@@ -207,7 +207,7 @@ enum admit_verdict request_admit(const struct admit_env *env, struct message *m,
 {
 	struct request *r = request_new(env, m, res);
 	*out = r;
-	struct vars v = {0};
+	struct route_vars v = {0};
 	char *storage = NULL;
 	enum admit_verdict verdict = ADMIT_QUEUE;
 	const struct route *rt = bind_route(env->cfg, r, &v, &storage);
@@ -254,14 +254,14 @@ struct message *request_message_from_spool(const struct spool_entry *s, int64_t 
                                            uint64_t now_ms, struct resume *res)
 {
 	struct message *m = rt_calloc(1, sizeof(*m));
-	m->topic = rt_strndup(s->topic, s->topic_len);
+	m->topic = rt_memdup(s->topic, s->topic_len);
 	m->payload = rt_malloc(s->payload_len + 1);
 	memcpy(m->payload, s->payload, s->payload_len);
 	m->payload[s->payload_len] = '\0';
 	m->len = s->payload_len;
 	m->qos = s->qos;
 	if (s->response_topic_len)
-		m->response_topic = rt_strndup(s->response_topic, s->response_topic_len);
+		m->response_topic = rt_memdup(s->response_topic, s->response_topic_len);
 	if (s->has_correlation) {
 		m->correlation = rt_malloc(s->correlation_len + 1);
 		memcpy(m->correlation, s->correlation, s->correlation_len);

@@ -4,11 +4,12 @@
  * copy of the topic (whose levels become the captured values).
  */
 #include "route.h"
+#include "runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void vars_set(struct vars *v, const char *name, const char *value)
+void route_vars_set(struct route_vars *v, const char *name, const char *value)
 {
 	for (size_t i = 0; i < v->n; i++) {
 		if (strcmp(v->name[i], name) == 0) {
@@ -16,13 +17,13 @@ void vars_set(struct vars *v, const char *name, const char *value)
 			return;
 		}
 	}
-	if (v->n < VARS_MAX) {
+	if (v->n < ROUTE_VARS_MAX) {
 		v->name[v->n] = name;
 		v->value[v->n++] = value;
 	}
 }
 
-const char *vars_get(const struct vars *v, const char *name)
+const char *route_vars_get(const struct route_vars *v, const char *name)
 {
 	for (size_t i = 0; i < v->n; i++)
 		if (strcmp(v->name[i], name) == 0)
@@ -83,14 +84,14 @@ enum cg_err route_compile(struct route *r, char *err)
 	struct sbuf f;
 	sbuf_init(&f);
 	const char *p = r->request_topic;
-	char seen[VARS_MAX][130];
+	char seen[ROUTE_VARS_MAX][130];
 	size_t nseen = 0;
 	if (!*p)
 		goto bad_empty;
 	for (;;) {
 		size_t n = level_len(p);
 		if (is_placeholder(p, n)) {
-			if (n - 2 >= sizeof(seen[0]) || nseen == VARS_MAX) {
+			if (n - 2 >= sizeof(seen[0]) || nseen == ROUTE_VARS_MAX) {
 				sbuf_clean_up(&f);
 				return cg_fail(err, CG_CONFIG, "too many or too long placeholders");
 			}
@@ -129,9 +130,7 @@ enum cg_err route_compile(struct route *r, char *err)
 		free(r->ph_names[i]);
 	r->n_ph = nseen;
 	for (size_t i = 0; i < nseen; i++) {
-		r->ph_names[i] = strdup(seen[i]);
-		if (!r->ph_names[i])
-			abort();
+		r->ph_names[i] = rt_strdup(seen[i]);
 	}
 	return CG_OK;
 bad_empty:
@@ -139,11 +138,9 @@ bad_empty:
 	return cg_fail(err, CG_CONFIG, "request_topic is empty");
 }
 
-int route_match(const struct route *r, const char *topic, char **storage, struct vars *caps)
+int route_match(const struct route *r, const char *topic, char **storage, struct route_vars *caps)
 {
-	char *copy = strdup(topic);
-	if (!copy)
-		return 0;
+	char *copy = rt_strdup(topic);
 	const char *t = r->request_topic;
 	char *s = copy;
 	size_t k = 0;
@@ -154,7 +151,7 @@ int route_match(const struct route *r, const char *topic, char **storage, struct
 		int s_last = s[sn] == '\0', t_last = t[tn] == '\0';
 		if (is_placeholder(t, tn) && k < r->n_ph) {
 			s[sn] = '\0';
-			vars_set(caps, r->ph_names[k++], s);
+			route_vars_set(caps, r->ph_names[k++], s);
 		} else if (tn != sn || memcmp(t, s, tn) != 0) {
 			break;
 		}
@@ -200,7 +197,8 @@ enum cg_err route_check_capture(const char *name, const char *value, char *err)
 	return CG_OK;
 }
 
-enum cg_err template_expand(const char *tmpl, const struct vars *v, struct sbuf *out, char *err)
+enum cg_err route_template_expand(const char *tmpl, const struct route_vars *v, struct sbuf *out,
+                                  char *err)
 {
 	const char *p = tmpl;
 	while (*p) {
@@ -217,7 +215,7 @@ enum cg_err template_expand(const char *tmpl, const struct vars *v, struct sbuf 
 			return cg_fail(err, CG_CONFIG, "bad placeholder in \"%s\"", tmpl);
 		memcpy(name, open + 1, n);
 		name[n] = '\0';
-		const char *val = vars_get(v, name);
+		const char *val = route_vars_get(v, name);
 		if (!val)
 			return cg_fail(err, CG_CONFIG, "unknown placeholder {%s} in \"%s\"", name,
 			               tmpl);
@@ -227,7 +225,7 @@ enum cg_err template_expand(const char *tmpl, const struct vars *v, struct sbuf 
 	return CG_OK;
 }
 
-int template_uses(const char *tmpl, const char *name)
+int route_template_uses(const char *tmpl, const char *name)
 {
 	size_t n = strlen(name);
 	for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{'))

@@ -4,7 +4,7 @@
  * A template is text whose placeholders are "{name}". In topic templates a
  * placeholder fills one whole level. A request topic template becomes the
  * subscription filter (each placeholder -> '+'); matching a received topic
- * against it captures the placeholder values into a struct vars, which then
+ * against it captures the placeholder values into a struct route_vars, which then
  * expands the route's other templates.
  */
 #ifndef CMDGATE_ROUTE_H
@@ -15,17 +15,17 @@
 #include "err.h"
 #include "sbuf.h"
 
-#define VARS_MAX 16
+#define ROUTE_VARS_MAX 16
 
 /* Name/value views; the strings belong to whoever filled the struct. */
-struct vars {
+struct route_vars {
 	size_t n;
-	const char *name[VARS_MAX];
-	const char *value[VARS_MAX];
+	const char *name[ROUTE_VARS_MAX];
+	const char *value[ROUTE_VARS_MAX];
 };
 
-void vars_set(struct vars *v, const char *name, const char *value);
-const char *vars_get(const struct vars *v, const char *name);
+void route_vars_set(struct route_vars *v, const char *name, const char *value);
+const char *route_vars_get(const struct route_vars *v, const char *name);
 
 enum param_type { PT_NONE = 0, PT_S, PT_B, PT_I, PT_L, PT_D, PT_BIN, PT_UL };
 /* "S" -> PT_S ...; PT_NONE when unknown. */
@@ -49,9 +49,9 @@ struct route {
 	size_t n_commands;
 	struct param_type_entry *ptypes;
 	size_t n_ptypes;
-	long execution_timeout;   /* 0: none */
-	char *filter;             /* derived: request_topic with '+' */
-	char *ph_names[VARS_MAX]; /* derived: placeholder names, in order */
+	long execution_timeout;         /* 0: none */
+	char *filter;                   /* derived: request_topic with '+' */
+	char *ph_names[ROUTE_VARS_MAX]; /* derived: placeholder names, in order */
 	size_t n_ph;
 };
 
@@ -66,16 +66,17 @@ enum cg_err route_compile(struct route *r, char *err);
  * are stored into storage (a copy of topic, which the caller frees) and
  * pointed to from caps. Returns 1 on match, 0 otherwise.
  */
-int route_match(const struct route *r, const char *topic, char **storage, struct vars *caps);
+int route_match(const struct route *r, const char *topic, char **storage, struct route_vars *caps);
 
 /* Check a captured value against the rule for its placeholder name. */
 enum cg_err route_check_capture(const char *name, const char *value, char *err);
 
 /* Expand "{name}" placeholders from vars; an unknown name is an error. */
-enum cg_err template_expand(const char *tmpl, const struct vars *v, struct sbuf *out, char *err);
+enum cg_err route_template_expand(const char *tmpl, const struct route_vars *v, struct sbuf *out,
+                                  char *err);
 
 /* Whether tmpl has the placeholder {name}; used by config checks. */
-int template_uses(const char *tmpl, const char *name);
+int route_template_uses(const char *tmpl, const char *name);
 
 /* Whether a reply topic produced from reply_tmpl could match filter_tmpl. */
 int route_reply_could_loop(const char *reply_tmpl, const char *request_tmpl);

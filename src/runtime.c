@@ -1,18 +1,19 @@
-/* runtime: see runtime.h. */
+/* runtime: allocation that aborts on out-of-memory, the clocks, randomness. */
 #include "runtime.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-_Noreturn void rt_die(const char *msg)
+_Noreturn void rt_oom(const char *what)
 {
-	fflush(stderr); /* what was logged before (its buffer is static) */
-	ssize_t r = write(STDERR_FILENO, msg, strlen(msg));
-	r = write(STDERR_FILENO, "\n", 1);
+	static const char head[] = "cmdgate: out of memory (";
+	fflush(stderr); /* what was logged before: its buffer is static */
+	ssize_t r = write(STDERR_FILENO, head, sizeof(head) - 1);
+	r = write(STDERR_FILENO, what, strlen(what));
+	r = write(STDERR_FILENO, ")\n", 2);
 	(void)r;
 	abort();
 }
@@ -21,7 +22,7 @@ void *rt_malloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		rt_die("cmdgate: out of memory");
+		rt_oom("malloc");
 	return p;
 }
 
@@ -29,7 +30,7 @@ void *rt_calloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size ? size : 1);
 	if (!p)
-		rt_die("cmdgate: out of memory");
+		rt_oom("calloc");
 	return p;
 }
 
@@ -37,31 +38,56 @@ void *rt_realloc(void *p, size_t n)
 {
 	void *q = realloc(p, n ? n : 1);
 	if (!q)
-		rt_die("cmdgate: out of memory");
+		rt_oom("realloc");
 	return q;
+}
+
+char *rt_memdup(const void *p, size_t n)
+{
+	char *d = rt_malloc(n + 1);
+	if (n)
+		memcpy(d, p, n);
+	d[n] = '\0';
+	return d;
 }
 
 char *rt_strdup(const char *s)
 {
-	char *d = strdup(s);
-	if (!d)
-		rt_die("cmdgate: out of memory");
-	return d;
-}
-
-char *rt_strndup(const char *s, size_t n)
-{
-	char *d = strndup(s, n);
-	if (!d)
-		rt_die("cmdgate: out of memory");
-	return d;
+	return s ? rt_memdup(s, strlen(s)) : rt_memdup("", 0);
 }
 
 uint64_t rt_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+time_t rt_wall_s(void)
+{
+	return time(NULL);
+}
+
+struct timespec rt_wall_after_ms(long ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+int rt_random(void *buf, size_t len)
+{
+	if (len > (size_t)INT32_MAX || RAND_bytes(buf, (int)len) != 1) {
+		memset(buf, 0, len);
+		return -1;
+	}
+	return 0;
 }
 
 int64_t rt_wall_ms(void)
@@ -69,13 +95,6 @@ int64_t rt_wall_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int rt_random(void *buf, size_t len)
-{
-	if (len > (size_t)INT32_MAX)
-		return -1;
-	return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
 uint32_t rt_random_u32(void)

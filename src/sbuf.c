@@ -3,27 +3,18 @@
  * always present so data can be handed to C string APIs at any moment.
  */
 #include "sbuf.h"
+#include "runtime.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n);
-	if (!q) {
-		fputs("cmdgate: out of memory\n", stderr);
-		abort();
-	}
-	return q;
-}
-
 void sbuf_init(struct sbuf *b)
 {
 	b->cap = 64;
 	b->len = 0;
-	b->data = xrealloc(NULL, b->cap);
+	b->data = rt_realloc(NULL, b->cap);
 	b->data[0] = '\0';
 }
 
@@ -47,6 +38,12 @@ void sbuf_reset(struct sbuf *b)
 	b->data[0] = '\0';
 }
 
+void sbuf_rtrim(struct sbuf *b, const char *chars)
+{
+	while (b->len && b->data[b->len - 1] && strchr(chars, b->data[b->len - 1]))
+		b->data[--b->len] = '\0';
+}
+
 void sbuf_reserve(struct sbuf *b, size_t extra)
 {
 	size_t need = b->len + extra + 1;
@@ -55,7 +52,7 @@ void sbuf_reserve(struct sbuf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap *= 2;
-	b->data = xrealloc(b->data, cap);
+	b->data = rt_realloc(b->data, cap);
 	b->cap = cap;
 }
 

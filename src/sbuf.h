@@ -24,6 +24,8 @@ void sbuf_clean_up(struct sbuf *b);
 /* Zero the contents, then release them. */
 void sbuf_wipe(struct sbuf *b);
 void sbuf_reset(struct sbuf *b);
+/* Drop trailing bytes that are in chars (e.g. " \t\r\n", or "/"). */
+void sbuf_rtrim(struct sbuf *b, const char *chars);
 void sbuf_reserve(struct sbuf *b, size_t extra);
 void sbuf_append(struct sbuf *b, const void *p, size_t n);
 void sbuf_puts(struct sbuf *b, const char *s);

@@ -10,6 +10,7 @@
  * before return.
  */
 #include "sigv4.h"
+#include "runtime.h"
 
 #include <ctype.h>
 #include <openssl/crypto.h>
@@ -154,7 +155,7 @@ static void canonical_query(struct sbuf *out, const char *query)
 	if (!query || !*query)
 		return;
 	size_t cap = 8, n = 0;
-	struct kv *kvs = calloc(cap, sizeof(*kvs));
+	struct kv *kvs = rt_calloc(cap, sizeof(*kvs));
 	const char *p = query;
 	while (*p) {
 		const char *end = strchr(p, '&');
@@ -170,9 +171,7 @@ static void canonical_query(struct sbuf *out, const char *query)
 			uri_encode(&enc, raw.data, raw.len);
 			if (n == cap) {
 				cap *= 2;
-				kvs = realloc(kvs, cap * sizeof(*kvs));
-				if (!kvs)
-					abort();
+				kvs = rt_realloc(kvs, cap * sizeof(*kvs));
 			}
 			kvs[n].k = sbuf_steal(&enc);
 			sbuf_reset(&raw);
@@ -241,13 +240,9 @@ void sigv4_canonical_request(const struct sigv4_request *req, struct sbuf *creq,
 	canonical_query(creq, req->query);
 	sbuf_putc(creq, '\n');
 
-	struct hdr *h = calloc(req->n_headers ? req->n_headers : 1, sizeof(*h));
-	if (!h)
-		abort();
+	struct hdr *h = rt_calloc(req->n_headers ? req->n_headers : 1, sizeof(*h));
 	for (size_t i = 0; i < req->n_headers; i++) {
-		h[i].name = strdup(req->headers[i].name);
-		if (!h[i].name)
-			abort();
+		h[i].name = rt_strdup(req->headers[i].name);
 		for (char *c = h[i].name; *c; c++)
 			*c = (char)tolower((unsigned char)*c);
 		h[i].value = req->headers[i].value;

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "sbuf.h"
+#include "runtime.h"
 
 #define TRUNCATE_AT (4u << 20) /* bytes; truncate once idle past this */
 
@@ -44,10 +45,8 @@ struct spool *spool_open(const char *dir, char *err)
 		cg_fail(err, CG_IO, "spool: cannot create %s: %s", dir, strerror(errno));
 		return NULL;
 	}
-	struct spool *s = calloc(1, sizeof(*s));
-	if (!s)
-		abort();
-	s->dir = strdup(dir);
+	struct spool *s = rt_calloc(1, sizeof(*s));
+	s->dir = rt_strdup(dir);
 	s->path = join(dir, "spool.log");
 	s->tmp_path = join(dir, "spool.log.new");
 	s->fd = open(s->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -112,7 +111,7 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 	}
 	/* pass 1: DONE set and the end of the trusted part */
 	size_t cap = 64, ndone = 0, pos = 0, end;
-	uint64_t *done = malloc(cap * sizeof(*done));
+	uint64_t *done = rt_malloc(cap * sizeof(*done));
 	enum spool_type t;
 	struct spool_entry e;
 	int rc;
@@ -122,7 +121,7 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		if (t != SPOOL_DONE)
 			continue;
 		if (ndone == cap)
-			done = realloc(done, (cap *= 2) * sizeof(*done));
+			done = rt_realloc(done, (cap *= 2) * sizeof(*done));
 		done[ndone++] = e.seq;
 	}
 	end = pos;

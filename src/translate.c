@@ -97,6 +97,41 @@ static json_t *typed(const char *tag, json_t *v)
 	return o;
 }
 
+/* Why inner is not a value of type t, or NULL when it is (UL is converted
+ * apart, in convert_value). */
+static const char *invalid(enum param_type t, json_t *inner)
+{
+	switch (t) {
+	case PT_S:
+		if (!json_is_string(inner))
+			return "S must be a string";
+		return json_string_length(inner) == 0 ? "S must not be empty" : NULL;
+	case PT_B:
+		return json_is_boolean(inner) ? NULL : "B must be true or false";
+	case PT_I:
+		if (!json_is_integer(inner))
+			return "I must be an integer";
+		return json_integer_value(inner) < INT32_MIN ||
+		               json_integer_value(inner) > INT32_MAX
+		           ? "I is out of range [-2147483648, 2147483647]"
+		           : NULL;
+	case PT_L:
+		return json_is_integer(inner) ? NULL : "L must be an integer";
+	case PT_D:
+		if (!json_is_number(inner))
+			return "D must be a number";
+		return isfinite(json_number_value(inner)) ? NULL : "D must be finite";
+	case PT_BIN:
+		if (!json_is_string(inner))
+			return "BIN must be a base64 string";
+		return base64_decoded_len(json_string_value(inner), json_string_length(inner)) < 1
+		           ? "BIN must be non-empty, valid base64"
+		           : NULL;
+	default:
+		return "has no type";
+	}
+}
+
 /*
  * Convert one parameter value to its typed object (a new reference), or
  * return NULL with err naming the parameter. want is the route's type for
@@ -141,54 +176,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 	}
 	const char *why = NULL;
 	json_t *outv = NULL;
-	switch (want) {
-	case PT_S:
-		if (!json_is_string(inner))
-			why = "S must be a string";
-		else if (json_string_length(inner) == 0)
-			why = "S must not be empty";
-		else
-			outv = json_incref(inner);
-		break;
-	case PT_B:
-		if (!json_is_boolean(inner))
-			why = "B must be true or false";
-		else
-			outv = json_incref(inner);
-		break;
-	case PT_I:
-		if (!json_is_integer(inner))
-			why = "I must be an integer";
-		else if (json_integer_value(inner) < INT32_MIN ||
-		         json_integer_value(inner) > INT32_MAX)
-			why = "I is out of range [-2147483648, 2147483647]";
-		else
-			outv = json_incref(inner);
-		break;
-	case PT_L:
-		if (!json_is_integer(inner))
-			why = "L must be an integer";
-		else
-			outv = json_incref(inner);
-		break;
-	case PT_D:
-		if (!json_is_number(inner))
-			why = "D must be a number";
-		else if (!isfinite(json_number_value(inner)))
-			why = "D must be finite";
-		else
-			outv = json_incref(inner);
-		break;
-	case PT_BIN:
-		if (!json_is_string(inner))
-			why = "BIN must be a base64 string";
-		else if (base64_decoded_len(json_string_value(inner), json_string_length(inner)) <
-		         1)
-			why = "BIN must be non-empty, valid base64";
-		else
-			outv = json_incref(inner);
-		break;
-	case PT_UL:
+	if (want == PT_UL) {
 		if (!is_typed && json_is_integer(inner) && json_integer_value(inner) >= 0) {
 			char digits[24];
 			snprintf(digits, sizeof(digits), "%" JSON_INTEGER_FORMAT,
@@ -200,10 +188,8 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 			why = "UL must be a decimal string of 1-20 digits, at most "
 			      "18446744073709551615";
 		}
-		break;
-	case PT_NONE:
-		why = "has no type";
-		break;
+	} else if (!(why = invalid(want, inner))) {
+		outv = json_incref(inner);
 	}
 	if (!outv) {
 		cg_fail(err, CG_INVALID, "parameter '%s': %s", name, why);
@@ -338,12 +324,12 @@ static enum cg_err build_parameters(const struct route *r, json_t *params, json_
 	return CG_OK;
 }
 
-static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const char *what,
+static enum cg_err expand_arn(const char *tmpl, const struct route_vars *vars, const char *what,
                               size_t max, json_t *body, const char *member, char *err)
 {
 	struct sbuf b;
 	sbuf_init(&b);
-	enum cg_err rc = template_expand(tmpl, vars, &b, err);
+	enum cg_err rc = route_template_expand(tmpl, vars, &b, err);
 	if (rc == CG_OK && (b.len < 1 || b.len > max))
 		rc = cg_fail(err, CG_INVALID, "%s is longer than %zu characters", what, max);
 	if (rc == CG_OK)
@@ -352,8 +338,8 @@ static enum cg_err expand_arn(const char *tmpl, const struct vars *vars, const c
 	return rc;
 }
 
-enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, token_fn new_token, void *token_ctx,
+enum cg_err translate_request(const struct route *r, const struct route_vars *vars,
+                              const char *payload, size_t len, token_fn new_token, void *token_ctx,
                               struct translated *out, char *err)
 {
 	json_t *root = NULL, *params = NULL, *body = json_object();
@@ -394,8 +380,8 @@ enum cg_err translate_request(const struct route *r, const struct vars *vars, co
 		         json_string_value(tok));
 		out->token_kind = TOKEN_EXPLICIT;
 	} else if (out->id) {
-		client_token_derive(vars_get(vars, "thing"), vars_get(vars, "command"), id_text,
-		                    out->client_token);
+		client_token_derive(route_vars_get(vars, "thing"), route_vars_get(vars, "command"),
+		                    id_text, out->client_token);
 		out->token_kind = TOKEN_DERIVED;
 	} else {
 		new_token(out->client_token, token_ctx);

@@ -2,7 +2,7 @@
  * translate: a device's request payload -> the StartCommandExecution body.
  * Pure: the random token is passed in, nothing is read from the clock.
  *
- * Validation follows SPEC section 3; the body follows section 1. On failure
+ * Validation and the body follow docs/protocol.md (request payload, the AWS call). On failure
  * the error text names the offending member or parameter, and out->id is still
  * set when the payload carried a usable id, so the reply can echo it.
  */
@@ -35,8 +35,8 @@ void translated_clean_up(struct translated *t);
  * only when the request has neither clientToken nor id.
  */
 typedef void (*token_fn)(char out[CLIENT_TOKEN_MAX + 1], void *ctx);
-enum cg_err translate_request(const struct route *r, const struct vars *vars, const char *payload,
-                              size_t len, token_fn new_token, void *token_ctx,
+enum cg_err translate_request(const struct route *r, const struct route_vars *vars,
+                              const char *payload, size_t len, token_fn new_token, void *token_ctx,
                               struct translated *out, char *err);
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */

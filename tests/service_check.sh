@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The systemd unit: sandbox exposure (SPEC section 7 requires <= 2.0) and
-# that it declares what the SPEC says (Type=notify, watchdog, reload by HUP).
+# The systemd unit: sandbox exposure (docs/running.md promises <= 2.0) and
+# that it declares what docs/running.md says (Type=notify, watchdog, reload by HUP).
 set -u
 cd "$(dirname "$0")/.."
 unit=systemd/cmdgate.service

@@ -23,13 +23,16 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	r.request_topic = strdup(text);
 	if (route_compile(&r, NULL) == CG_OK) {
 		char *storage = NULL;
-		struct vars v = {0};
+		struct route_vars v = {0};
 		if (route_match(&r, topic, &storage, &v)) {
 			for (size_t i = 0; i < v.n; i++)
 				route_check_capture(v.name[i], v.value[i], NULL);
 			struct sbuf out;
 			sbuf_init(&out);
-			template_expand(reply ? reply : text, &v, &out, NULL);
+			/* an expansion that succeeds is one string, whole */
+			if (route_template_expand(reply ? reply : text, &v, &out, NULL) == CG_OK &&
+			    strlen(out.data) != out.len)
+				__builtin_trap();
 			sbuf_clean_up(&out);
 			free(storage);
 		}

@@ -22,11 +22,11 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	r.ptypes = pt;
 	r.n_ptypes = 6;
 	r.execution_timeout = 30;
-	struct vars v = {0};
-	vars_set(&v, "region", "eu-west-1");
-	vars_set(&v, "account", "123456789012");
-	vars_set(&v, "thing", "t1");
-	vars_set(&v, "command", "c1");
+	struct route_vars v = {0};
+	route_vars_set(&v, "region", "eu-west-1");
+	route_vars_set(&v, "account", "123456789012");
+	route_vars_set(&v, "thing", "t1");
+	route_vars_set(&v, "command", "c1");
 	struct translated t;
 	translated_init(&t);
 	char err[ERR_LEN];

@@ -109,6 +109,22 @@ class Static(CredCase):
         self.assertTrue(wait_for(lambda: "credentials from static" in g.text(), 15))
         self.accepted(d)
 
+    def test_systemd_credential_at_mode_0440_is_trusted(self):
+        # LoadCredential= may hand the secret over as 0440 plus an ACL; only
+        # the service can read $CREDENTIALS_DIRECTORY, so the mode is fine there.
+        creds = os.path.join(TMP, f"{time.time_ns()}-credentials")
+        os.mkdir(creds, 0o700)
+        f = os.path.join(creds, "aws-secret")
+        with open(f, "w") as fh:
+            fh.write(SECRET + "\n")
+        os.chmod(f, 0o440)
+        g, d = self.start(f'source = "static"; access_key_id = "{AKID}"; '
+                          f'secret_access_key_file = "{f}";',
+                          env={"CREDENTIALS_DIRECTORY": creds})
+        self.accepted(d)
+        self.assertIn("credentials from static", g.text())
+        self.assertNotIn("chmod 600", g.text())
+
 
 class Profile(CredCase):
     FILE = ("# written by aws configure\n[default]\naws_access_key_id = AKIDWRONG\n"

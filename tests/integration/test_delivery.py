@@ -7,6 +7,7 @@ Real mosquitto, the local AWS endpoint and build/cmdgate on loopback.
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -14,7 +15,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
+from harness import CMDGATE, Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
 
 TMP = BROKER = AWS = None
 
@@ -66,6 +67,12 @@ class Replies:
     def snapshot(self):
         with self.lock:
             return dict(self.by_id), dict(self.codes)
+
+
+def instrumented():
+    """Sanitizer builds keep shadow memory: memory bounds do not apply."""
+    out = subprocess.run(["ldd", CMDGATE], capture_output=True, text=True).stdout
+    return "libasan" in out or "libtsan" in out
 
 
 def quiet(conf):
@@ -134,23 +141,36 @@ class TenThousandInTwoSeconds(unittest.TestCase):
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
+            # 100 devices, one per thing, each publishing its 100 requests
+            # as fast as mosquitto_pub can (one line, one message)
             t0 = time.monotonic()
-            msgs = [dev.c.publish(f"commands/many-{i % 100}/go/start", json.dumps({"id": i}),
-                                  qos=1) for i in range(10000)]
-            for m in msgs:
-                m.wait_for_publish(30)
+            pubs = []
+            for k in range(100):
+                p = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(BROKER.port),
+                                      "-q", "1", "-t", f"commands/many-{k}/go/start", "-l"],
+                                     stdin=subprocess.PIPE)
+                pubs.append(p)
+            for k, p in enumerate(pubs):
+                p.stdin.write("".join(json.dumps({"id": k * 100 + i}) + "\n"
+                                      for i in range(100)).encode())
+                p.stdin.close()
+            for p in pubs:
+                self.assertEqual(p.wait(30), 0)
             published_s = time.monotonic() - t0
             self.assertTrue(wait_for(lambda: rep.count() >= 10000, 120),
                             f"{10000 - rep.count()} of 10000 never answered")
+            answered_s = time.monotonic() - t0
             time.sleep(1)
             by_id, codes = rep.snapshot()
             self.assertEqual(len(by_id), 10000)
             self.assertEqual(set(by_id.values()), {1})
             self.assertEqual(set(codes) - {"accepted", "Overloaded"}, set())
-            print(f"\n  10,000 requests published in {published_s:.2f} s; replies: {codes}; "
-                  f"peak private memory {peak[0]} KiB", file=sys.stderr)
-            self.assertLess(published_s, 4.0)
-            self.assertLess(peak[0], 64 * 1024)
+            print(f"\n  10,000 requests published in {published_s:.2f} s, all answered after "
+                  f"{answered_s:.2f} s; replies: {codes}; peak private memory {peak[0]} KiB",
+                  file=sys.stderr)
+            if not instrumented():
+                self.assertLess(published_s, 2.0)
+                self.assertLess(peak[0], 32 * 1024)
         finally:
             done.set()
             dev.close()

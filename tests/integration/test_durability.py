@@ -452,6 +452,10 @@ class ReloadUnderLoad(unittest.TestCase):
                 if i % 50 == 25:
                     gw.rewrite(conf.replace("max_inflight = 8;", f"max_inflight = {4 + i % 5};"))
                     gw.signal(signal.SIGHUP)
+                    # signals sent together coalesce: each waits for its reload
+                    n = i // 50 + 1
+                    self.assertTrue(wait_for(
+                        lambda: gw.text().count("configuration reloaded") >= n, 10))
             self.assertEqual(col.wait_all(requests, timeout=30), [])
             self.assertEqual(gw.text().count("configuration reloaded"), 4)
             for t, rs in col.replies.items():

@@ -1,4 +1,4 @@
-"""Integration tests: SPEC sections 1-4 and 7 against a real mosquitto, the
+"""Integration tests: docs/protocol.md and docs/running.md against a real mosquitto, the
 local AWS endpoint (which verifies every signature) and build/cmdgate."""
 import json
 import os

@@ -6,9 +6,9 @@
 
 static const struct attempt_policy P = {3, 100, 5000, 0};
 
-static struct aws_error aws(int status, int retryable)
+static struct awserr aws(int status, int retryable)
 {
-	struct aws_error e;
+	struct awserr e;
 	memset(&e, 0, sizeof(e));
 	e.http_status = status;
 	e.retryable = retryable;
@@ -16,7 +16,7 @@ static struct aws_error aws(int status, int retryable)
 	return e;
 }
 
-static struct call_result response(long status, const struct aws_error *ae)
+static struct call_result response(long status, const struct awserr *ae)
 {
 	struct call_result r = {CG_OK, 0, NULL, status, ae, 0, 0, 0};
 	return r;
@@ -53,7 +53,7 @@ static void client_error_is_answered_at_once(void **s)
 	(void)s;
 	struct attempt_state st;
 	attempt_init(&st);
-	struct aws_error e = aws(400, 0);
+	struct awserr e = aws(400, 0);
 	struct call_result r = response(400, &e);
 	struct attempt_decision d;
 	decide(&st, &P, &r, 1000, 30000, 0, &d);
@@ -66,7 +66,7 @@ static void server_error_is_retried_with_backoff_then_answered(void **s)
 	(void)s;
 	struct attempt_state st;
 	attempt_init(&st);
-	struct aws_error e = aws(500, 1);
+	struct awserr e = aws(500, 1);
 	struct call_result r = response(500, &e);
 	struct attempt_decision d;
 	/* full jitter: rnd modulo (ceiling + 1), the ceiling 100 ms after the
@@ -88,7 +88,7 @@ static void retry_never_passes_the_deadline(void **s)
 	(void)s;
 	struct attempt_state st;
 	attempt_init(&st);
-	struct aws_error e = aws(503, 1);
+	struct awserr e = aws(503, 1);
 	struct call_result r = response(503, &e);
 	struct attempt_decision d;
 	decide(&st, &P, &r, 1000, 1050, 99, &d); /* delay 99 lands past 1050 */
@@ -102,7 +102,7 @@ static void shutdown_answers_instead_of_retrying(void **s)
 	attempt_init(&st);
 	struct attempt_policy p = P;
 	p.draining = 1;
-	struct aws_error e = aws(500, 1);
+	struct awserr e = aws(500, 1);
 	struct call_result r = response(500, &e);
 	struct attempt_decision d;
 	decide(&st, &p, &r, 1000, 30000, 0, &d);
@@ -114,7 +114,7 @@ static void clock_skew_resigns_once_without_using_an_attempt(void **s)
 	(void)s;
 	struct attempt_state st;
 	attempt_init(&st);
-	struct aws_error e = aws(403, 0);
+	struct awserr e = aws(403, 0);
 	e.clock_skew = 1;
 	struct call_result r = response(403, &e);
 	r.have_server_time = 1;
@@ -136,7 +136,7 @@ static void clock_skew_without_a_date_is_final(void **s)
 	(void)s;
 	struct attempt_state st;
 	attempt_init(&st);
-	struct aws_error e = aws(403, 0);
+	struct awserr e = aws(403, 0);
 	e.clock_skew = 1;
 	struct call_result r = response(403, &e);
 	struct attempt_decision d;
@@ -149,7 +149,7 @@ static void expired_token_refreshes_once(void **s)
 	(void)s;
 	struct attempt_state st;
 	attempt_init(&st);
-	struct aws_error e = aws(403, 0);
+	struct awserr e = aws(403, 0);
 	e.expired_token = 1;
 	struct call_result r = response(403, &e);
 	struct attempt_decision d;
@@ -166,7 +166,7 @@ static void throttling_waits_to_the_deadline_using_no_attempt(void **s)
 	(void)s;
 	struct attempt_state st;
 	attempt_init(&st);
-	struct aws_error e = aws(429, 1);
+	struct awserr e = aws(429, 1);
 	e.throttled = 1;
 	struct call_result r = response(429, &e);
 	struct attempt_decision d;

@@ -1,4 +1,4 @@
-/* AWS error parsing and classification (SPEC section 4, last paragraph). */
+/* AWS error parsing and classification (docs/protocol.md, "AWS errors"). */
 #include "test_util.h"
 
 #include "awserr.h"
@@ -6,10 +6,10 @@
 static void code_from_header_wins(void **s)
 {
 	(void)s;
-	struct aws_error e;
+	struct awserr e;
 	const char *body = "{\"__type\":\"Other\",\"message\":\"slow down\"}";
-	aws_error_parse(429, "ThrottlingException:http://internal.amazon.com/coral/x/", body,
-	                strlen(body), &e);
+	awserr_parse(429, "ThrottlingException:http://internal.amazon.com/coral/x/", body,
+	             strlen(body), &e);
 	assert_string_equal(e.code, "ThrottlingException");
 	assert_string_equal(e.message, "slow down");
 	assert_true(e.retryable);
@@ -20,15 +20,15 @@ static void code_from_header_wins(void **s)
 static void code_from_body_type_or_code(void **s)
 {
 	(void)s;
-	struct aws_error e;
+	struct awserr e;
 	const char *b1 = "{\"__type\":\"com.amazonaws.iot#ResourceNotFoundException\","
 	                 "\"Message\":\"no thing\"}";
-	aws_error_parse(404, NULL, b1, strlen(b1), &e);
+	awserr_parse(404, NULL, b1, strlen(b1), &e);
 	assert_string_equal(e.code, "ResourceNotFoundException");
 	assert_string_equal(e.message, "no thing");
 	assert_false(e.retryable);
 	const char *b2 = "{\"code\":\"ConflictException\",\"message\":\"dup\"}";
-	aws_error_parse(409, "", b2, strlen(b2), &e);
+	awserr_parse(409, "", b2, strlen(b2), &e);
 	assert_string_equal(e.code, "ConflictException");
 	assert_false(e.retryable);
 }
@@ -37,37 +37,37 @@ static void normalisation_drops_prefix_and_suffix(void **s)
 {
 	(void)s;
 	char c1[] = "aws.protocoltests#Foo:http://x";
-	aws_error_code_normalise(c1);
+	awserr_code_normalise(c1);
 	assert_string_equal(c1, "Foo");
 	char c2[] = "Plain";
-	aws_error_code_normalise(c2);
+	awserr_code_normalise(c2);
 	assert_string_equal(c2, "Plain");
 }
 
 static void missing_code_is_unknown_error(void **s)
 {
 	(void)s;
-	struct aws_error e;
-	aws_error_parse(418, NULL, "<html>", 6, &e);
+	struct awserr e;
+	awserr_parse(418, NULL, "<html>", 6, &e);
 	assert_string_equal(e.code, "UnknownError");
 	assert_string_equal(e.message, "");
 	assert_int_equal(e.http_status, 418);
-	aws_error_parse(400, NULL, NULL, 0, &e);
+	awserr_parse(400, NULL, NULL, 0, &e);
 	assert_string_equal(e.code, "UnknownError");
 }
 
 static void server_errors_retry_client_errors_do_not(void **s)
 {
 	(void)s;
-	struct aws_error e;
+	struct awserr e;
 	int statuses[] = {400, 402, 403, 404, 409};
 	for (size_t i = 0; i < 5; i++) {
-		aws_error_parse(statuses[i], "X", NULL, 0, &e);
+		awserr_parse(statuses[i], "X", NULL, 0, &e);
 		assert_false(e.retryable);
 	}
-	aws_error_parse(500, "InternalServerException", NULL, 0, &e);
+	awserr_parse(500, "InternalServerException", NULL, 0, &e);
 	assert_true(e.retryable);
-	aws_error_parse(503, NULL, NULL, 0, &e);
+	awserr_parse(503, NULL, NULL, 0, &e);
 	assert_true(e.retryable);
 	assert_false(e.throttled);
 }
@@ -75,16 +75,15 @@ static void server_errors_retry_client_errors_do_not(void **s)
 static void clock_skew_and_expired_token_are_recognised(void **s)
 {
 	(void)s;
-	struct aws_error e;
+	struct awserr e;
 	const char *b = "{\"message\":\"Signature expired: 20260101T000000Z is now earlier than "
 	                "20260101T001000Z (5 min.)\"}";
-	aws_error_parse(403, "InvalidSignatureException", b, strlen(b), &e);
+	awserr_parse(403, "InvalidSignatureException", b, strlen(b), &e);
 	assert_true(e.clock_skew);
 	assert_false(e.retryable);
-	aws_error_parse(403, "InvalidSignatureException", "{\"message\":\"does not match\"}", 29,
-	                &e);
+	awserr_parse(403, "InvalidSignatureException", "{\"message\":\"does not match\"}", 29, &e);
 	assert_false(e.clock_skew);
-	aws_error_parse(403, "ExpiredTokenException", NULL, 0, &e);
+	awserr_parse(403, "ExpiredTokenException", NULL, 0, &e);
 	assert_true(e.expired_token);
 }
 
@@ -92,21 +91,21 @@ static void execution_id_from_success(void **s)
 {
 	(void)s;
 	char id[64], err[ERR_LEN];
-	assert_int_equal(
-	    aws_parse_execution_id("{\"executionId\":\"abc\"}", 21, id, sizeof(id), err), CG_OK);
+	assert_int_equal(awserr_execution_id("{\"executionId\":\"abc\"}", 21, id, sizeof(id), err),
+	                 CG_OK);
 	assert_string_equal(id, "abc");
-	assert_int_equal(aws_parse_execution_id("{}", 2, id, sizeof(id), err), CG_REMOTE);
-	assert_int_equal(aws_parse_execution_id("nope", 4, id, sizeof(id), err), CG_REMOTE);
+	assert_int_equal(awserr_execution_id("{}", 2, id, sizeof(id), err), CG_REMOTE);
+	assert_int_equal(awserr_execution_id("nope", 4, id, sizeof(id), err), CG_REMOTE);
 }
 
 static void http_date(void **s)
 {
 	(void)s;
 	time_t t;
-	assert_int_equal(aws_parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &t), 0);
+	assert_int_equal(awserr_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &t), 0);
 	assert_int_equal((long)t, 784111777L);
-	assert_int_equal(aws_parse_http_date("yesterday", &t), -1);
-	assert_int_equal(aws_parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT", &t), -1);
+	assert_int_equal(awserr_http_date("yesterday", &t), -1);
+	assert_int_equal(awserr_http_date("Sun, 06 Foo 1994 08:49:37 GMT", &t), -1);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-/* Configuration (SPEC section 6): defaults, table validation with FILE:LINE,
+/* Configuration (docs/configuration.md): defaults, table validation with FILE:LINE,
  * unknown keys, cross-field checks, derived endpoint. */
 #include "test_util.h"
 
@@ -199,6 +199,19 @@ static void enumerations_are_checked(void **s)
 	        "aws.endpoint");
 }
 
+static void client_topics_take_client_id_only(void **s)
+{
+	(void)s;
+	refused(MIN "mqtt: { status_topic = \"gw/{thing}/status\"; };\n", 2,
+	        "mqtt.status_topic: unknown placeholder {thing}");
+	refused(MIN "stats: { topic = \"gw/+/stats\"; };\n", 2,
+	        "stats.topic: it has an MQTT wildcard");
+	char err[ERR_LEN];
+	struct config *c = load_text(MIN "stats: { topic = \"gw/{client_id}/stats\"; };\n", err);
+	assert_non_null(c);
+	config_free(c);
+}
+
 static void restart_needed_names_fixed_keys(void **s)
 {
 	(void)s;
@@ -230,6 +243,7 @@ int main(void)
 	    TEST(looping_reply_topic_is_refused),
 	    TEST(routes_fix_or_capture_names),
 	    TEST(enumerations_are_checked),
+	    TEST(client_topics_take_client_id_only),
 	    TEST(restart_needed_names_fixed_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,14 +1,15 @@
-/* outbox: replies wait in order while the client refuses, nothing is
- * dropped, permanent refusals are not retried. */
+/* outbox: replies wait in order while the client refuses or the window is
+ * full, nothing is dropped, a reply given back is sent again first,
+ * permanent refusals are not retried. */
 #include "test_util.h"
 
 #include "outbox.h"
 
 struct client {
-	int accept;      /* 0: "buffer full" */
-	int bad_topic;   /* refuse topic "bad" for good */
-	char seen[16][32];
-	uint64_t cookies[16];
+	int accept;    /* 0: "buffer full" */
+	int bad_topic; /* refuse topic "bad" for good */
+	char seen[32][32];
+	uint64_t ids[32];
 	int n;
 };
 
@@ -20,21 +21,27 @@ static enum cg_err publish(void *ctx, const struct outbox_msg *m, char *err)
 	if (!c->accept)
 		return cg_fail(err, CG_TRANSPORT, "buffer full");
 	snprintf(c->seen[c->n], sizeof(c->seen[0]), "%s=%.*s", m->topic, (int)m->len, m->payload);
-	c->cookies[c->n++] = m->cookie;
+	c->ids[c->n++] = m->id;
 	return CG_OK;
 }
 
-static void sent_at_once_when_the_client_takes_it(void **s)
+static void sent_at_once_and_confirmed_with_its_cookie(void **s)
 {
 	(void)s;
 	struct client c = {.accept = 1};
 	struct outbox o;
-	outbox_init(&o, publish, &c);
+	outbox_init(&o, 4, publish, &c);
 	char err[ERR_LEN];
 	assert_int_equal(outbox_put(&o, "t", "a", 1, 1, NULL, 0, 7, err), 1);
-	assert_int_equal(outbox_len(&o), 0);
+	assert_int_equal(outbox_waiting(&o), 0);
+	assert_int_equal(outbox_len(&o), 1); /* handed over, not yet confirmed */
 	assert_string_equal(c.seen[0], "t=a");
-	assert_int_equal(c.cookies[0], 7);
+	int known;
+	assert_int_equal(outbox_confirm(&o, c.ids[0], 1, &known), 7);
+	assert_true(known);
+	assert_int_equal(outbox_len(&o), 0);
+	assert_int_equal(outbox_confirm(&o, c.ids[0], 1, &known), 0); /* twice: unknown */
+	assert_false(known);
 	outbox_clean_up(&o);
 }
 
@@ -43,7 +50,7 @@ static void waits_in_order_while_refused_then_flushes(void **s)
 	(void)s;
 	struct client c = {.accept = 0};
 	struct outbox o;
-	outbox_init(&o, publish, &c);
+	outbox_init(&o, 0, publish, &c);
 	char err[ERR_LEN];
 	char payload[8];
 	for (int i = 0; i < 5; i++) {
@@ -52,36 +59,66 @@ static void waits_in_order_while_refused_then_flushes(void **s)
 		                            (uint64_t)i, err),
 		                 0);
 	}
-	assert_int_equal(outbox_len(&o), 5);
+	assert_int_equal(outbox_waiting(&o), 5);
 	assert_int_equal(outbox_flush(&o), 0); /* still refused: nothing lost */
-	assert_int_equal(outbox_len(&o), 5);
+	assert_int_equal(outbox_waiting(&o), 5);
 	c.accept = 1;
 	/* a new reply must not overtake the waiting ones */
 	assert_int_equal(outbox_put(&o, "t", "5", 1, 1, NULL, 0, 5, err), 0);
 	assert_int_equal(outbox_flush(&o), 6);
-	assert_int_equal(outbox_len(&o), 0);
+	assert_int_equal(outbox_waiting(&o), 0);
 	for (int i = 0; i < 6; i++) {
 		char want[32];
 		snprintf(want, sizeof(want), "t=%d", i);
 		assert_string_equal(c.seen[i], want);
-		assert_int_equal(c.cookies[i], (uint64_t)i);
 	}
 	outbox_clean_up(&o);
 }
 
-static void flush_stops_at_the_first_refusal(void **s)
+static void window_limits_what_is_handed_over(void **s)
 {
 	(void)s;
-	struct client c = {.accept = 0};
+	struct client c = {.accept = 1};
 	struct outbox o;
-	outbox_init(&o, publish, &c);
+	outbox_init(&o, 2, publish, &c);
 	char err[ERR_LEN];
-	outbox_put(&o, "t", "a", 1, 0, NULL, 0, 0, err);
-	outbox_put(&o, "t", "b", 1, 0, NULL, 0, 0, err);
-	c.accept = 1;
+	const char *p[5] = {"0", "1", "2", "3", "4"};
+	for (int i = 0; i < 5; i++)
+		outbox_put(&o, "t", p[i], 1, 1, NULL, 0, (uint64_t)(10 + i), err);
+	assert_int_equal(c.n, 2); /* the window is full */
+	assert_int_equal(outbox_waiting(&o), 3);
+	assert_int_equal(outbox_flush(&o), 0);
+	int known;
+	/* confirmations may come in any order; each opens the window by one */
+	assert_int_equal(outbox_confirm(&o, c.ids[1], 1, &known), 11);
+	assert_int_equal(outbox_flush(&o), 1);
+	assert_string_equal(c.seen[2], "t=2");
+	assert_int_equal(outbox_confirm(&o, c.ids[0], 1, &known), 10);
+	assert_int_equal(outbox_confirm(&o, c.ids[2], 1, &known), 12);
 	assert_int_equal(outbox_flush(&o), 2);
-	assert_string_equal(c.seen[0], "t=a");
-	assert_string_equal(c.seen[1], "t=b");
+	assert_int_equal(outbox_len(&o), 2);
+	outbox_clean_up(&o);
+}
+
+static void given_back_goes_first_again(void **s)
+{
+	(void)s;
+	struct client c = {.accept = 1};
+	struct outbox o;
+	outbox_init(&o, 1, publish, &c);
+	char err[ERR_LEN];
+	outbox_put(&o, "t", "a", 1, 1, NULL, 0, 1, err);
+	outbox_put(&o, "t", "b", 1, 1, NULL, 0, 2, err);
+	int known;
+	/* the connection dropped before "a" reached the broker */
+	assert_int_equal(outbox_confirm(&o, c.ids[0], 0, &known), 0);
+	assert_true(known);
+	assert_int_equal(outbox_waiting(&o), 2);
+	assert_int_equal(outbox_flush(&o), 1);
+	assert_string_equal(c.seen[1], "t=a"); /* "a" again, before "b" */
+	assert_int_equal(outbox_confirm(&o, c.ids[1], 1, &known), 1);
+	assert_int_equal(outbox_flush(&o), 1);
+	assert_string_equal(c.seen[2], "t=b");
 	outbox_clean_up(&o);
 }
 
@@ -90,11 +127,12 @@ static void a_permanent_refusal_is_not_retried(void **s)
 	(void)s;
 	struct client c = {.accept = 1, .bad_topic = 1};
 	struct outbox o;
-	outbox_init(&o, publish, &c);
+	outbox_init(&o, 0, publish, &c);
 	char err[ERR_LEN] = "";
 	assert_int_equal(outbox_put(&o, "bad", "x", 1, 1, NULL, 0, 0, err), -1);
 	assert_non_null(strstr(err, "invalid topic"));
 	assert_int_equal(o.refused, 1);
+	assert_int_equal(outbox_len(&o), 0);
 	/* behind waiting replies it is dropped by flush, the rest still go */
 	c.accept = 0;
 	outbox_put(&o, "t", "a", 1, 1, NULL, 0, 0, err);
@@ -112,22 +150,23 @@ static void correlation_data_is_copied(void **s)
 	(void)s;
 	struct client c = {.accept = 0};
 	struct outbox o;
-	outbox_init(&o, publish, &c);
+	outbox_init(&o, 0, publish, &c);
 	char err[ERR_LEN];
 	char cd[3] = {1, 0, 2};
 	outbox_put(&o, "t", "a", 1, 1, cd, sizeof(cd), 0, err);
 	cd[0] = 9; /* the caller's buffer changes: the waiting copy must not */
-	assert_memory_equal(o.head->correlation, "\x01\x00\x02", 3);
-	assert_int_equal(o.head->correlation_len, 3);
+	assert_memory_equal(o.waiting.head->correlation, "\x01\x00\x02", 3);
+	assert_int_equal(o.waiting.head->correlation_len, 3);
 	outbox_clean_up(&o);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    TEST(sent_at_once_when_the_client_takes_it),
+	    TEST(sent_at_once_and_confirmed_with_its_cookie),
 	    TEST(waits_in_order_while_refused_then_flushes),
-	    TEST(flush_stops_at_the_first_refusal),
+	    TEST(window_limits_what_is_handed_over),
+	    TEST(given_back_goes_first_again),
 	    TEST(a_permanent_refusal_is_not_retried),
 	    TEST(correlation_data_is_copied),
 	};

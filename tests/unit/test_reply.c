@@ -1,4 +1,4 @@
-/* Reply JSON (SPEC section 4): members, order, when each appears. */
+/* Reply JSON (docs/protocol.md, "Replies"): members, order, when each appears. */
 #include "test_util.h"
 
 #include "reply.h"

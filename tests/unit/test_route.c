@@ -1,5 +1,5 @@
 /* Routes: filters from templates, matching and captures, expansion, the
- * capture rules of SPEC section 2 and the reply-loop check. */
+ * capture rules of docs/protocol.md and the reply-loop check. */
 #include "test_util.h"
 
 #include "route.h"
@@ -41,11 +41,11 @@ static void match_captures_levels(void **s)
 	(void)s;
 	struct route r = mk("commands/{thing}/{command}/start");
 	route_compile(&r, NULL);
-	struct vars v = {0};
+	struct route_vars v = {0};
 	char *st = NULL;
 	assert_true(route_match(&r, "commands/pump-1/open-valve/start", &st, &v));
-	assert_string_equal(vars_get(&v, "thing"), "pump-1");
-	assert_string_equal(vars_get(&v, "command"), "open-valve");
+	assert_string_equal(route_vars_get(&v, "thing"), "pump-1");
+	assert_string_equal(route_vars_get(&v, "command"), "open-valve");
 	free(st);
 	const char *miss[] = {"commands/pump-1/open-valve", "commands/pump-1/open-valve/start/x",
 	                      "other/pump-1/open-valve/start", "commands/pump-1/open-valve/stop"};
@@ -56,7 +56,7 @@ static void match_captures_levels(void **s)
 	}
 	/* '+' matches an empty level; the capture rule then rejects it */
 	assert_true(route_match(&r, "commands//open-valve/start", &st, &v));
-	assert_string_equal(vars_get(&v, "thing"), "");
+	assert_string_equal(route_vars_get(&v, "thing"), "");
 	assert_int_equal(route_check_capture("thing", "", NULL), CG_INVALID);
 	free(st);
 	route_clean_up(&r);
@@ -90,18 +90,19 @@ static void capture_rules(void **s)
 static void expand_fills_placeholders(void **s)
 {
 	(void)s;
-	struct vars v = {0};
-	vars_set(&v, "region", "eu-west-1");
-	vars_set(&v, "account", "123456789012");
-	vars_set(&v, "thing", "t1");
+	struct route_vars v = {0};
+	route_vars_set(&v, "region", "eu-west-1");
+	route_vars_set(&v, "account", "123456789012");
+	route_vars_set(&v, "thing", "t1");
 	struct sbuf b;
 	sbuf_init(&b);
 	assert_int_equal(
-	    template_expand("arn:aws:iot:{region}:{account}:thing/{thing}", &v, &b, NULL), CG_OK);
+	    route_template_expand("arn:aws:iot:{region}:{account}:thing/{thing}", &v, &b, NULL),
+	    CG_OK);
 	assert_string_equal(b.data, "arn:aws:iot:eu-west-1:123456789012:thing/t1");
 	sbuf_reset(&b);
 	char err[ERR_LEN];
-	assert_int_equal(template_expand("x/{nope}", &v, &b, err), CG_CONFIG);
+	assert_int_equal(route_template_expand("x/{nope}", &v, &b, err), CG_CONFIG);
 	assert_non_null(strstr(err, "{nope}"));
 	sbuf_clean_up(&b);
 }

@@ -174,7 +174,7 @@ static void every_published_case_matches_each_stage(void **state)
 		n++;
 	}
 	closedir(d);
-	/* The suite shipped in shared/ has 28 cases; all must be exercised. */
+	/* tests/vectors/sigv4 holds 28 cases; all must be exercised. */
 	assert_int_equal(n, 28);
 }
 

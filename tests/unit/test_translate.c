@@ -1,4 +1,5 @@
-/* Translation of request payloads: every row of SPEC sections 1 and 3. */
+/* Translation of request payloads: every row of docs/protocol.md
+ * (the AWS call, request payload). */
 #include "test_util.h"
 
 #include "translate.h"
@@ -8,7 +9,7 @@
 #define RANDOM_TOKEN "5f0c8a4e-1b2d-4c3e-9f00-0123456789ab"
 
 static struct route route;
-static struct vars vars;
+static struct route_vars vars;
 
 static int setup(void **s)
 {
@@ -17,10 +18,10 @@ static int setup(void **s)
 	route.target_arn = "arn:aws:iot:{region}:{account}:thing/{thing}";
 	route.command_arn = "arn:aws:iot:{region}:{account}:command/{command}";
 	memset(&vars, 0, sizeof(vars));
-	vars_set(&vars, "region", "eu-west-1");
-	vars_set(&vars, "account", "123456789012");
-	vars_set(&vars, "thing", "pump-1");
-	vars_set(&vars, "command", "open-valve");
+	route_vars_set(&vars, "region", "eu-west-1");
+	route_vars_set(&vars, "account", "123456789012");
+	route_vars_set(&vars, "thing", "pump-1");
+	route_vars_set(&vars, "command", "open-valve");
 	return 0;
 }
 

@@ -20,6 +20,14 @@ TEST_PACKAGES=(
 # node and npm for aedes: Debian's, unless a node with npm is already there
 command -v npm >/dev/null 2>&1 || TEST_PACKAGES+=(nodejs npm)
 PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
+# The deploy tests (tests/deploy/: real systemd in systemd-nspawn, the image
+# under podman) and the ARM builds (scripts/cross.sh: target sysroots,
+# cross compilers, qemu-user): `scripts/deps.sh --deploy` installs these too.
+DEPLOY_PACKAGES=(
+	podman buildah runc iptables uidmap systemd-container debootstrap mmdebstrap
+	qemu-user crossbuild-essential-arm64 crossbuild-essential-armhf
+)
+[ "${1:-}" = "--deploy" ] && PACKAGES+=("${DEPLOY_PACKAGES[@]}")
 [ "${1:-}" = "--print-build" ] && { echo "${BUILD_PACKAGES[@]}"; exit 0; }
 [ "${1:-}" = "--print" ] && { echo "${PACKAGES[@]}"; exit 0; }
 

@@ -7,10 +7,13 @@
 #      against a ThreadSanitizer build
 #   5. the systemd unit, the Debian package, libFuzzer targets 60 s each
 #   6. valgrind: 1,000 requests through the gateway, no leak
+#   7. where users run it: the .deb under a real systemd, the image under
+#      podman, arm64 and armhf builds tested under qemu-user
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+# without its dependencies nothing below means anything: stop here
+scripts/deps.sh || { echo "scripts/deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export PYTHON=/usr/bin/python3
 passed=0
@@ -34,6 +37,12 @@ step() { # step NAME COMMAND...
 		f=$((f + $(echo "$line" | sed 's/.*, \([0-9]*\) failed/\1/')))
 	fi
 	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	# a step that reports no test at all (no summary line, or "0 passed,
+	# 0 failed") proved nothing: it fails, whatever its exit status
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+		echo "--- $name: no summary line (or no test run) counts as a failure"
+		f=1
+	fi
 	passed=$((passed + p))
 	failed=$((failed + f))
 	echo "--- $name: rc=$rc"
@@ -43,7 +52,12 @@ run_units() { # run_units BUILD_DIR
 	local rc=0
 	for t in "$1"/test_*; do
 		[ -x "$t" ] || continue
-		"$t" || rc=1
+		local out
+		out=$("$t" 2>&1) || rc=1
+		echo "$out"
+		# each binary must report its own count, or it proved nothing
+		grep -qE '^\[  (PASSED|FAILED)  \] [0-9]+ test' <<<"$out" ||
+			{ echo "$t: no cmocka summary line"; rc=1; }
 	done
 	return $rc
 }
@@ -56,6 +70,7 @@ step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignor
 step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py
 step "durability and faults" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_durability.py
 step "delivery and order" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_delivery.py
+step "account quota" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_quota.py
 step "restart keeps the session" env CMDGATE=build/cmdgate timeout 300 $PYTHON -W ignore tests/integration/test_restart.py
 step "other brokers (RabbitMQ, ejabberd, aedes)" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_brokers.py
 
@@ -86,6 +101,12 @@ step "systemd unit" bash tests/service_check.sh
 step "Debian package" bash tests/package_check.sh
 step "fuzzing (libFuzzer, ASan+UBSan, 60 s each)" bash scripts/fuzz.sh
 step "valgrind: 1000 requests" timeout 600 $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
+# Where users run it (tests/deploy/, scripts/cross.sh): roots, images and
+# sysroots are cached under build/, so a second run takes about a minute.
+step "real systemd (nspawn): the .deb as a service" timeout 900 bash tests/deploy/systemd_test.sh
+step "container (podman): the Dockerfile's image" timeout 1200 bash tests/deploy/container_test.sh
+step "ARM: arm64 cross build, tests under qemu, .deb" timeout 1200 bash scripts/cross.sh arm64
+step "ARM: armhf cross build, tests under qemu, .deb" timeout 1200 bash scripts/cross.sh armhf
 
 echo
 echo "$passed passed, $failed failed"

@@ -34,7 +34,7 @@
 
 #include "answer.h"
 #include "attempt.h"
-#include "ratelimit.h"
+#include "ratectl.h"
 #include "call.h"
 #include "fairq.h"
 #include "inbox.h"
@@ -68,7 +68,7 @@ struct engine {
 	struct outbox outbox;
 	struct sigv4_key_cache keys;
 	long skew_s; /* server clock minus ours */
-	struct ratelimit rate;
+	struct ratectl rate; /* the adaptive send rate (account quota) */
 	int draining;
 	uint64_t drain_until_ms;
 	struct stats stats;
@@ -104,23 +104,17 @@ static struct answer_env answer_env(struct engine *e)
 	return a;
 }
 
-/* r leaves its target's order: the next request of the target may start. */
-static void release(struct engine *e, struct request *r)
-{
-	fairq_release(e->waiting, &r->fq);
-}
-
 static void finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg)
 {
 	struct answer_env a = answer_env(e);
-	release(e, r);
+	fairq_release(e->waiting, &r->fq); /* the target's next may start */
 	answer_gateway(&a, r, c, msg);
 }
 
 static void finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
 {
 	struct answer_env a = answer_env(e);
-	release(e, r);
+	fairq_release(e->waiting, &r->fq);
 	answer_aws(&a, r, ae);
 }
 
@@ -158,7 +152,7 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 		r->spool_seq = se.seq;
 	}
 	if (e->draining) { /* kept in the spool for the next start */
-		release(e, r);
+		fairq_release(e->waiting, &r->fq);
 		request_free(r);
 		return;
 	}
@@ -220,6 +214,7 @@ static void launch(struct engine *e, struct request *r, uint64_t now)
 	char err[ERR_LEN] = "";
 	enum cg_err rc = call_start(&env, r, now, err);
 	if (rc == CG_OK) {
+		r->sent_ms = now;
 		r->state = RS_FLIGHT;
 		reqlist_push(&e->flight, r);
 	} else if (rc == CG_CREDENTIALS) {
@@ -248,22 +243,26 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	                           e->draining};
 	struct attempt_decision d;
 	attempt_decide(&r->at, &p, &res, now, r->deadline_ms, rt_random_u32(), &d);
+	if (res.transport == CG_OK && res.aws && res.aws->throttled) {
+		if (ratectl_on_throttle(&e->rate, now, r->sent_ms) && ratectl_log_due(&e->rate, now))
+			log_warn("AWS is throttling: send rate cut to %.1f calls/s",
+			         ratectl_rate(&e->rate));
+	} else if (res.transport == CG_OK) {
+		ratectl_on_success(&e->rate, now);
+	}
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
-		ratelimit_on_success(&e->rate);
 		if (awserr_execution_id(r->call.body.data, r->call.body.len, exec_id,
 		                           sizeof(exec_id), err) != CG_OK) {
 			finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
 		}
 		struct answer_env a = answer_env(e);
-		release(e, r);
+		fairq_release(e->waiting, &r->fq);
 		answer_accepted(&a, r, exec_id);
 		return;
 	case AT_ANSWER_AWS:
-		if (res.aws && res.aws->throttled)
-			ratelimit_on_throttle(&e->rate, now);
 		finish_aws(e, r, d.aws);
 		return;
 	case AT_ANSWER_GATEWAY:
@@ -277,8 +276,6 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		cred_provider_invalidate(e->creds, r->cred_generation);
 		break;
 	case AT_THROTTLE:
-		ratelimit_on_throttle(&e->rate, now);
-		e->stats.throttled++;
 		break;
 	case AT_RETRY:
 		e->stats.retries++;
@@ -324,14 +321,14 @@ static uint64_t start_ready(struct engine *e, uint64_t now)
 		next = r->next;
 		if (r->next_try_ms > now)
 			continue;
-		uint64_t wait = ratelimit_take(&e->rate, now);
+		uint64_t wait = ratectl_take(&e->rate, now);
 		if (wait)
 			return wait;
 		reqlist_remove(&e->held, r);
 		launch(e, r, now);
 	}
 	while (fairq_can_pop(e->waiting) && e->flight.n < max) {
-		uint64_t wait = ratelimit_take(&e->rate, now);
+		uint64_t wait = ratectl_take(&e->rate, now);
 		if (wait)
 			return wait;
 		launch(e, (struct request *)fairq_pop(e->waiting), now);
@@ -348,7 +345,7 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 		t = OUTBOX_POLL_MS;
 	/* A held request that is due but has no free call slot waits for a
 	 * call to finish (libcurl wakes us), not for a timer. */
-	int slot = e->flight.n < (size_t)e->cfg->gateway.max_inflight;
+	int slot = !rate_wait && e->flight.n < (size_t)e->cfg->gateway.max_inflight;
 	for (struct request *r = e->held.head; r; r = r->next) {
 		uint64_t due = slot && r->next_try_ms < r->deadline_ms ? r->next_try_ms : r->deadline_ms;
 		t = due <= now ? 0 : (due - now < t ? due - now : t);
@@ -388,9 +385,7 @@ static void reload(struct engine *e)
 	free(f);
 	log_configure(n->log.level, n->log.format);
 	fairq_set_limit(e->waiting, (unsigned)n->gateway.per_target_inflight);
-	e->rate.max_rate = n->aws.max_rate;
-	if (n->aws.max_rate > 0 && (e->rate.rate <= 0 || e->rate.rate > n->aws.max_rate))
-		e->rate.rate = n->aws.max_rate;
+	ratectl_set_max(&e->rate, n->aws.max_rate, rt_now_ms());
 	if (cred_config_differ(&old->aws.credentials, &n->aws.credentials)) {
 		cred_provider_free(e->creds);
 		e->creds = cred_provider_new(&n->aws.credentials);
@@ -410,7 +405,7 @@ static int keep_or_refuse(struct engine *e, struct request *r, const char *why)
 {
 	if (e->spool && r->spool_seq) {
 		log_debug("stopping: token=%s stays in the spool", r->tr.client_token);
-		release(e, r);
+		fairq_release(e->waiting, &r->fq);
 		request_free(r);
 		return 1;
 	}
@@ -462,7 +457,8 @@ static struct stats_gauges gauges(struct engine *e)
 	    .queue = fairq_len(e->waiting) + e->held.n,
 	    .inflight = e->flight.n,
 	    .replies_waiting = outbox_waiting(&e->outbox),
-	    .allowed_rate = e->rate.rate,
+	    .allowed_rate = ratectl_rate(&e->rate),
+	    .throttled = ratectl_throttles(&e->rate),
 	    .spool = e->spool ? spool_live(e->spool) : 0,
 	    .mqtt_connected = e->mqtt ? mqtt_connected(e->mqtt) : 0,
 	};
@@ -573,7 +569,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
 	e->http = http_client_new(&ho);
-	ratelimit_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
+	ratectl_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
 	outbox_init(&e->outbox, OUTBOX_WINDOW, answer_publish, &e->sink);

@@ -41,6 +41,7 @@ struct request {
 	char *reply_accepted, *reply_rejected; /* owned topics, NULL: nowhere */
 	struct translated tr;
 	uint64_t deadline_ms, next_try_ms; /* monotonic */
+	uint64_t sent_ms;                  /* when its last call started */
 	struct attempt_state at;
 	uint64_t cred_generation;
 	struct http_call call;

@@ -122,7 +122,7 @@ void stats_render_json(const struct stats *s, const struct stats_gauges *g, stru
 	num(out, "inflight", (double)g->inflight, 0);
 	num(out, "spool", (double)g->spool, 0);
 	num(out, "replies_waiting", (double)g->replies_waiting, 0);
-	num(out, "throttled", (double)s->throttled, 0);
+	num(out, "throttled", (double)g->throttled, 0);
 	num(out, "allowed_rate", g->allowed_rate, 0);
 	jsonw_key(out, "latency_ms", 0);
 	sbuf_putc(out, '{');
@@ -200,7 +200,7 @@ void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g
 	sbuf_printf(out, "cmdgate_replies_waiting %llu\n", (unsigned long long)g->replies_waiting);
 	metric_head(out, "cmdgate_throttled_total", "counter",
 	            "Calls to AWS answered 429 (throttled).");
-	sbuf_printf(out, "cmdgate_throttled_total %llu\n", (unsigned long long)s->throttled);
+	sbuf_printf(out, "cmdgate_throttled_total %llu\n", (unsigned long long)g->throttled);
 	metric_head(out, "cmdgate_allowed_rate", "gauge",
 	            "Calls per second the send-rate controller allows now; 0: no limit.");
 	sbuf_printf(out, "cmdgate_allowed_rate %.3f\n", g->allowed_rate);

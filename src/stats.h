@@ -25,7 +25,6 @@ struct stats {
 	size_t n_codes;
 	uint64_t rejected_other; /* codes past STATS_CODES_MAX */
 	uint64_t retries;
-	uint64_t throttled; /* calls answered 429 */
 	double latency_sum_s; /* since start */
 	uint64_t latency_count;
 	uint32_t window[STATS_BUCKETS]; /* log-scale latency histogram, this interval */
@@ -38,6 +37,7 @@ struct stats_gauges {
 	uint64_t queue, inflight, spool;
 	uint64_t replies_waiting; /* in the outbox */
 	double allowed_rate;      /* send-rate limit now; 0: none */
+	uint64_t throttled;       /* calls answered 429 since start */
 	int mqtt_connected;
 	const char *cred_source; /* NULL when none */
 	time_t cred_expiry;      /* 0: none or does not expire */

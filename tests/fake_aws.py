@@ -26,7 +26,18 @@ Tests steer it through /_control (JSON):
    "delay_ms": 0, "skew_s": 0, "reset": true,
    "creds": {"lifetime_s": 900, "fail": 0, "malformed": "", "expire_all": false}}
 A rule without "thing" applies to any request; "times" counts down (absent:
-forever). GET /_log returns every request seen, in order.
+forever). GET /_log returns every request seen, in order; GET /_secrets
+every secret and token it issued or was given (never reset); GET /_tlslog the
+handshakes its mTLS listener refused.
+
+Quota mode (an account's call quota): a token bucket of "rate" calls/s and
+"burst" calls; a signed call beyond it is answered 429 ThrottlingException.
+Set at start with --quota RATE [--quota-burst N] (burst defaults to RATE),
+changed at run time with {"quota": {"rate": 20, "burst": 20}} on /_control
+({"quota": {"rate": 0}} lifts it; "reset" goes back to the command line's).
+GET /_quota returns {"rate", "burst", "accepted": [t...], "throttled": [t...]}
+(time.time() of every call answered 2xx, quota or not, and of every quota
+429), so a test can compute rates.
 """
 import argparse
 import base64
@@ -102,6 +113,8 @@ def sign(secret, amz_date, region, service, creq):
 
 PARAM_NAME = re.compile(r"^[.$a-zA-Z0-9_-]{1,192}$")
 TOKEN = re.compile(r"^[\x21-\x7e]{1,64}$")
+# StartCommandExecution targets an IoT thing or thing group, nothing else.
+TARGET_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iot:[a-z0-9-]+:[0-9]{12}:(thing|thinggroup)/[a-zA-Z0-9:_-]{1,128}")
 
 
 def validate_value(name, v):
@@ -138,6 +151,8 @@ def validate_body(raw):
     t = body.get("targetArn")
     if not isinstance(t, str) or not 1 <= len(t) <= 2048:
         return None, "targetArn is required, at most 2048 characters"
+    if not TARGET_ARN.fullmatch(t):
+        return None, f"targetArn {t!r} is not the ARN of an IoT thing or thing group"
     if not isinstance(body.get("commandArn"), str) or not body["commandArn"]:
         return None, "commandArn is required"
     if "parameters" in body:
@@ -145,7 +160,7 @@ def validate_body(raw):
         if not isinstance(p, dict) or len(p) < 1:
             return None, "parameters must be a non-empty map"
         for k, v in p.items():
-            if not PARAM_NAME.match(k):
+            if not PARAM_NAME.fullmatch(k):
                 return None, f"parameter name {k!r} is invalid"
             e = validate_value(k, v)
             if e:
@@ -155,7 +170,7 @@ def validate_body(raw):
         if type(x) is not int or x < 1:
             return None, "executionTimeoutSeconds must be an integer >= 1"
     if "clientToken" in body:
-        if not isinstance(body["clientToken"], str) or not TOKEN.match(body["clientToken"]):
+        if not isinstance(body["clientToken"], str) or not TOKEN.fullmatch(body["clientToken"]):
             return None, "clientToken is invalid"
     return body, None
 
@@ -166,6 +181,9 @@ class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.args = args
+        # every secret and token this endpoint ever handed out or was given
+        # (kept across reset): none may appear in a gateway's log
+        self.secrets = [x for x in (args.secret, args.session_token, args.container_token) if x]
         self.reset()
 
     def reset(self):
@@ -180,6 +198,32 @@ class State:
         self.creds = {"lifetime_s": 900, "fail": 0, "malformed": ""}
         self.imds_tokens = set()
         self.cred_log = []
+        self.tls_log = []  # handshakes the mTLS listener refused
+        self.set_quota(getattr(self.args, "quota", 0), getattr(self.args, "quota_burst", 0))
+        self.quota_accepted = []
+        self.quota_throttled = []
+
+    def set_quota(self, rate, burst=None):
+        """A token bucket of rate calls/s (0 or None: no quota), full at first."""
+        self.quota_rate = float(rate or 0)
+        self.quota_burst = float(burst if burst else max(self.quota_rate, 1.0))
+        self.quota_tokens = self.quota_burst
+        self.quota_ms = time.monotonic()
+
+    def quota_take(self):
+        """True when a call may pass the quota now (a token is taken)."""
+        with self.lock:
+            if self.quota_rate <= 0:
+                return True
+            now = time.monotonic()
+            self.quota_tokens = min(self.quota_burst,
+                                    self.quota_tokens + (now - self.quota_ms) * self.quota_rate)
+            self.quota_ms = now
+            if self.quota_tokens >= 1.0:
+                self.quota_tokens -= 1.0
+                return True
+            self.quota_throttled.append(time.time())
+            return False
 
     def take_rule(self, thing):
         with self.lock:
@@ -240,9 +284,20 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_log":
             with st.lock:
                 self.reply(200, st.log)
+        elif self.path == "/_quota":
+            with st.lock:
+                self.reply(200, {"rate": st.quota_rate, "burst": st.quota_burst,
+                                 "accepted": st.quota_accepted,
+                                 "throttled": st.quota_throttled})
         elif self.path == "/_credlog":
             with st.lock:
                 self.reply(200, st.cred_log)
+        elif self.path == "/_secrets":
+            with st.lock:
+                self.reply(200, st.secrets)
+        elif self.path == "/_tlslog":
+            with st.lock:
+                self.reply(200, st.tls_log)
         elif self.path.startswith("/creds/container"):
             want = st.args.container_token
             if want and self.headers.get("Authorization") != want:
@@ -283,6 +338,7 @@ class Handler(BaseHTTPRequestHandler):
             tok = uuid.uuid4().hex
             with st.lock:
                 st.imds_tokens.add(tok)
+                st.secrets.append(tok)
             self.send_text(200, tok)
         else:
             self.reply(400, {"message": "bad token request"})
@@ -320,6 +376,7 @@ class Handler(BaseHTTPRequestHandler):
             exptxt = "next tuesday"
         with st.lock:
             st.issued[akid] = (secret, token, exp)
+            st.secrets += [secret, token]
         if kind == "iot":
             c = {"accessKeyId": akid, "secretAccessKey": secret, "sessionToken": token,
                  "expiration": exptxt}
@@ -353,6 +410,9 @@ class Handler(BaseHTTPRequestHandler):
                     for k, (sec, tok, _) in list(st.issued.items()):
                         st.issued[k] = (sec, tok, time.time() - 1)
                 st.creds.update(c)
+                if "quota" in ctl:
+                    q = ctl["quota"] or {}
+                    st.set_quota(q.get("rate", 0), q.get("burst"))
             self.reply(200, {"ok": True})
             return
         path, _, query = self.path.partition("?")
@@ -392,6 +452,11 @@ class Handler(BaseHTTPRequestHandler):
             entry["outcome"] = problem[1]
             self.error(403, problem[1], problem[2])
             return
+        if not st.quota_take():
+            entry["outcome"] = "ThrottlingException"
+            entry["quota"] = True
+            self.error(429, "ThrottlingException", "Rate exceeded")
+            return
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             entry["outcome"] = "content-type"
             self.error(400, "ValidationException", "Content-Type must be application/json")
@@ -428,6 +493,7 @@ class Handler(BaseHTTPRequestHandler):
                     st.tokens[token] = (key, exec_id)
                 entry["outcome"] = "started"
             entry["executionId"] = exec_id
+            st.quota_accepted.append(time.time())
         self.reply(200, {"executionId": exec_id})
 
     def check_signature(self, raw, path, query):
@@ -480,6 +546,18 @@ class Handler(BaseHTTPRequestHandler):
         return None
 
 
+class MtlsServer(ThreadingHTTPServer):
+    """The TLS handshake runs in accept(): record the ones refused."""
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except ssl.SSLError as e:
+            with self.state.lock:
+                self.state.tls_log.append({"time": time.time(), "error": str(e)})
+            raise
+
+
 def serve(server):
     server.serve_forever(poll_interval=0.2)
 
@@ -498,6 +576,8 @@ def main():
     p.add_argument("--container-token", default="", help="required Authorization for /creds")
     p.add_argument("--iot-thing", default="gw-thing", help="expected x-amzn-iot-thingname")
     p.add_argument("--client-ca", help="CA for client certificates: adds an mTLS listener")
+    p.add_argument("--quota", type=float, default=0, help="account quota, calls/s (0: none)")
+    p.add_argument("--quota-burst", type=float, default=0, help="quota burst (default: the rate)")
     args = p.parse_args()
     state = State(args)
     servers = []
@@ -512,7 +592,7 @@ def main():
         tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
         servers.append(tls)
     if args.cert and args.client_ca:
-        mtls = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        mtls = MtlsServer(("127.0.0.1", 0), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
         ctx.load_verify_locations(args.client_ca)

@@ -18,8 +18,6 @@ check() {
 		failed=$((failed + 1))
 	fi
 }
-command -v lintian >/dev/null || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo;
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq lintian dpkg-dev >/dev/null; }
 rm -rf build-pkg
 cmake -S . -B build-pkg -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DBUILD_BENCH=OFF \
 	-DCMAKE_INSTALL_PREFIX=/usr >/dev/null && cmake --build build-pkg -j"$(nproc)" >/dev/null &&
@@ -35,9 +33,19 @@ for f in ./usr/bin/cmdgate ./etc/cmdgate/cmdgate.conf ./lib/systemd/system/cmdga
 done
 check "conffile marked" sh -c "dpkg-deb -I '$deb' conffiles | grep -qx /etc/cmdgate/cmdgate.conf"
 check "no maintainer scripts" sh -c "! dpkg-deb -I '$deb' | grep -qE ' (pre|post)(inst|rm) '"
-lint=$(lintian "$deb" 2>&1 | grep -v "root privileges")
-echo "${lint:-lintian: clean}"
-check "lintian: no errors" bash -c "! grep -q '^E:' <<<'$lint'"
+# lintian is installed by scripts/deps.sh; without it this check fails
+# (it does not pass unchecked)
+if command -v lintian >/dev/null; then
+	lint=$(lintian "$deb" 2>&1)
+	lrc=$?
+	lint=$(grep -v "root privileges" <<<"$lint")
+	echo "${lint:-lintian: clean} (exit $lrc)"
+	lintian_clean() { [ "$lrc" -eq 0 ] && ! grep -q '^E:' <<<"$lint"; }
+	check "lintian: ran, no errors" lintian_clean
+else
+	echo "lintian is not installed (scripts/deps.sh installs it)"
+	check "lintian: installed" false
+fi
 
 root=$(mktemp -d)
 dpkg-deb -x "$deb" "$root"

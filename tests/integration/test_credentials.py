@@ -4,7 +4,9 @@ credentials it issued sign each request and that their session token is sent
 and signed. Refresh under load, malformed answers, expired tokens."""
 import json
 import os
+import re
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +40,33 @@ def write(name, text, mode=0o600):
         f.write(text)
     os.chmod(p, mode)
     return p
+
+
+def assert_no_secret(test, g):
+    """None of the secrets and tokens the local endpoint issued or was given
+    (static secret, session tokens, container bearer token, IMDS tokens)
+    appears in g's log, whole or as the part after "Bearer "."""
+    text = g.text()
+    secrets = AWS.secrets()
+    test.assertIn(SECRET, secrets)
+    test.assertIn(CONTAINER_TOKEN, secrets)
+    for s in secrets:
+        for piece in [s] + [p for p in s.split() if len(p) >= 8]:
+            test.assertNotIn(piece, text, f"a secret in {g.logpath}")
+    test.assertNotIn("Signature=", text)
+
+
+def make_foreign_client_cert(d):
+    """A client certificate and key from a CA the provider does not know."""
+    def run(*a):
+        subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=another CA", "-keyout", "other-ca.key", "-out", "other-ca.pem")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=gw-thing",
+        "-keyout", "other-client.key", "-out", "other-client.csr")
+    run("openssl", "x509", "-req", "-in", "other-client.csr", "-CA", "other-ca.pem",
+        "-CAkey", "other-ca.key", "-CAcreateserial", "-days", "2", "-out", "other-client.pem")
+    return os.path.join(d, "other-client.pem"), os.path.join(d, "other-client.key")
 
 
 class CredCase(unittest.TestCase):
@@ -83,9 +112,7 @@ class CredCase(unittest.TestCase):
         self.assertIn(";x-amz-security-token,", h["authorization"])
 
     def no_secret_in_log(self, g):
-        text = g.text()
-        for s in (SECRET, "tok-", "Signature="):
-            self.assertNotIn(s, text)
+        assert_no_secret(self, g)
 
 
 class Static(CredCase):
@@ -254,6 +281,7 @@ class Imds(CredCase):
                                  "/latest/meta-data/iam/security-credentials/cmdgate-role"])
         for c in AWS.cred_calls():
             self.assertIn("x-aws-ec2-metadata-token", c["headers"])
+        self.no_secret_in_log(g)
 
     def test_disabled(self):
         g, d = self.start('source = "imds";', env={
@@ -293,13 +321,24 @@ class Iot(CredCase):
         self.assertIn("HTTP 404 (unknown role alias)", g.text())
 
     def test_certificate_not_trusted_by_the_provider(self):
-        # the server's own certificate is not a client certificate it accepts? It is
-        # signed by the same CA, so use no key pair at all instead
-        c = (f'source = "iot"; iot: {{ endpoint = "localhost:{AWS.mtls_port}"; '
+        # a real key pair whose certificate another CA signed: the gateway
+        # trusts the provider, the provider refuses the gateway's certificate
+        cert, key = make_foreign_client_cert(TMP)
+        c = (f'source = "iot"; iot: {{ endpoint = "https://localhost:{AWS.mtls_port}"; '
              f'role_alias = "cmdgate-alias"; thing_name = "gw-thing"; ca_file = "{PKI["ca"]}"; '
-             f'cert_file = "/nonexistent.pem"; key_file = "/nonexistent.key"; }};')
+             f'cert_file = "{cert}"; key_file = "{key}"; }};')
         g, d = self.start(c)
         self.unavailable(d)
+        # the handshake was tried and refused for the certificate ...
+        self.assertTrue(wait_for(lambda: AWS.tls_failures(), 5))
+        self.assertTrue(any("certificate" in f["error"].lower() for f in AWS.tls_failures()),
+                        AWS.tls_failures())
+        # ... the gateway says so ...
+        self.assertTrue(wait_for(lambda: re.search(
+            r"credentials unavailable: GET https://localhost:\d+/role-aliases/cmdgate-alias/"
+            r"credentials: .*alert unknown ca", g.text()), 5), g.text()[-2000:])
+        # ... and no request reached the provider
+        self.assertEqual(AWS.cred_calls(), [])
 
 
 class Chain(CredCase):
@@ -331,6 +370,18 @@ class Chain(CredCase):
             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials"})
         r = self.unavailable(d)
         self.assertIn("chain", g.text())
+
+
+class ZzNoSecretInAnyLog(unittest.TestCase):
+    """Runs after the others: no secret or token the endpoint issued during
+    the whole module appears in the log of any gateway it started."""
+
+    def test_no_issued_secret_in_any_gateway_log(self):
+        started = __import__("harness").STARTED
+        self.assertGreater(len(started), 10)
+        self.assertGreater(len(AWS.secrets()), 10)  # the providers did issue some
+        for g in started:
+            assert_no_secret(self, g)
 
 
 class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):

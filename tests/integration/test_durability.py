@@ -38,6 +38,7 @@ class Collector:
         self.dev = dev
         self.lock = threading.Lock()
         self.replies = {}
+        self.resent = 0  # requests the device had to repeat
         dev.c.on_message = self.on_message
 
     def on_message(self, c, u, m):
@@ -62,6 +63,7 @@ class Collector:
                 for t in missing:
                     if time.time() - sent[t] > retry_after:
                         self.dev.publish(t, requests[t])
+                        self.resent += 1
                         sent[t] = time.time()
             time.sleep(0.1)
         return [t for t in requests if not self.answered(t)]
@@ -104,9 +106,12 @@ class CrashLoop(unittest.TestCase):
                     gw.proc.wait(5)
                     kills += 1
                     gw = Gateway(TMP, conf)
-            # a device that heard nothing for a long time repeats the same request
+            # a device that heard nothing for a long time repeats the same
+            # request; that must never be needed: the spool answers everything
+            # (a repeat would hide a request lost by a kill)
             missing = col.wait_all(requests, timeout=90, retry_after=20)
             self.assertEqual(missing, [])
+            self.assertEqual(col.resent, 0, "the device had to repeat requests")
             self.assertGreaterEqual(kills, 7)
             calls = AWS.calls()
             by_target = {}
@@ -125,6 +130,41 @@ class CrashLoop(unittest.TestCase):
             resumed = "to resume from" in "".join(open(g.logpath).read() for g in
                                                    __import__("harness").STARTED[-kills:])
             self.assertTrue(resumed, "no restart found requests in the spool")
+        finally:
+            AWS.control(delay_ms=0)
+            dev.close()
+            self.assertEqual(gw.stop(), 0)
+
+
+class DeviceRetry(unittest.TestCase):
+    def test_device_repeating_an_unanswered_request_starts_nothing_twice(self):
+        # no spool: the gateway is killed while AWS is starting the command,
+        # so the device never hears back and repeats the request (same id)
+        AWS.reset()
+        AWS.control(delay_ms=1500)
+        conf = config(BROKER.port, AWS.url, mqtt_extra='client_id = "gw-devretry";')
+        gw = Gateway(TMP, conf)
+        dev = Device(BROKER.port)
+        col = Collector(dev)
+        try:
+            req = {"commands/devretry-1/c1/start": json.dumps({"id": "again"})}
+            dev.publish("commands/devretry-1/c1/start", req["commands/devretry-1/c1/start"])
+            self.assertTrue(wait_for(lambda: AWS.calls(), 5))
+            gw.proc.send_signal(signal.SIGKILL)
+            gw.proc.wait(5)
+            # AWS finishes starting it with nobody left to hear the answer
+            self.assertTrue(wait_for(lambda: AWS.calls()[0].get("outcome") == "started", 5))
+            gw = Gateway(TMP, conf)
+            AWS.control(delay_ms=0)
+            self.assertEqual(col.wait_all(req, timeout=10, retry_after=1), [])
+            self.assertGreaterEqual(col.resent, 1)
+            calls = AWS.calls()
+            self.assertEqual([c["outcome"] for c in calls], ["started", "replayed"])
+            self.assertEqual(calls[0]["clientToken"], calls[1]["clientToken"])
+            r = col.replies["commands/devretry-1/c1/start"]
+            self.assertEqual(len(r), 1, r)
+            self.assertEqual(r[0]["status"], "accepted")
+            self.assertEqual(r[0]["executionId"], calls[0]["executionId"])
         finally:
             AWS.control(delay_ms=0)
             dev.close()
@@ -294,10 +334,20 @@ class HostilePayloads(unittest.TestCase):
         gw = Gateway(TMP, config(BROKER.port, AWS.url).replace('level = "debug"',
                                                                 'level = "warn"'),
                      wait_ready=False)
-        self.assertTrue(wait_for(lambda: gw.proc.poll() is None, 2))
-        time.sleep(0.5)
         dev = Device(BROKER.port)
         col = Collector(dev)
+        # at level warn "ready" is not logged: it is ready once it answers a
+        # probe (one every 0.5 s: those sent before it subscribed are lost)
+        probes = []
+        for n in range(20):
+            probes.append(f"commands/hostile-ok/p{n}/start")
+            dev.publish(probes[-1], json.dumps({"id": "probe"}))
+            if wait_for(lambda: any(col.answered(t) for t in probes), 0.5):
+                break
+        else:
+            dev.close()
+            gw.stop()
+            self.fail("the gateway answered no probe in 10 s:\n" + gw.text())
         samples = [b"\xff\xfe\xfd", b"{" * 5000 + b"}" * 5000, b"[" * 100000,
                    b'{"parameters":{"a":1' + b"9" * 400 + b"}}", b'{"id":"a\x00b"}',
                    b'{"id":1,"id":2}', b"\x00" * 64, b'{"parameters":{"x":{"S":"' + b"\xc3" + b'"}}}',
@@ -333,11 +383,14 @@ class BrokerRestart(unittest.TestCase):
     def test_broker_restart_mid_load(self):
         AWS.reset()
         AWS.control(delay_ms=300)
-        broker = Mosquitto(TMP)
+        # a broker that keeps its sessions across the restart, and a device
+        # whose session it keeps: a reply is waiting for the device however
+        # the two reconnect, so nothing needs repeating
+        broker = Mosquitto(TMP, persistence=True)
         conf = config(broker.port, AWS.url, mqtt_extra='client_id = "gw-restart";',
                       gateway_extra="max_inflight = 4; deadline_ms = 60000;")
         gw = Gateway(TMP, conf)
-        dev = Device(broker.port)
+        dev = Device(broker.port, session_expiry=300)
         col = Collector(dev)
         dev.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("commands/#", qos=1)
         try:
@@ -349,11 +402,19 @@ class BrokerRestart(unittest.TestCase):
             broker.stop()
             time.sleep(1)
             broker = Mosquitto.__new__(Mosquitto)
-            Mosquitto.__init__(broker, TMP, port=port)
-            self.assertTrue(wait_for(lambda: "mqtt: connected" in gw.text().split("connection lost")[-1], 20))
-            # replies made while the broker was away are delivered after it is back;
-            # what the device missed it asks again for, with the same id
+            Mosquitto.__init__(broker, TMP, port=port, persistence=True)
+            # the gateway saw the connection go, and connected again after that
+            self.assertTrue(wait_for(lambda: "mqtt: connection lost" in gw.text(), 20))
+            self.assertTrue(wait_for(lambda: "mqtt: connected" in
+                                     gw.text().rsplit("mqtt: connection lost", 1)[1], 20),
+                            gw.text()[-2000:])
+            # replies made while the broker was away are delivered after it is
+            # back: the device never has to ask again
             self.assertEqual(col.wait_all(requests, timeout=40, retry_after=8), [])
+            self.assertEqual(col.resent, 0, "the device had to repeat requests")
+            for t in requests:
+                self.assertEqual(len(col.replies[t]), 1, t)
+                self.assertEqual(col.replies[t][0]["status"], "accepted")
             started = [c for c in AWS.calls() if c["outcome"] == "started"]
             self.assertEqual(len(started), len(requests))
         finally:

@@ -1,5 +1,6 @@
 """Integration tests: docs/protocol.md and docs/running.md against a real mosquitto, the
 local AWS endpoint (which verifies every signature) and build/cmdgate."""
+import calendar
 import json
 import os
 import re
@@ -232,11 +233,12 @@ class CustomTemplates(GatewayCase):
     def test_captures_and_fixed_names_fill_every_template(self):
         self.dev.c.subscribe("site/#", qos=1)
         time.sleep(0.1)
-        self.dev.publish("site/hall.2/pump-1/c9", {"id": 1})
-        got = self.dev.wait_reply("site/hall.2/pump-1/c9/")
-        self.assertEqual(got[0].topic, "site/hall.2/pump-1/c9/accepted/gw-templates/eu-west-1")
+        # (a thing name has no '.': AWS would refuse thing/hall.2-pump-1)
+        self.dev.publish("site/hall_2/pump-1/c9", {"id": 1})
+        got = self.dev.wait_reply("site/hall_2/pump-1/c9/")
+        self.assertEqual(got[0].topic, "site/hall_2/pump-1/c9/accepted/gw-templates/eu-west-1")
         body = json.loads(AWS.calls()[0]["body"])
-        self.assertEqual(body["targetArn"], "arn:aws:iot:eu-west-1:123456789012:thing/hall.2-pump-1")
+        self.assertEqual(body["targetArn"], "arn:aws:iot:eu-west-1:123456789012:thing/hall_2-pump-1")
 
     def test_other_captures_have_their_own_rule(self):
         self.dev.c.subscribe("site/#", qos=1)
@@ -299,8 +301,31 @@ class AwsErrors(GatewayCase):
         self.assertEqual(len(calls), 3)
         self.assertEqual(len({c["body"] for c in calls}), 1)
         self.assertEqual(len({c["clientToken"] for c in calls}), 1)
-        self.assertEqual(len({c["headers"]["x-amz-date"] + c["headers"]["authorization"]
-                              for c in calls}) >= 1, True)
+
+    def test_each_retry_is_re_signed_with_its_own_date(self):
+        # each throttled answer takes 1.1 s, so the three attempts are more
+        # than a second apart: a retry that reuses an earlier signature (or
+        # an earlier time) carries a date that is not its own
+        t = self.thing()
+        self.rule(thing=t, status=429, code="ThrottlingException", times=2, delay_ms=1100)
+        r, _ = self.dev.request(t, "c1", {"id": "resign"}, timeout=15)
+        self.assertEqual(r["status"], "accepted")
+        calls = AWS.calls()
+        # the fake verified every attempt's signature against that attempt's
+        # X-Amz-Date (a bad one would be InvalidSignatureException)
+        self.assertEqual([c["outcome"] for c in calls],
+                         ["ThrottlingException", "ThrottlingException", "started"])
+        self.assertGreater(calls[-1]["time"] - calls[0]["time"], 2.0)
+        dates = [c["headers"]["x-amz-date"] for c in calls]
+        self.assertEqual(len(set(dates)), 3, dates)
+        self.assertEqual(len({c["headers"]["authorization"] for c in calls}), 3)
+        for c in calls:
+            signed_at = calendar.timegm(time.strptime(c["headers"]["x-amz-date"],
+                                                      "%Y%m%dT%H%M%SZ"))
+            # the date is the attempt's own: at most a second (truncation)
+            # before the fake received it, and never after
+            self.assertLessEqual(signed_at, c["time"] + 0.1, c)
+            self.assertGreater(signed_at, c["time"] - 1.5, c)
 
     def test_server_error_after_all_attempts(self):
         self.rule(status=500, code="InternalServerException")
@@ -340,9 +365,11 @@ class AwsErrors(GatewayCase):
             self.dev.request(self.thing(), "c1", {})  # let the gateway re-learn the clock
 
     def test_error_type_header_suffix_and_prefix_are_dropped(self):
-        self.rule(status=400, code="ValidationException")
+        # x-amzn-ErrorType: "aws.iot#ValidationException:http://internal.amazon.com/..."
+        self.rule(status=400, code="aws.iot#ValidationException")
         r, _ = self.dev.request(self.thing(), "c1", {})
         self.assertEqual(r["code"], "ValidationException")
+        self.assertEqual(AWS.calls()[0]["outcome"], "aws.iot#ValidationException")
 
 
 
@@ -384,11 +411,19 @@ class SlowEndpoint(GatewayCase):
         AWS.control(delay_ms=600)
         try:
             base = f"commands/{t}/c1/start"
+            start = time.time()
             for i in range(8):
                 self.dev.publish(base, {"id": i})
+            # at most one call in flight and two waiting: five or more are
+            # answered Overloaded at once, before the first call (600 ms) ends
+            early = self.dev.wait_reply(base + "/", 5, timeout=2)
+            self.assertLess(time.time() - start, 0.5)
+            self.assertEqual([json.loads(m.payload).get("code") for m in early[:5]],
+                             ["Overloaded"] * 5)
             got = self.dev.wait_reply(base + "/", 8, timeout=15)
             codes = [json.loads(m.payload).get("code", "accepted") for m in got]
-            self.assertGreaterEqual(codes.count("Overloaded"), 4)
+            self.assertGreaterEqual(codes.count("Overloaded"), 5)
+            self.assertGreaterEqual(codes.count("accepted"), 2)
             self.assertEqual(len(got), 8)
             for m in got:
                 r = json.loads(m.payload)
@@ -706,6 +741,57 @@ class CommandLine(unittest.TestCase):
         r = self.run_gw("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("--check", r.stdout)
+
+
+class LocalEndpointModel(unittest.TestCase):
+    """The local endpoint refuses what AWS refuses, or the tests above could
+    pass with a gateway that sends AWS something it would reject."""
+
+    def post(self, body):
+        import hashlib
+        import urllib.error
+        import urllib.request
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+        import fake_aws
+        raw = json.dumps(body).encode()
+        date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        host = f"127.0.0.1:{AWS.http_port}"
+        headers = [("content-type", "application/json"), ("host", host), ("x-amz-date", date)]
+        signed = [h for h, _ in headers]
+        creq = fake_aws.canonical_request("POST", "/command-executions", "", headers, signed,
+                                          hashlib.sha256(raw).hexdigest())
+        sig = fake_aws.sign(SECRET, date, "eu-west-1", fake_aws.SERVICE, creq)
+        auth = (f"AWS4-HMAC-SHA256 Credential={AKID}/{date[:8]}/eu-west-1/{fake_aws.SERVICE}/"
+                f"aws4_request, SignedHeaders={';'.join(signed)}, Signature={sig}")
+        req = urllib.request.Request(AWS.url + "/command-executions", raw,
+                                     dict(headers[:1] + headers[2:] + [("authorization", auth)]))
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def test_only_valid_bodies_are_accepted(self):
+        AWS.reset()
+        good = {"targetArn": "arn:aws:iot:eu-west-1:123456789012:thing/t1",
+                "commandArn": "arn:aws:iot:eu-west-1:123456789012:command/c1"}
+        for ok in (good, dict(good, clientToken="abc"), dict(good, parameters={"a.b$_-": {"S": "x"}}),
+                   dict(good, targetArn="arn:aws:iot:eu-west-1:123456789012:thinggroup/line_3"),
+                   dict(good, targetArn="arn:aws-cn:iot:cn-north-1:123456789012:thing/a:b"),
+                   dict(good, targetArn="arn:aws-us-gov:iot:us-gov-west-1:123456789012:thing/x")):
+            status, r = self.post(ok)
+            self.assertEqual(status, 200, (ok, r))
+        for bad in (dict(good, clientToken="abc\n"), dict(good, parameters={"ab\n": {"S": "x"}}),
+                    dict(good, targetArn="not-an-arn"),
+                    dict(good, targetArn="arn:aws:iot:eu-west-1:123456789012:thing/"),
+                    dict(good, targetArn="arn:aws:iot:eu-west-1:123456789012:thing/a.b"),
+                    dict(good, targetArn="arn:aws:iot:eu-west-1:123456789012:command/c1"),
+                    dict(good, targetArn="arn:aws:iot:eu-west-1:1234:thing/t1"),
+                    dict(good, targetArn="arn:aws:s3:eu-west-1:123456789012:thing/t1"),
+                    dict(good, targetArn=good["targetArn"] + "\n")):
+            status, r = self.post(bad)
+            self.assertEqual(status, 400, bad)
+            self.assertEqual(AWS.calls()[-1]["outcome"], "ValidationException", bad)
 
 
 class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):

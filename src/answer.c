@@ -44,8 +44,40 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 	request_free(r);
 }
 
+/* Hand an accepted execution of a following route to the follower. */
+static void follow(const struct answer_env *env, struct request *r, const char *execution_id)
+{
+	struct sbuf topic, id;
+	sbuf_init(&topic);
+	sbuf_init(&id);
+	if (r->tr.id)
+		jsonw_value(&id, r->tr.id);
+	char err[ERR_LEN];
+	if (follow_topic_finish(r->follow_topic, execution_id, &topic, err) == CG_OK) {
+		struct follow_info fi = {r->thing,  r->command,       execution_id,
+		                         r->target, topic.data,       r->tr.id ? id.data : NULL,
+		                         r->msg->qos, r->msg->correlation, r->msg->correlation_len};
+		if (follower_add(env->follower, &fi, env->now_ms, env->follow_max_s, err) != CG_OK)
+			log_warn("not followed: %s", err);
+	}
+	sbuf_clean_up(&topic);
+	sbuf_clean_up(&id);
+}
+
+int answer_follow_publish(void *ctx, const char *topic, const char *payload, size_t len, int qos,
+                          const void *corr, size_t corr_len, uint64_t cookie)
+{
+	char err[ERR_LEN] = "";
+	int rc = outbox_put(ctx, topic, payload, len, qos, corr, corr_len, cookie, err);
+	if (rc < 0)
+		log_error("follow message to %s cannot be published: %s", topic, err);
+	return rc < 0 ? -1 : 0;
+}
+
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id)
 {
+	if (env->follower && r->follow_topic)
+		follow(env, r, execution_id);
 	struct outcome o = {.accepted = 1,
 	                    .execution_id = execution_id,
 	                    .id = r->tr.id,

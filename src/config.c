@@ -6,6 +6,7 @@
  * table because they form a list.
  */
 #include "config.h"
+#include "follow.h"
 #include "runtime.h"
 
 #include <libconfig.h>
@@ -68,6 +69,8 @@ static const struct config_option options[] = {
     INT("aws.request_timeout_ms", aws.request_timeout_ms, 1, 600000, 10000, 1),
     INT("aws.max_attempts", aws.max_attempts, 1, 100, 3, 1),
     DBL("aws.max_rate", aws.max_rate, 0, 1e9, 0, 1),
+    STR("aws.control_endpoint", aws.control_endpoint, "", 1),
+    DBL("aws.follow_max_rate", aws.follow_max_rate, 0, 1e9, 10, 1),
     GRP("aws.credentials"),
     STR("aws.credentials.source", aws.credentials.source, "chain", 1),
     STR("aws.credentials.access_key_id", aws.credentials.access_key_id, "", 1),
@@ -90,6 +93,7 @@ static const struct config_option options[] = {
     DBL("gateway.per_thing_rate", gateway.per_thing_rate, 0, 1e9, 0, 1),
     STR("gateway.spool_dir", gateway.spool_dir, "", 0),
     INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),
+    INT("gateway.follow_max_s", gateway.follow_max_s, 1, 604800, 3600, 1),
     GRP("log"),
     STR("log.level", log.level, "info", 1),
     STR("log.format", log.format, "text", 1),
@@ -101,7 +105,8 @@ static const struct config_option options[] = {
 
 static const char *const route_keys[] = {"request_topic", "reply_topic",     "target_arn",
                                          "command_arn",   "thing",           "command",
-                                         "commands",      "parameter_types", "execution_timeout"};
+                                         "commands",      "parameter_types", "execution_timeout",
+                                         "follow",        "execution_topic"};
 
 static const char *default_route[] = {
     "commands/{thing}/{command}/start",
@@ -253,6 +258,12 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 			               "route 'execution_timeout' must be an integer >= 0");
 		r->execution_timeout = config_setting_get_int(s);
 	}
+	s = config_setting_get_member(rs, "follow");
+	if (s) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			return fail_at(err, file, s, "route 'follow' must be true or false");
+		r->follow = config_setting_get_bool(s);
+	}
 	return CG_OK;
 }
 
@@ -277,7 +288,9 @@ static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char
 	    (rc = route_string(rs, "target_arn", default_route[2], &r->target_arn, file, err)) ||
 	    (rc = route_string(rs, "command_arn", default_route[3], &r->command_arn, file, err)) ||
 	    (rc = route_string(rs, "thing", NULL, &r->thing, file, err)) ||
-	    (rc = route_string(rs, "command", NULL, &r->command, file, err)))
+	    (rc = route_string(rs, "command", NULL, &r->command, file, err)) ||
+	    (rc = route_string(rs, "execution_topic", FOLLOW_DEFAULT_TOPIC, &r->execution_topic,
+	                       file, err)))
 		return rc;
 	return parse_route_lists(rs, r, file, err);
 }
@@ -292,6 +305,7 @@ static enum cg_err parse_routes(struct config *c, const config_t *cfg, const cha
 		c->routes[0].reply_topic = rt_strdup(default_route[1]);
 		c->routes[0].target_arn = rt_strdup(default_route[2]);
 		c->routes[0].command_arn = rt_strdup(default_route[3]);
+		c->routes[0].execution_topic = rt_strdup(FOLLOW_DEFAULT_TOPIC);
 		return CG_OK;
 	}
 	if (!config_setting_is_list(list) || config_setting_length(list) < 1)
@@ -314,27 +328,6 @@ static int one_of(const char *v, const char *const *set)
 		if (strcmp(v, *set) == 0)
 			return 1;
 	return 0;
-}
-
-static int placeholders_known(const char *tmpl, const struct route *r, int allow_status, char *bad,
-                              size_t n)
-{
-	for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
-		const char *e = strchr(p, '}');
-		if (!e)
-			break;
-		size_t len = (size_t)(e - p - 1);
-		snprintf(bad, n, "%.*s", (int)len, p + 1);
-		int ok = strcmp(bad, "region") == 0 || strcmp(bad, "account") == 0 ||
-		         strcmp(bad, "client_id") == 0 || strcmp(bad, "thing") == 0 ||
-		         strcmp(bad, "command") == 0 ||
-		         (allow_status && strcmp(bad, "status") == 0);
-		for (size_t i = 0; i < r->n_ph && !ok; i++)
-			ok = strcmp(r->ph_names[i], bad) == 0;
-		if (!ok)
-			return 0;
-	}
-	return 1;
 }
 
 static int captures(const struct route *r, const char *name)
@@ -378,7 +371,8 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
 	const char *keys[3] = {"reply_topic", "target_arn", "command_arn"};
 	for (int i = 0; i < 3; i++)
-		if (!placeholders_known(tmpls[i], r, i == 0, bad, sizeof(bad)))
+		if (route_unknown_placeholder(r, tmpls[i], i == 0 ? "status" : NULL, bad,
+		                              sizeof(bad)))
 			return fail_at(err, file, key_at(s, keys[i]),
 			               "unknown placeholder {%s} in \"%s\"", bad, tmpls[i]);
 	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
@@ -396,7 +390,17 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 		if (route_template_uses(tmpls[i], "account") && !*c->aws.account)
 			return fail_at(err, file, s,
 			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
-	return CG_OK;
+	const char *key = follow_topic_check(r, c->routes, c->n_routes, *c->aws.account != '\0',
+	                                     msg, sizeof(msg));
+	return key ? fail_at(err, file, *key ? key_at(s, key) : s, "%s", msg) : CG_OK;
+}
+
+static char *without_trailing_slash(const char *url)
+{
+	size_t n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	return rt_memdup(url, n);
 }
 
 static enum cg_err check_globals(struct config *c, const config_t *cfg, const char *file, char *err)
@@ -448,20 +452,19 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 	if (!one_of(c->log.format, formats))
 		return fail_at(err, file, AT("log.format"), "log.format \"%s\" is not text or json",
 		               c->log.format);
-	if (*c->aws.endpoint && strncmp(c->aws.endpoint, "https://", 8) != 0 &&
-	    strncmp(c->aws.endpoint, "http://", 7) != 0)
-		return fail_at(err, file, AT("aws.endpoint"),
-		               "aws.endpoint \"%s\" must be an https:// (or http://) URL",
-		               c->aws.endpoint);
+	const char *urls[2][2] = {{"aws.endpoint", c->aws.endpoint},
+	                          {"aws.control_endpoint", c->aws.control_endpoint}};
+	for (int i = 0; i < 2; i++)
+		if (*urls[i][1] && strncmp(urls[i][1], "https://", 8) &&
+		    strncmp(urls[i][1], "http://", 7))
+			return fail_at(err, file, AT(urls[i][0]),
+			               "%s \"%s\" must be an https:// (or http://) URL", urls[i][0],
+			               urls[i][1]);
 #undef AT
-	if (*c->aws.endpoint) {
-		c->endpoint_url = rt_strdup(c->aws.endpoint);
-		size_t n = strlen(c->endpoint_url);
-		while (n > 0 && c->endpoint_url[n - 1] == '/')
-			c->endpoint_url[--n] = '\0';
-	} else {
-		c->endpoint_url = config_default_endpoint(c->aws.region);
-	}
+	c->control_url = *c->aws.control_endpoint ? without_trailing_slash(c->aws.control_endpoint)
+	                                          : follow_default_endpoint(c->aws.region);
+	c->endpoint_url = *c->aws.endpoint ? without_trailing_slash(c->aws.endpoint)
+	                                   : config_default_endpoint(c->aws.region);
 	return CG_OK;
 }
 
@@ -572,6 +575,7 @@ void config_free(struct config *c)
 		route_clean_up(&c->routes[i]);
 	free(c->routes);
 	free(c->endpoint_url);
+	free(c->control_url);
 	free(c->path);
 	free(c);
 }

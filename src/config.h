@@ -39,6 +39,8 @@ struct config {
 		long connect_timeout_ms, request_timeout_ms, max_attempts;
 		double max_rate;
 		struct cred_config credentials;
+		char *control_endpoint; /* "" : the regional default (control_url) */
+		double follow_max_rate; /* GetCommandExecution polls/s (SPEC 8) */
 	} aws;
 	struct {
 		long max_inflight, queue_size, max_payload, deadline_ms, drain_ms;
@@ -46,6 +48,7 @@ struct config {
 		double per_thing_rate;
 		char *spool_dir;
 		long spool_max;
+		long follow_max_s; /* how long an execution is followed */
 	} gateway;
 	struct {
 		char *level, *format;
@@ -58,6 +61,7 @@ struct config {
 	struct route *routes;
 	size_t n_routes;
 	char *endpoint_url; /* derived: aws.endpoint or the regional default */
+	char *control_url;  /* derived: aws.control_endpoint or the regional default */
 	char *path;         /* the file it came from */
 };
 

@@ -27,7 +27,6 @@
 #include "engine.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -75,32 +74,16 @@ struct engine {
 	struct spool *spool; /* NULL without gateway.spool_dir */
 	struct call_endpoint endpoint;
 	struct answer_sink sink; /* where the outbox publishes */
+	struct follower *follower;
+	struct stats_follow follow_stats;
 };
-
-static volatile sig_atomic_t stop_flag, reload_flag;
-static struct inbox *volatile signal_inbox;
-
-void engine_signal_stop(void)
-{
-	stop_flag = 1;
-	struct inbox *ib = signal_inbox;
-	if (ib)
-		inbox_wake(ib);
-}
-
-void engine_signal_reload(void)
-{
-	reload_flag = 1;
-	struct inbox *ib = signal_inbox;
-	if (ib)
-		inbox_wake(ib);
-}
 
 /* ---- answers ------------------------------------------------------------ */
 
 static struct answer_env answer_env(struct engine *e)
 {
-	struct answer_env a = {&e->outbox, &e->stats, e->spool, rt_now_ms()};
+	struct answer_env a = {&e->outbox, &e->stats,   e->spool,
+	                       rt_now_ms(), e->follower, e->cfg->gateway.follow_max_s};
 	return a;
 }
 
@@ -338,7 +321,9 @@ static uint64_t start_ready(struct engine *e, uint64_t now)
 
 static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 {
-	uint64_t t = 1000;
+	uint64_t t = follower_next_ms(e->follower, now); /* UINT64_MAX: nothing to follow */
+	if (t > 1000)
+		t = 1000;
 	if (rate_wait && rate_wait < t)
 		t = rate_wait;
 	if (outbox_waiting(&e->outbox) && t > OUTBOX_POLL_MS)
@@ -391,7 +376,10 @@ static void reload(struct engine *e)
 		e->creds = cred_provider_new(&n->aws.credentials);
 		cred_provider_wait_first(e->creds, 2000);
 		sigv4_key_cache_clean_up(&e->keys);
+		follower_set_credentials(e->follower, e->creds);
 	}
+	struct follower_options fo = follower_options_of(n);
+	follower_reconfigure(e->follower, &fo);
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	config_free(old);
 	log_info("configuration reloaded from %s (%zu routes)", n->path, n->n_routes);
@@ -462,6 +450,8 @@ static struct stats_gauges gauges(struct engine *e)
 	    .spool = e->spool ? spool_live(e->spool) : 0,
 	    .mqtt_connected = e->mqtt ? mqtt_connected(e->mqtt) : 0,
 	};
+	follower_stats(e->follower, &e->follow_stats);
+	g.follow = follower_configured(e->cfg) ? &e->follow_stats : NULL;
 	return g;
 }
 
@@ -490,6 +480,8 @@ int engine_run(struct engine *e)
 		return 1;
 	}
 	e->sink.mqtt = e->mqtt;
+	if (e->spool)
+		spool_on_follow(e->spool, follower_resume, e->follower);
 	if (e->spool && spool_recover(e->spool, resume_entry, e, err) != CG_OK) {
 		log_error("%s", err);
 		mqtt_stop(e->mqtt, 0);
@@ -500,10 +492,10 @@ int engine_run(struct engine *e)
 	report_clock_init(&rc, notify_watchdog_interval_ms(), rt_now_ms());
 	for (;;) {
 		uint64_t now = rt_now_ms();
-		if (stop_flag && !e->draining)
+		int sig = inbox_take_signals(e->inbox);
+		if ((sig & INBOX_STOP) && !e->draining)
 			begin_drain(e, now);
-		if (reload_flag) {
-			reload_flag = 0;
+		if (sig & INBOX_RELOAD) {
 			notify_send("RELOADING=1");
 			reload(e);
 			notify_send("READY=1");
@@ -513,9 +505,12 @@ int engine_run(struct engine *e)
 		expire(e, now);
 		if (e->draining && (e->flight.n == 0 || now >= e->drain_until_ms)) {
 			abort_flight(e);
+			follower_shutdown(e->follower);
 			break;
 		}
 		uint64_t rate_wait = start_ready(e, now);
+		if (!e->draining)
+			follower_run(e->follower, now);
 		e->outbox.window = (size_t)mqtt_send_window(e->mqtt);
 		outbox_flush(&e->outbox);
 		tend(e, &rc, now);
@@ -564,7 +559,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 		return NULL;
 	}
 	e->sink.spool = e->spool;
-	signal_inbox = e->inbox;
+	inbox_listen_for_signals(e->inbox);
 	e->creds = cred_provider_new(&cfg->aws.credentials);
 	cred_provider_wait_first(e->creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
@@ -575,6 +570,9 @@ struct engine *engine_new(struct config *cfg, char *err)
 	outbox_init(&e->outbox, OUTBOX_WINDOW, answer_publish, &e->sink);
 	stats_init(&e->stats, rt_wall_s());
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
+	struct follower_options fo = follower_options_of(cfg);
+	e->follower = follower_new(&fo, e->http, e->creds, e->spool, answer_follow_publish,
+	                           &e->outbox, rt_now_ms());
 	return e;
 }
 
@@ -582,8 +580,8 @@ void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
-	signal_inbox = NULL;
 	inbox_free(e->inbox);
+	follower_free(e->follower);
 	outbox_clean_up(&e->outbox);
 	http_client_free(e->http);
 	cred_provider_free(e->creds);

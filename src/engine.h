@@ -21,8 +21,5 @@ struct engine *engine_new(struct config *cfg, char *err);
 int engine_run(struct engine *e);
 void engine_free(struct engine *e);
 
-/* Async-signal-safe: request stop / reload. */
-void engine_signal_stop(void);
-void engine_signal_reload(void);
 
 #endif

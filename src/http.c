@@ -99,24 +99,16 @@ static void give_easy(struct http_client *c, CURL *e)
 	}
 }
 
-enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
-                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
-                      char *err)
+/* Options every call has; the caller adds the method's own. */
+static void common_options(struct http_client *c, struct http_call *call, CURL *e, const char *url,
+                           struct curl_slist *headers, long timeout_ms)
 {
-	CURL *e = take_easy(c);
-	if (!e) {
-		curl_slist_free_all(headers);
-		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
-	}
 	call->easy = e;
 	call->headers = headers;
 	call->status = 0;
 	sbuf_init(&call->body);
 	call->error_type[0] = call->date[0] = call->errbuf[0] = '\0';
 	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
@@ -133,17 +125,53 @@ enum cg_err http_post(struct http_client *c, struct http_call *call, const char 
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	if (c->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+}
+
+static enum cg_err add_call(struct http_client *c, struct http_call *call, CURL *e, char *err)
+{
 	CURLMcode mc = curl_multi_add_handle(c->multi, e);
 	if (mc != CURLM_OK) {
 		give_easy(c, e);
 		call->easy = NULL;
-		curl_slist_free_all(headers);
+		curl_slist_free_all(call->headers);
 		call->headers = NULL;
 		sbuf_clean_up(&call->body);
 		return cg_fail(err, CG_INTERNAL, "curl_multi_add_handle: %s",
 		               curl_multi_strerror(mc));
 	}
 	return CG_OK;
+}
+
+enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
+                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
+                      char *err)
+{
+	CURL *e = take_easy(c);
+	if (!e) {
+		curl_slist_free_all(headers);
+		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
+	}
+	common_options(c, call, e, url, headers, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	return add_call(c, call, e, err);
+}
+
+enum cg_err http_get(struct http_client *c, struct http_call *call, const char *url,
+                     struct curl_slist *headers, long timeout_ms, http_done_fn done, void *ctx,
+                     char *err)
+{
+	CURL *e = take_easy(c);
+	if (!e) {
+		curl_slist_free_all(headers);
+		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
+	}
+	common_options(c, call, e, url, headers, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	call->on_done = done;
+	call->on_done_ctx = ctx;
+	return add_call(c, call, e, err);
 }
 
 void http_headers_free(struct curl_slist *h)
@@ -221,6 +249,9 @@ void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_do
 			snprintf(call->errbuf, sizeof(call->errbuf), "%s",
 			         curl_easy_strerror(m->data.result));
 		release(c, call);
-		done(call, ctx);
+		if (call->on_done)
+			call->on_done(call, call->on_done_ctx);
+		else
+			done(call, ctx);
 	}
 }

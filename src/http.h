@@ -14,6 +14,9 @@
 #include "err.h"
 #include "sbuf.h"
 
+struct http_call;
+typedef void (*http_done_fn)(struct http_call *call, void *ctx);
+
 struct http_call {
 	CURL *easy;
 	struct curl_slist *headers;
@@ -25,6 +28,10 @@ struct http_call {
 	enum cg_err result; /* CG_OK: a response arrived (any status) */
 	int not_sent;       /* failed before the request could reach the endpoint */
 	void *user;
+	/* set by http_get: this call's own completion, instead of the one given
+	 * to http_client_run (which a call started by http_post gets) */
+	http_done_fn on_done;
+	void *on_done_ctx;
 };
 
 struct http_options {
@@ -48,7 +55,15 @@ enum cg_err http_post(struct http_client *c, struct http_call *call, const char 
 /* Abort a started call; its memory is released. */
 void http_abort(struct http_client *c, struct http_call *call);
 
-typedef void (*http_done_fn)(struct http_call *call, void *ctx);
+/*
+ * Start a GET; headers is taken over by the call. When it completes, done
+ * (not http_client_run's callback) receives it and owns it afterwards: a
+ * module with calls of its own (follower.c's polls) shares the client
+ * without the engine dispatching for it.
+ */
+enum cg_err http_get(struct http_client *c, struct http_call *call, const char *url,
+                     struct curl_slist *headers, long timeout_ms, http_done_fn done, void *ctx,
+                     char *err);
 
 /* Wait up to timeout_ms for traffic or for wake_fd to become readable, then
  * deliver finished calls to done (which owns them afterwards). */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -39,10 +40,44 @@ struct inbox *inbox_new(void)
 	return ib;
 }
 
+/* Signal handlers run on any thread: they set a flag and write the
+ * eventfd, both async-signal-safe. */
+static volatile sig_atomic_t stop_requested, reload_requested;
+static struct inbox *volatile signal_inbox;
+
+void inbox_signal(int which)
+{
+	if (which & INBOX_STOP)
+		stop_requested = 1;
+	if (which & INBOX_RELOAD)
+		reload_requested = 1;
+	struct inbox *ib = signal_inbox;
+	if (ib)
+		inbox_wake(ib);
+}
+
+void inbox_listen_for_signals(struct inbox *ib)
+{
+	signal_inbox = ib;
+}
+
+int inbox_take_signals(struct inbox *ib)
+{
+	(void)ib;
+	int bits = stop_requested ? INBOX_STOP : 0;
+	if (reload_requested) {
+		reload_requested = 0;
+		bits |= INBOX_RELOAD;
+	}
+	return bits;
+}
+
 void inbox_free(struct inbox *ib)
 {
 	if (!ib)
 		return;
+	if (signal_inbox == ib)
+		signal_inbox = NULL;
 	for (struct message *m = ib->head, *next; m; m = next) {
 		next = m->next;
 		message_free(m);

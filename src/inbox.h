@@ -39,6 +39,16 @@ void inbox_on_message(struct message *m, void *ctx);
 void inbox_on_ready(void *ctx);
 void inbox_on_delivered(uint64_t cookie, int ok, void *ctx);
 
+/* Signals: the handlers only record them and wake the engine. */
+enum { INBOX_STOP = 1, INBOX_RELOAD = 2 };
+/* Async-signal-safe: record a stop or reload request for the engine. */
+void inbox_signal(int which);
+/* Engine thread: signals go to ib from now on (NULL: to nobody). */
+void inbox_listen_for_signals(struct inbox *ib);
+/* Engine thread: the signals recorded since the last call (INBOX_ bits);
+ * a stop stays recorded. */
+int inbox_take_signals(struct inbox *ib);
+
 /* Engine thread: the file descriptor to poll, readable after a wake-up. */
 int inbox_fd(const struct inbox *ib);
 /* Engine thread: consume pending wake-ups. */

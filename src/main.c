@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "inbox.h"
 #include "log.h"
 
 #ifndef CMDGATE_VERSION
@@ -35,13 +36,13 @@ static void usage(FILE *f)
 static void on_stop(int sig)
 {
 	(void)sig;
-	engine_signal_stop();
+	inbox_signal(INBOX_STOP);
 }
 
 static void on_hup(int sig)
 {
 	(void)sig;
-	engine_signal_reload();
+	inbox_signal(INBOX_RELOAD);
 }
 
 static void install_signals(void)

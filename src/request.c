@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "follow.h"
 #include "log.h"
 #include "runtime.h"
 #include "sigv4.h"
@@ -51,6 +52,7 @@ void request_free(struct request *r)
 	message_free(r->msg);
 	free(r->target);
 	free(r->reply_accepted);
+	free(r->follow_topic);
 	free(r->reply_rejected);
 	translated_clean_up(&r->tr);
 	http_call_free(&r->call);
@@ -188,6 +190,11 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 		snprintf(err, ERR_LEN, "the route's target_arn cannot be expanded");
 		return (int)GW_INTERNAL_ERROR;
 	}
+	struct sbuf ft; /* followed: the execution topic but {execution} */
+	sbuf_init(&ft);
+	if (rt->follow && follow_topic_prepare(rt->execution_topic, v, &ft, NULL) == CG_OK)
+		r->follow_topic = sbuf_steal(&ft);
+	sbuf_clean_up(&ft);
 	if (res)
 		return ADMITTED; /* resumed: it was admitted before the restart */
 	if (env->queued >= (size_t)c->gateway.queue_size) {

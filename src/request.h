@@ -38,6 +38,7 @@ struct request {
 	uint64_t spool_seq;  /* 0: not in the spool */
 	char thing[130], command[66];
 	char *target; /* owned: the target ARN, the key of its order */
+	char *follow_topic; /* owned: execution_topic but {execution}; NULL: not followed */
 	char *reply_accepted, *reply_rejected; /* owned topics, NULL: nowhere */
 	struct translated tr;
 	uint64_t deadline_ms, next_try_ms; /* monotonic */

@@ -6,6 +6,7 @@
 #include "route.h"
 #include "runtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,7 @@ void route_clean_up(struct route *r)
 	free(r->reply_topic);
 	free(r->target_arn);
 	free(r->command_arn);
+	free(r->execution_topic);
 	free(r->thing);
 	free(r->command);
 	for (size_t i = 0; i < r->n_commands; i++)
@@ -223,6 +225,26 @@ enum cg_err route_template_expand(const char *tmpl, const struct route_vars *v, 
 		p = close + 1;
 	}
 	return CG_OK;
+}
+
+const char *route_unknown_placeholder(const struct route *r, const char *tmpl, const char *extra,
+                                      char *bad, size_t n)
+{
+	static const char *const known[] = {"region", "account", "client_id", "thing", "command"};
+	for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
+		const char *e = strchr(p, '}');
+		if (!e)
+			break;
+		snprintf(bad, n, "%.*s", (int)(e - p - 1), p + 1);
+		int ok = extra && strcmp(bad, extra) == 0;
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && !ok; i++)
+			ok = strcmp(bad, known[i]) == 0;
+		for (size_t i = 0; i < r->n_ph && !ok; i++)
+			ok = strcmp(bad, r->ph_names[i]) == 0;
+		if (!ok)
+			return bad;
+	}
+	return NULL;
 }
 
 int route_template_uses(const char *tmpl, const char *name)

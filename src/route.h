@@ -50,6 +50,8 @@ struct route {
 	struct param_type_entry *ptypes;
 	size_t n_ptypes;
 	long execution_timeout;         /* 0: none */
+	int follow;                     /* follow each accepted execution (SPEC 8) */
+	char *execution_topic;          /* where a follow publishes; may use {execution} */
 	char *filter;                   /* derived: request_topic with '+' */
 	char *ph_names[ROUTE_VARS_MAX]; /* derived: placeholder names, in order */
 	size_t n_ph;
@@ -75,6 +77,11 @@ enum cg_err route_check_capture(const char *name, const char *value, char *err);
 enum cg_err route_template_expand(const char *tmpl, const struct route_vars *v, struct sbuf *out,
                                   char *err);
 
+/* The first placeholder of tmpl that route r cannot fill (its captures,
+ * {region}, {account}, {client_id}, {thing}, {command}, and extra when not
+ * NULL), copied into bad; NULL when every one is known. */
+const char *route_unknown_placeholder(const struct route *r, const char *tmpl, const char *extra,
+                                      char *bad, size_t n);
 /* Whether tmpl has the placeholder {name}; used by config checks. */
 int route_template_uses(const char *tmpl, const char *name);
 

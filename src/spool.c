@@ -27,7 +27,57 @@ struct spool {
 	uint64_t next_seq;
 	size_t live;
 	off_t size;
+	spool_follow_fn follow_cb;
+	void *follow_ctx;
 };
+
+/* A STATUS record seen at recovery; sorted by seq, then file order. */
+struct status_rec {
+	uint64_t seq;
+	size_t order;
+	uint8_t status;
+};
+
+static int cmp_status(const void *a, const void *b)
+{
+	const struct status_rec *x = a, *y = b;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The last status recorded for seq, or dflt. */
+static uint8_t last_status(const struct status_rec *v, size_t n, uint64_t seq, uint8_t dflt)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) { /* first index with v[i].seq > seq */
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid].seq <= seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && v[lo - 1].seq == seq ? v[lo - 1].status : dflt;
+}
+
+void spool_on_follow(struct spool *s, spool_follow_fn cb, void *ctx)
+{
+	s->follow_cb = cb;
+	s->follow_ctx = ctx;
+}
+
+void spool_add_follow(struct spool *s, struct spool_follow *f)
+{
+	f->seq = s->next_seq++;
+	spool_encode_follow(&s->batch, f);
+	s->batch_adds = 1;
+	s->live++;
+}
+
+void spool_follow_status(struct spool *s, uint64_t seq, uint8_t status)
+{
+	spool_encode_status(&s->batch, seq, status);
+}
 
 static char *join(const char *dir, const char *name)
 {
@@ -110,14 +160,27 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		return cg_fail(err, CG_IO, "spool: cannot read %s: %s", s->path, strerror(errno));
 	}
 	/* pass 1: DONE set and the end of the trusted part */
-	size_t cap = 64, ndone = 0, pos = 0, end;
+	size_t cap = 64, ndone = 0, pos = 0, end, nstat = 0, cap_stat = 0;
 	uint64_t *done = rt_malloc(cap * sizeof(*done));
+	struct status_rec *stat = NULL;
 	enum spool_type t;
 	struct spool_entry e;
+	struct spool_follow f;
 	int rc;
-	while ((rc = spool_decode((unsigned char *)data.data, data.len, &pos, &t, &e)) == 1) {
+	while ((rc = spool_decode_record((unsigned char *)data.data, data.len, &pos, &t, &e, &f)) ==
+	       1) {
 		if (e.seq >= s->next_seq)
 			s->next_seq = e.seq + 1;
+		if (t == SPOOL_STATUS) {
+			if (nstat == cap_stat) {
+				cap_stat = cap_stat ? 2 * cap_stat : 64;
+				stat = rt_realloc(stat, cap_stat * sizeof(*stat));
+			}
+			stat[nstat].seq = f.seq;
+			stat[nstat].order = nstat;
+			stat[nstat++].status = f.last_status;
+			continue;
+		}
 		if (t != SPOOL_DONE)
 			continue;
 		if (ndone == cap)
@@ -130,19 +193,33 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		         "skipped",
 		         s->path, end, data.len);
 	qsort(done, ndone, sizeof(*done), cmp_u64);
+	if (nstat)
+		qsort(stat, nstat, sizeof(*stat), cmp_status);
 	/* pass 2: live entries, handed back and rewritten */
 	struct sbuf fresh;
 	sbuf_init(&fresh);
 	s->live = 0;
-	for (pos = 0;
-	     pos < end && spool_decode((unsigned char *)data.data, end, &pos, &t, &e) == 1;) {
-		if (t != SPOOL_ADD || bsearch(&e.seq, done, ndone, sizeof(*done), cmp_u64))
+	size_t follows = 0;
+	for (pos = 0; pos < end && spool_decode_record((unsigned char *)data.data, end, &pos, &t,
+	                                               &e, &f) == 1;) {
+		if ((t != SPOOL_ADD && t != SPOOL_FOLLOW) ||
+		    bsearch(&e.seq, done, ndone, sizeof(*done), cmp_u64))
 			continue;
-		spool_encode_add(&fresh, &e);
 		s->live++;
+		if (t == SPOOL_FOLLOW) {
+			/* the last status folded in: the rewritten file needs no STATUS */
+			f.last_status = last_status(stat, nstat, f.seq, f.last_status);
+			spool_encode_follow(&fresh, &f);
+			follows++;
+			if (s->follow_cb)
+				s->follow_cb(&f, s->follow_ctx);
+			continue;
+		}
+		spool_encode_add(&fresh, &e);
 		cb(&e, ctx);
 	}
 	free(done);
+	free(stat);
 	enum cg_err out = CG_OK;
 	int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, fresh.data, fresh.len) != (ssize_t)fresh.len ||
@@ -157,8 +234,10 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 	}
 	if (fd >= 0)
 		close(fd);
-	if (s->live)
-		log_info("spool: %zu request(s) to resume from %s", s->live, s->path);
+	if (s->live - follows)
+		log_info("spool: %zu request(s) to resume from %s", s->live - follows, s->path);
+	if (follows)
+		log_info("spool: %zu follow(s) to resume from %s", follows, s->path);
 	sbuf_clean_up(&fresh);
 	sbuf_clean_up(&data);
 	return out;

@@ -31,6 +31,17 @@ struct spool *spool_open_configured(const char *dir, const char *state_directory
 typedef void (*spool_entry_fn)(const struct spool_entry *e, void *ctx);
 enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *err);
 
+/* Follows (SPEC section 8): set before spool_recover(), cb receives every
+ * live FOLLOW record with the last STATUS recorded for it folded into
+ * last_status. Without a handler live follows are kept in the file as they
+ * are. A follow ends with spool_done(seq), like a request. */
+typedef void (*spool_follow_fn)(const struct spool_follow *f, void *ctx);
+void spool_on_follow(struct spool *s, spool_follow_fn cb, void *ctx);
+/* Queue a FOLLOW (f->seq is assigned; made durable at the next sync flush,
+ * like an ADD) or a STATUS record. */
+void spool_add_follow(struct spool *s, struct spool_follow *f);
+void spool_follow_status(struct spool *s, uint64_t seq, uint8_t status);
+
 /* Queue an ADD (e->seq is assigned) or a DONE record for the next flush. */
 void spool_add(struct spool *s, struct spool_entry *e);
 void spool_done(struct spool *s, uint64_t seq);

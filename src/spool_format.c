@@ -87,6 +87,37 @@ void spool_encode_done(struct sbuf *out, uint64_t seq)
 	seal(out, start);
 }
 
+void spool_encode_follow(struct sbuf *out, const struct spool_follow *f)
+{
+	size_t start = out->len;
+	sbuf_append(out, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+	sbuf_putc(out, SPOOL_FOLLOW);
+	put_u64(out, f->seq);
+	put_u64(out, (uint64_t)f->started_ms);
+	put_u64(out, (uint64_t)f->deadline_ms);
+	sbuf_putc(out, (char)f->qos);
+	sbuf_putc(out, (char)f->last_status);
+	put_bytes(out, f->thing, f->thing_len);
+	put_bytes(out, f->command, f->command_len);
+	put_bytes(out, f->execution_id, f->execution_id_len);
+	put_bytes(out, f->target_arn, f->target_arn_len);
+	put_bytes(out, f->topic, f->topic_len);
+	put_bytes(out, f->id_json, f->id_json_len);
+	sbuf_putc(out, (char)(f->has_correlation ? 1 : 0));
+	put_bytes(out, f->correlation, f->correlation_len);
+	seal(out, start);
+}
+
+void spool_encode_status(struct sbuf *out, uint64_t seq, uint8_t status)
+{
+	size_t start = out->len;
+	sbuf_append(out, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+	sbuf_putc(out, SPOOL_STATUS);
+	put_u64(out, seq);
+	sbuf_putc(out, (char)status);
+	seal(out, start);
+}
+
 struct reader {
 	const unsigned char *p;
 	size_t n, at;
@@ -119,9 +150,36 @@ static const void *get_bytes(struct reader *r, size_t *len)
 	return v;
 }
 
+static void decode_follow(struct reader *r, enum spool_type type, struct spool_follow *f)
+{
+	if (type == SPOOL_STATUS) {
+		f->last_status = (uint8_t)get(r, 1);
+		return;
+	}
+	f->started_ms = (int64_t)get(r, 8);
+	f->deadline_ms = (int64_t)get(r, 8);
+	f->qos = (uint8_t)get(r, 1);
+	f->last_status = (uint8_t)get(r, 1);
+	f->thing = get_bytes(r, &f->thing_len);
+	f->command = get_bytes(r, &f->command_len);
+	f->execution_id = get_bytes(r, &f->execution_id_len);
+	f->target_arn = get_bytes(r, &f->target_arn_len);
+	f->topic = get_bytes(r, &f->topic_len);
+	f->id_json = get_bytes(r, &f->id_json_len);
+	f->has_correlation = (int)get(r, 1);
+	f->correlation = get_bytes(r, &f->correlation_len);
+}
+
 int spool_decode(const unsigned char *buf, size_t n, size_t *pos, enum spool_type *type,
                  struct spool_entry *e)
 {
+	return spool_decode_record(buf, n, pos, type, e, NULL);
+}
+
+int spool_decode_record(const unsigned char *buf, size_t n, size_t *pos, enum spool_type *type,
+                        struct spool_entry *e, struct spool_follow *f)
+{
+	struct spool_follow scratch;
 	if (*pos == n)
 		return 0;
 	if (n - *pos < 12 || memcmp(buf + *pos, "CGS1", 4) != 0)
@@ -145,6 +203,12 @@ int spool_decode(const unsigned char *buf, size_t n, size_t *pos, enum spool_typ
 		e->has_correlation = (int)get(&r, 1);
 		e->correlation = get_bytes(&r, &e->correlation_len);
 		e->payload = get_bytes(&r, &e->payload_len);
+	} else if (*type == SPOOL_FOLLOW || *type == SPOOL_STATUS) {
+		if (!f)
+			f = &scratch;
+		memset(f, 0, sizeof(*f));
+		f->seq = e->seq;
+		decode_follow(&r, *type, f);
 	} else if (*type != SPOOL_DONE) {
 		return -1;
 	}

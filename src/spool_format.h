@@ -7,7 +7,13 @@
  *   ADD  (1): u64 seq, i64 received wall ms, i64 deadline wall ms, u8 qos,
  *             str token, str topic, str response topic, bytes correlation,
  *             bytes payload          (str/bytes: u32 length + data)
- *   DONE (2): u64 seq
+ *   DONE (2): u64 seq                (ends an ADD or a FOLLOW)
+ *   FOLLOW (3): u64 seq, i64 started wall ms, i64 deadline wall ms, u8 qos,
+ *             u8 last status published (enum follow_status), str thing,
+ *             str command, str execution id, str target ARN, str execution
+ *             topic (expanded), str id as JSON ("" none), u8 has correlation,
+ *             bytes correlation
+ *   STATUS (4): u64 seq, u8 status   (a FOLLOW published a non-final status)
  * A record that is cut short or whose CRC does not match ends the readable
  * part of a file (a torn tail after a crash); nothing after it is trusted.
  */
@@ -19,7 +25,7 @@
 
 #include "sbuf.h"
 
-enum spool_type { SPOOL_ADD = 1, SPOOL_DONE = 2 };
+enum spool_type { SPOOL_ADD = 1, SPOOL_DONE = 2, SPOOL_FOLLOW = 3, SPOOL_STATUS = 4 };
 
 /* One request as spooled. Decoded strings/bytes are views into the buffer. */
 struct spool_entry {
@@ -39,9 +45,25 @@ struct spool_entry {
 	int has_correlation;
 };
 
+/* One follow (SPEC section 8) as spooled; views as in spool_entry. For a
+ * STATUS record only seq and last_status are set. */
+struct spool_follow {
+	uint64_t seq;
+	int64_t started_ms, deadline_ms; /* wall clock (CLOCK_REALTIME) */
+	uint8_t qos;
+	uint8_t last_status;
+	const char *thing, *command, *execution_id, *target_arn, *topic, *id_json;
+	size_t thing_len, command_len, execution_id_len, target_arn_len, topic_len, id_json_len;
+	const void *correlation;
+	size_t correlation_len;
+	int has_correlation;
+};
+
 uint32_t spool_crc32(const void *data, size_t n);
 void spool_encode_add(struct sbuf *out, const struct spool_entry *e);
 void spool_encode_done(struct sbuf *out, uint64_t seq);
+void spool_encode_follow(struct sbuf *out, const struct spool_follow *f);
+void spool_encode_status(struct sbuf *out, uint64_t seq, uint8_t status);
 
 /*
  * Decode the record at *pos. Returns 1 (record decoded, *pos advanced),
@@ -49,5 +71,9 @@ void spool_encode_done(struct sbuf *out, uint64_t seq);
  */
 int spool_decode(const unsigned char *buf, size_t n, size_t *pos, enum spool_type *type,
                  struct spool_entry *e);
+/* The same for every record type: FOLLOW and STATUS fill f (may be NULL;
+ * e->seq is set for every type). spool_decode() is this with f NULL. */
+int spool_decode_record(const unsigned char *buf, size_t n, size_t *pos, enum spool_type *type,
+                        struct spool_entry *e, struct spool_follow *f);
 
 #endif

@@ -95,6 +95,23 @@ static void num(struct sbuf *b, const char *key, double v, int first)
 	sbuf_puts(b, t);
 }
 
+static void render_follow_json(const struct stats_follow *f, struct sbuf *out)
+{
+	jsonw_key(out, "follows", 0);
+	sbuf_putc(out, '{');
+	num(out, "active", (double)f->active, 1);
+	num(out, "polls", (double)f->polls, 0);
+	num(out, "poll_errors", (double)f->poll_errors, 0);
+	jsonw_key(out, "finished", 0);
+	sbuf_putc(out, '{');
+	num(out, "SUCCEEDED", (double)f->succeeded, 1);
+	num(out, "FAILED", (double)f->failed, 0);
+	num(out, "REJECTED", (double)f->rejected, 0);
+	num(out, "TIMED_OUT", (double)f->timed_out, 0);
+	num(out, "ended", (double)f->ended, 0);
+	sbuf_puts(out, "}}");
+}
+
 void stats_render_json(const struct stats *s, const struct stats_gauges *g, struct sbuf *out)
 {
 	char when[32];
@@ -148,7 +165,10 @@ void stats_render_json(const struct stats *s, const struct stats_gauges *g, stru
 	} else {
 		sbuf_puts(out, "null");
 	}
-	sbuf_puts(out, "}}");
+	sbuf_putc(out, '}');
+	if (g->follow)
+		render_follow_json(g->follow, out);
+	sbuf_putc(out, '}');
 }
 
 /* A label value with Prometheus' escapes (backslash, quote, newline). */
@@ -168,6 +188,26 @@ static void label(struct sbuf *b, const char *v)
 static void metric_head(struct sbuf *b, const char *name, const char *type, const char *help)
 {
 	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void render_follow_prometheus(const struct stats_follow *f, struct sbuf *out)
+{
+	metric_head(out, "cmdgate_follows_active", "gauge", "Executions being followed.");
+	sbuf_printf(out, "cmdgate_follows_active %llu\n", (unsigned long long)f->active);
+	metric_head(out, "cmdgate_follow_polls_total", "counter",
+	            "GetCommandExecution calls, by result.");
+	sbuf_printf(out, "cmdgate_follow_polls_total{result=\"ok\"} %llu\n",
+	            (unsigned long long)(f->polls -
+	                                 (f->poll_errors < f->polls ? f->poll_errors : f->polls)));
+	sbuf_printf(out, "cmdgate_follow_polls_total{result=\"error\"} %llu\n",
+	            (unsigned long long)f->poll_errors);
+	metric_head(out, "cmdgate_follows_finished_total", "counter",
+	            "Follows finished, by final status (ended: stopped early with a code).");
+	const char *names[] = {"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "ended"};
+	uint64_t v[] = {f->succeeded, f->failed, f->rejected, f->timed_out, f->ended};
+	for (int i = 0; i < 5; i++)
+		sbuf_printf(out, "cmdgate_follows_finished_total{status=\"%s\"} %llu\n", names[i],
+		            (unsigned long long)v[i]);
 }
 
 void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g, struct sbuf *out)
@@ -220,4 +260,6 @@ void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g
 	sbuf_puts(out, "cmdgate_credentials_expiry_timestamp_seconds{source=\"");
 	label(out, g->cred_source ? g->cred_source : "none");
 	sbuf_printf(out, "\"} %lld\n", (long long)g->cred_expiry);
+	if (g->follow)
+		render_follow_prometheus(g->follow, out);
 }

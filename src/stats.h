@@ -32,6 +32,15 @@ struct stats {
 	time_t started;
 };
 
+/* Follows (SPEC section 8), filled from follower_counters(). */
+struct stats_follow {
+	uint64_t active;      /* gauge: follows in progress */
+	uint64_t polls;       /* GetCommandExecution calls */
+	uint64_t poll_errors; /* ... answered with an error or not at all */
+	uint64_t succeeded, failed, rejected, timed_out; /* finished by final status */
+	uint64_t ended;       /* ended early with a code (follow_max_s, 403, ...) */
+};
+
 /* What the engine knows at render time. */
 struct stats_gauges {
 	uint64_t queue, inflight, spool;
@@ -43,6 +52,7 @@ struct stats_gauges {
 	time_t cred_expiry;      /* 0: none or does not expire */
 	time_t now;
 	const char *client_id;
+	const struct stats_follow *follow; /* NULL: no route follows; not rendered */
 };
 
 void stats_init(struct stats *s, time_t now);

@@ -38,6 +38,25 @@ changed at run time with {"quota": {"rate": 20, "burst": 20}} on /_control
 GET /_quota returns {"rate", "burst", "accepted": [t...], "throttled": [t...]}
 (time.time() of every call answered 2xx, quota or not, and of every quota
 429), so a test can compute rates.
+
+GetCommandExecution (SPEC section 8): GET /command-executions/{id}
+?includeResult=true&targetArn=... answers for the executions it started, with
+its own SigV4 check for service "iot" and targetArn checked against the
+execution's target. Each execution plays a scripted lifecycle, in seconds
+from its start, chosen by its command name "lc-<name>" or by its parameter
+"lifecycle" (S), default "succeed"; "duration_s" (a number parameter)
+stretches it:
+  succeed        CREATED, IN_PROGRESS at 0.3 s, SUCCEEDED with a result at 1 s
+  fail           ... FAILED with a statusReason at 1 s
+  reject         CREATED, REJECTED with a statusReason at 0.5 s
+  timeout-late   ... TIMED_OUT $NO_RESPONSE_FROM_DEVICE at 1 s, SUCCEEDED at 3 s
+  timeout        ... TIMED_OUT (reason DEVICE_TIMEOUT, final) at 1 s
+  notfound-first 404 ResourceNotFoundException for 2 s, then as succeed
+  slow           IN_PROGRESS until 12 s, then SUCCEEDED
+  forbidden      403 AccessDeniedException on every poll
+  never          IN_PROGRESS for ever
+_control also takes {"poll_rules": [...]} (rules as above, for polls only) and
+{"poll_delay_ms": N}; GET /_polls returns every poll seen, in order.
 """
 import argparse
 import base64
@@ -58,6 +77,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SERVICE = "iot-jobs-data"
+CONTROL_SERVICE = "iot"  # GetCommandExecution is on the control plane
 
 
 # ---- SigV4, written independently of src/sigv4.c -------------------------
@@ -202,6 +222,25 @@ class State:
         self.set_quota(getattr(self.args, "quota", 0), getattr(self.args, "quota_burst", 0))
         self.quota_accepted = []
         self.quota_throttled = []
+        self.reset_follow()
+
+    def reset_follow(self):
+        self.started = {}  # executionId -> execution record (GetCommandExecution)
+        self.polls = []
+        self.poll_rules = []
+        self.poll_delay_ms = 0
+
+    def take_poll_rule(self, exec_id):
+        with self.lock:
+            for r in self.poll_rules:
+                if r.get("execution") not in (None, exec_id):
+                    continue
+                if "times" in r:
+                    if r["times"] <= 0:
+                        continue
+                    r["times"] -= 1
+                return dict(r)
+        return None
 
     def set_quota(self, rate, burst=None):
         """A token bucket of rate calls/s (0 or None: no quota), full at first."""
@@ -298,6 +337,11 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_tlslog":
             with st.lock:
                 self.reply(200, st.tls_log)
+        elif self.path == "/_polls":
+            with st.lock:
+                self.reply(200, st.polls)
+        elif self.path.startswith("/command-executions/"):
+            self.get_command_execution()
         elif self.path.startswith("/creds/container"):
             want = st.args.container_token
             if want and self.headers.get("Authorization") != want:
@@ -405,6 +449,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.delay_ms = ctl.get("delay_ms", st.delay_ms)
                 st.jitter_ms = ctl.get("jitter_ms", st.jitter_ms)
                 st.skew_s = ctl.get("skew_s", st.skew_s)
+                st.poll_rules.extend(ctl.get("poll_rules", []))
+                st.poll_delay_ms = ctl.get("poll_delay_ms", st.poll_delay_ms)
                 c = ctl.get("creds", {})
                 if c.pop("expire_all", False):
                     for k, (sec, tok, _) in list(st.issued.items()):
@@ -494,9 +540,11 @@ class Handler(BaseHTTPRequestHandler):
                 entry["outcome"] = "started"
             entry["executionId"] = exec_id
             st.quota_accepted.append(time.time())
+            if exec_id not in st.started:
+                st.started[exec_id] = new_execution(exec_id, body)
         self.reply(200, {"executionId": exec_id})
 
-    def check_signature(self, raw, path, query):
+    def check_signature(self, raw, path, query, service_name=SERVICE):
         """None when the request is signed as AWS requires, else (status, code, message)."""
         a = self.server.state.args
         st = self.server.state
@@ -525,7 +573,7 @@ class Handler(BaseHTTPRequestHandler):
                 return (403, "UnrecognizedClientException", "The security token included in the request is invalid.")
             if "x-amz-security-token" not in signed_list:
                 return (403, "InvalidSignatureException", "x-amz-security-token must be signed")
-        if day != amz_date[:8] or region != a.region or service != SERVICE:
+        if day != amz_date[:8] or region != a.region or service != service_name:
             return (403, "InvalidSignatureException", "Credential should be scoped correctly")
         try:
             t = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
@@ -544,6 +592,129 @@ class Handler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(sign(secret, amz_date, region, service, creq), sig):
             return (403, "InvalidSignatureException", "The request signature we calculated does not match the signature you provided.")
         return None
+
+
+# ---- GetCommandExecution: scripted lifecycles ------------------------------
+
+def _reason(code, text):
+    return {"reasonCode": code, "reasonDescription": text}
+
+
+# name -> [(at_s, status, statusReason or None, result or None)]; at_s scaled
+LIFECYCLES = {
+    "succeed": [(0, "CREATED", None, None), (0.3, "IN_PROGRESS", None, None),
+                (1.0, "SUCCEEDED", _reason("OK", "the valve is open"),
+                 {"message": {"S": "done"}, "position": {"S": "open"}})],
+    "fail": [(0, "CREATED", None, None), (0.3, "IN_PROGRESS", None, None),
+             (1.0, "FAILED", _reason("VALVE_STUCK", "the valve did not move"), None)],
+    "reject": [(0, "CREATED", None, None),
+               (0.5, "REJECTED", _reason("BUSY", "the device is busy"), None)],
+    "timeout-late": [(0, "CREATED", None, None), (0.3, "IN_PROGRESS", None, None),
+                     (1.0, "TIMED_OUT", _reason("$NO_RESPONSE_FROM_DEVICE", "no answer yet"), None),
+                     (3.0, "SUCCEEDED", None, {"message": {"S": "late"}})],
+    "timeout": [(0, "CREATED", None, None), (0.3, "IN_PROGRESS", None, None),
+                (1.0, "TIMED_OUT", _reason("DEVICE_TIMEOUT", "the device gave up"), None)],
+    "notfound-first": [(0, "CREATED", None, None), (2.3, "IN_PROGRESS", None, None),
+                       (3.0, "SUCCEEDED", None, {"message": {"S": "done"}})],
+    "slow": [(0, "CREATED", None, None), (0.3, "IN_PROGRESS", None, None),
+             (12.0, "SUCCEEDED", None, {"message": {"S": "done"}})],
+    "forbidden": [(0, "CREATED", None, None)],
+    "never": [(0, "CREATED", None, None), (0.3, "IN_PROGRESS", None, None)],
+}
+
+
+def _param(body, name):
+    v = (body.get("parameters") or {}).get(name)
+    if isinstance(v, dict) and len(v) == 1:
+        return next(iter(v.values()))
+    return None
+
+
+def new_execution(exec_id, body):
+    command = body["commandArn"].rsplit("/", 1)[-1]
+    name = _param(body, "lifecycle") or (command[3:] if command.startswith("lc-") else "succeed")
+    if name not in LIFECYCLES:
+        name = "succeed"
+    scale = _param(body, "duration_s")
+    try:
+        scale = float(scale) if scale is not None else 1.0
+    except (TypeError, ValueError):
+        scale = 1.0
+    return {"executionId": exec_id, "targetArn": body["targetArn"],
+            "commandArn": body["commandArn"], "parameters": body.get("parameters", {}),
+            "lifecycle": name, "scale": scale, "start": time.time()}
+
+
+def execution_view(ex, include_result, now):
+    """The GetCommandExecution answer for ex at now, or (status, code, message)."""
+    age = now - ex["start"]
+    name = ex["lifecycle"]
+    if name == "forbidden":
+        return None, (403, "AccessDeniedException",
+                      "User is not authorized to perform: iot:GetCommandExecution")
+    if name == "notfound-first" and age < 2.0 * ex["scale"]:
+        return None, (404, "ResourceNotFoundException", "The command execution does not exist")
+    status, reason, result = "CREATED", None, None
+    for at, st_, rs, res in LIFECYCLES[name]:
+        if age >= at * ex["scale"]:
+            status, reason, result = st_, rs, res
+    out = {"executionId": ex["executionId"], "commandArn": ex["commandArn"],
+           "targetArn": ex["targetArn"], "status": status,
+           "parameters": ex["parameters"], "createdAt": ex["start"],
+           "lastUpdatedAt": now}
+    if reason:
+        out["statusReason"] = reason
+    if result and include_result:
+        out["result"] = result
+    if status in ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"):
+        out["completedAt"] = now
+    return out, None
+
+
+def _get_command_execution(self):
+    st = self.server.state
+    path, _, query = self.path.partition("?")
+    exec_id = urllib.parse.unquote(path[len("/command-executions/"):])
+    params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    entry = {"time": time.time(), "executionId": exec_id, "query": query,
+             "headers": {k.lower(): v for k, v in self.headers.items()}}
+    with st.lock:
+        st.polls.append(entry)
+        delay = st.poll_delay_ms
+    rule = st.take_poll_rule(exec_id)
+    delay = (rule or {}).get("delay_ms", delay)
+    if delay:
+        time.sleep(delay / 1000.0)
+    problem = self.check_signature(b"", path, query, CONTROL_SERVICE)
+    if problem:
+        entry["outcome"] = problem[1]
+        self.error(403, problem[1], problem[2])
+        return
+    if rule and rule.get("status"):
+        entry["outcome"] = rule.get("code") or str(rule["status"])
+        self.error(rule["status"], rule.get("code", "UnknownError"),
+                   rule.get("message", "injected"), rule.get("where", "header"))
+        return
+    with st.lock:
+        ex = st.started.get(exec_id)
+    if not ex:
+        entry["outcome"] = "ResourceNotFoundException"
+        self.error(404, "ResourceNotFoundException", "The command execution does not exist")
+        return
+    if params.get("targetArn") != ex["targetArn"]:
+        entry["outcome"] = "target-mismatch"
+        self.error(400, "ValidationException", "targetArn does not match the execution's target")
+        return
+    view, err = execution_view(ex, params.get("includeResult") == "true", time.time())
+    if err:
+        entry["outcome"] = err[1]
+        self.error(*err)
+        return
+    entry["outcome"] = view["status"]
+    self.reply(200, view)
+
+
+Handler.get_command_execution = _get_command_execution
 
 
 class MtlsServer(ThreadingHTTPServer):

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "follow.h"
 
 static char path[64];
 
@@ -70,6 +71,92 @@ static void minimal_file_gets_every_default(void **s)
 	assert_string_equal(c->routes[0].reply_topic, "commands/{thing}/{command}/start/{status}");
 	assert_string_equal(c->endpoint_url, "https://data.jobs.iot.eu-west-1.amazonaws.com");
 	config_free(c);
+}
+
+/* SPEC 6 and 8: the follow keys and their defaults. */
+static void follow_keys_have_their_defaults(void **s)
+{
+	(void)s;
+	char err[ERR_LEN];
+	struct config *c = load_text(MIN, err);
+	assert_non_null(c);
+	assert_string_equal(c->aws.control_endpoint, "");
+	assert_string_equal(c->control_url, "https://iot.eu-west-1.amazonaws.com");
+	assert_true(c->aws.follow_max_rate == 10.0);
+	assert_int_equal(c->gateway.follow_max_s, 3600);
+	assert_int_equal(c->routes[0].follow, 0);
+	assert_string_equal(c->routes[0].execution_topic,
+	                    "commands/{thing}/{command}/executions/{execution}");
+	config_free(c);
+	c = load_text("aws: { region = \"eu-west-1\"; account = \"1\"; follow_max_rate = 2.5;\n"
+	              " control_endpoint = \"http://127.0.0.1:8080/\"; };\n"
+	              "gateway: { follow_max_s = 60; };\n"
+	              "routes = ( { follow = true; execution_topic = "
+	              "\"done/{thing}/{execution}\"; } );\n",
+	              err);
+	assert_non_null(c);
+	assert_string_equal(c->control_url, "http://127.0.0.1:8080");
+	assert_true(c->aws.follow_max_rate == 2.5);
+	assert_int_equal(c->gateway.follow_max_s, 60);
+	assert_int_equal(c->routes[0].follow, 1);
+	assert_string_equal(c->routes[0].execution_topic, "done/{thing}/{execution}");
+	config_free(c);
+	char *e = follow_default_endpoint("cn-north-1");
+	assert_string_equal(e, "https://iot.cn-north-1.amazonaws.com.cn");
+	free(e);
+}
+
+static void follow_keys_are_checked(void **s)
+{
+	(void)s;
+	refused(MIN "gateway: {\n follow_max_s = 0; };\n", 3, "gateway.follow_max_s");
+	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n follow_max_rate = -1.0; };\n", 2,
+	        "out of range");
+	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n control_endpoint = "
+	        "\"iot.example\"; };\n",
+	        2, "aws.control_endpoint");
+	refused(MIN "routes = ( {\n follow = 1; } );\n", 3, "true or false");
+	refused(MIN "routes = ( {\n follow = true;\n execution_topic = \"x/{thing}/+\"; } );\n", 4,
+	        "without wildcards");
+	refused(MIN "routes = ( {\n execution_topic = \"x/{thing}/{status}\"; } );\n", 3,
+	        "unknown placeholder {status}");
+	refused(MIN "routes = ( {\n follow = true;\n execution_topic = \"x/{nope}\"; } );\n", 4,
+	        "unknown placeholder {nope}");
+}
+
+static void execution_placeholder_only_in_execution_topic(void **s)
+{
+	(void)s;
+	refused(MIN "routes = ( {\n reply_topic = \"r/{thing}/{execution}\"; } );\n", 3,
+	        "unknown placeholder {execution}");
+	refused(MIN "routes = ( {\n target_arn = \"arn:aws:iot:x:1:thing/{execution}\"; } );\n", 3,
+	        "unknown placeholder {execution}");
+	refused(MIN "routes = ( {\n request_topic = \"c/{thing}/{command}/{execution}\"; } );\n", 3,
+	        "{execution}");
+}
+
+static void looping_execution_topic_is_refused(void **s)
+{
+	(void)s;
+	refused(MIN "routes = ( {\n request_topic = \"cmd/{thing}/{command}\";\n follow = true;\n"
+	            " execution_topic = \"cmd/{thing}/{execution}\"; } );\n",
+	        5, "loop");
+	/* against another route's request topic too */
+	refused(MIN "routes = ( { request_topic = \"a/{thing}/{command}\"; follow = true;\n"
+	            " execution_topic = \"b/{thing}/{execution}\"; },\n"
+	            " { request_topic = \"b/{thing}/{command}\"; } );\n",
+	        3, "loop");
+	/* the unused default does not refuse a route that does not follow */
+	char err[ERR_LEN];
+	struct config *c =
+	    load_text(MIN "routes = ( { request_topic = \"commands/{thing}/{command}/{a}/{b}\";"
+	                  " reply_topic = \"r/{thing}/{status}\"; } );\n",
+	              err);
+	assert_non_null(c);
+	config_free(c);
+	refused(MIN "routes = ( { request_topic = \"commands/{thing}/{command}/{a}/{b}\";\n"
+	            " reply_topic = \"r/{thing}/{status}\"; follow = true; } );\n",
+	        2, "execution_topic");
 }
 
 static void region_decides_default_endpoint(void **s)
@@ -241,6 +328,10 @@ int main(void)
 	    TEST(region_is_required),
 	    TEST(account_is_required_when_used),
 	    TEST(looping_reply_topic_is_refused),
+	    TEST(follow_keys_have_their_defaults),
+	    TEST(follow_keys_are_checked),
+	    TEST(execution_placeholder_only_in_execution_topic),
+	    TEST(looping_execution_topic_is_refused),
 	    TEST(routes_fix_or_capture_names),
 	    TEST(enumerations_are_checked),
 	    TEST(client_topics_take_client_id_only),

@@ -100,6 +100,129 @@ static void crc32_known_value(void **s)
 	assert_int_equal(spool_crc32("123456789", 9), 0xcbf43926u);
 }
 
+static struct spool_follow follow_sample(uint64_t seq)
+{
+	struct spool_follow f = {
+	    .seq = seq,
+	    .started_ms = 1795686000000,
+	    .deadline_ms = 1795689600000,
+	    .qos = 1,
+	    .last_status = 2,
+	    .thing = "pump-7",
+	    .thing_len = 6,
+	    .command = "open-valve",
+	    .command_len = 10,
+	    .execution_id = "0b8be5a1-1111-4222-8333-444455556666",
+	    .execution_id_len = 36,
+	    .target_arn = "arn:aws:iot:eu-west-1:123456789012:thing/pump-7",
+	    .target_arn_len = 47,
+	    .topic = "commands/pump-7/open-valve/executions/0b8be5a1",
+	    .topic_len = 46,
+	    .id_json = "\"r-42\"",
+	    .id_json_len = 6,
+	    .correlation = "\0\1",
+	    .correlation_len = 2,
+	    .has_correlation = 1,
+	};
+	return f;
+}
+
+static void follow_and_status_round_trip(void **s)
+{
+	(void)s;
+	struct sbuf b;
+	sbuf_init(&b);
+	struct spool_follow in = follow_sample(9);
+	spool_encode_follow(&b, &in);
+	spool_encode_status(&b, 9, 6);
+	spool_encode_done(&b, 9);
+	size_t pos = 0;
+	enum spool_type t;
+	struct spool_entry e;
+	struct spool_follow f;
+	assert_int_equal(spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, &f), 1);
+	assert_int_equal(t, SPOOL_FOLLOW);
+	assert_int_equal(e.seq, 9);
+	assert_int_equal(f.seq, 9);
+	assert_true(f.started_ms == in.started_ms && f.deadline_ms == in.deadline_ms);
+	assert_int_equal(f.qos, 1);
+	assert_int_equal(f.last_status, 2);
+	assert_int_equal(f.thing_len, 6);
+	assert_memory_equal(f.thing, "pump-7", 6);
+	assert_memory_equal(f.command, "open-valve", 10);
+	assert_memory_equal(f.execution_id, in.execution_id, 36);
+	assert_int_equal(f.target_arn_len, 47);
+	assert_memory_equal(f.target_arn, in.target_arn, 47);
+	assert_memory_equal(f.topic, in.topic, in.topic_len);
+	assert_memory_equal(f.id_json, "\"r-42\"", 6);
+	assert_true(f.has_correlation);
+	assert_int_equal(f.correlation_len, 2);
+	assert_memory_equal(f.correlation, "\0\1", 2);
+	assert_int_equal(spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, &f), 1);
+	assert_int_equal(t, SPOOL_STATUS);
+	assert_int_equal(f.seq, 9);
+	assert_int_equal(f.last_status, 6);
+	assert_int_equal(spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, &f), 1);
+	assert_int_equal(t, SPOOL_DONE);
+	assert_int_equal(spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, &f), 0);
+	sbuf_clean_up(&b);
+}
+
+/* A reader that only knows requests still walks past follow records. */
+static void request_reader_skips_follow_records(void **s)
+{
+	(void)s;
+	struct sbuf b;
+	sbuf_init(&b);
+	struct spool_follow f = follow_sample(3);
+	f.has_correlation = 0;
+	f.correlation_len = 0;
+	f.id_json_len = 0;
+	spool_encode_follow(&b, &f);
+	spool_encode_status(&b, 3, 1);
+	struct spool_entry in = sample(4);
+	spool_encode_add(&b, &in);
+	size_t pos = 0;
+	enum spool_type t;
+	struct spool_entry e;
+	assert_int_equal(spool_decode((unsigned char *)b.data, b.len, &pos, &t, &e), 1);
+	assert_int_equal(t, SPOOL_FOLLOW);
+	assert_int_equal(e.seq, 3);
+	assert_int_equal(spool_decode((unsigned char *)b.data, b.len, &pos, &t, &e), 1);
+	assert_int_equal(t, SPOOL_STATUS);
+	assert_int_equal(spool_decode((unsigned char *)b.data, b.len, &pos, &t, &e), 1);
+	assert_int_equal(t, SPOOL_ADD);
+	assert_int_equal(e.seq, 4);
+	sbuf_clean_up(&b);
+}
+
+static void torn_follow_record_is_detected(void **s)
+{
+	(void)s;
+	struct sbuf b;
+	sbuf_init(&b);
+	struct spool_follow f = follow_sample(1);
+	spool_encode_follow(&b, &f);
+	for (size_t cut = 1; cut < b.len; cut++) {
+		size_t pos = 0;
+		enum spool_type t;
+		struct spool_entry e;
+		struct spool_follow g;
+		assert_int_equal(spool_decode_record((unsigned char *)b.data, cut, &pos, &t, &e, &g),
+		                 -1);
+	}
+	for (size_t i = 12; i < b.len; i++) {
+		b.data[i] ^= 0x10;
+		size_t pos = 0;
+		enum spool_type t;
+		struct spool_entry e;
+		assert_int_equal(spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, NULL),
+		                 -1);
+		b.data[i] ^= 0x10;
+	}
+	sbuf_clean_up(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -107,6 +230,9 @@ int main(void)
 	    TEST(every_torn_tail_is_detected),
 	    TEST(every_flipped_byte_is_detected),
 	    TEST(crc32_known_value),
+	    TEST(follow_and_status_round_trip),
+	    TEST(request_reader_skips_follow_records),
+	    TEST(torn_follow_record_is_detected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,12 +95,51 @@ static void prometheus_text(void **s)
 	sbuf_clean_up(&b);
 }
 
+static void follow_counters_rendered_when_given(void **s)
+{
+	(void)s;
+	struct stats st;
+	stats_init(&st, 0);
+	struct stats_gauges g = gauges();
+	struct sbuf b;
+	sbuf_init(&b);
+	stats_render_json(&st, &g, &b);
+	assert_null(strstr(b.data, "follows"));
+	sbuf_reset(&b);
+	stats_render_prometheus(&st, &g, &b);
+	assert_null(strstr(b.data, "follow"));
+	struct stats_follow f = {.active = 3, .polls = 40, .poll_errors = 4, .succeeded = 9,
+	                         .failed = 2, .rejected = 1, .timed_out = 1, .ended = 5};
+	g.follow = &f;
+	sbuf_reset(&b);
+	stats_render_json(&st, &g, &b);
+	json_error_t je;
+	json_t *j = json_loads(b.data, 0, &je);
+	if (!j)
+		fail_msg("not JSON: %s (%s)", b.data, je.text);
+	json_t *fo = json_object_get(j, "follows");
+	assert_int_equal(json_integer_value(json_object_get(fo, "active")), 3);
+	assert_int_equal(json_integer_value(json_object_get(fo, "polls")), 40);
+	json_t *fin = json_object_get(fo, "finished");
+	assert_int_equal(json_integer_value(json_object_get(fin, "SUCCEEDED")), 9);
+	assert_int_equal(json_integer_value(json_object_get(fin, "ended")), 5);
+	json_decref(j);
+	sbuf_reset(&b);
+	stats_render_prometheus(&st, &g, &b);
+	assert_non_null(strstr(b.data, "cmdgate_follows_active 3\n"));
+	assert_non_null(strstr(b.data, "cmdgate_follow_polls_total{result=\"ok\"} 36\n"));
+	assert_non_null(strstr(b.data, "cmdgate_follow_polls_total{result=\"error\"} 4\n"));
+	assert_non_null(strstr(b.data, "cmdgate_follows_finished_total{status=\"FAILED\"} 2\n"));
+	sbuf_clean_up(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    TEST(counters_add_up),
 	    TEST(quantiles_are_close),
 	    TEST(prometheus_text),
+	    TEST(follow_counters_rendered_when_given),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,10 @@ TEST_PACKAGES=(
 	mosquitto mosquitto-clients openssl ca-certificates
 	python3 python3-paho-mqtt python3-prometheus-client
 	valgrind systemd lintian dpkg-dev clang libclang-rt-14-dev
+	rabbitmq-server ejabberd # tests/integration/test_brokers.py (aedes comes from npm)
 )
+# node and npm for aedes: Debian's, unless a node with npm is already there
+command -v npm >/dev/null 2>&1 || TEST_PACKAGES+=(nodejs npm)
 PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")
 # The deploy tests (tests/deploy/: real systemd in systemd-nspawn, the image
 # under podman) and the ARM builds (scripts/cross.sh: target sysroots,
@@ -40,3 +43,10 @@ echo "installing: ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system mosquitto on 1883 where systemd runs; tests use their own.
+# Where systemd runs, Debian starts RabbitMQ and ejabberd listening on every
+# interface; the broker tests start their own on loopback.
+if [ -d /run/systemd/system ]; then
+	for s in rabbitmq-server ejabberd; do
+		case " ${missing[*]} " in *" $s "*) $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true ;; esac
+	done
+fi

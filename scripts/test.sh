@@ -72,6 +72,8 @@ step "durability and faults" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ig
 step "delivery and order" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_delivery.py
 step "account quota" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_quota.py
 step "following executions" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_follow.py
+step "restart keeps the session" env CMDGATE=build/cmdgate timeout 300 $PYTHON -W ignore tests/integration/test_restart.py
+step "other brokers (RabbitMQ, ejabberd, aedes)" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_brokers.py
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug ||

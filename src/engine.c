@@ -473,7 +473,7 @@ int engine_run(struct engine *e)
 	char err[ERR_LEN];
 	struct mqtt_hooks hooks = {inbox_on_message, inbox_on_ready, inbox_on_delivered, e->inbox};
 	char **f = route_filters(e->cfg);
-	e->mqtt = mqtt_start(e->cfg, f, e->cfg->n_routes, &hooks, err);
+	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, e->cfg->n_routes, &hooks, err);
 	free(f);
 	if (!e->mqtt) {
 		log_error("%s", err);

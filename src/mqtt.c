@@ -1,19 +1,26 @@
 /*
- * mqtt: connection, subscriptions and publishing over Paho's async client.
+ * mqtt: the connection to the broker over Paho's async client: start, stop,
+ * connecting and reconnecting, and the status topic.
  *
  * Paho 1.3 leaves Nagle's algorithm on; small QoS 1 exchanges then wait for
  * delayed ACKs (tens of ms per round trip). After every (re)connect all TCP
  * sockets of the process get TCP_NODELAY (harmless for libcurl's, which set
  * it already): Paho exposes no socket handle, /proc/self/fd is the way in.
+ *
+ * Reconnecting is ours, not Paho's (automaticReconnect off): every attempt
+ * goes through begin_connect() from the engine thread (mqtt_tick), so each
+ * failure reaches on_connect_failed with its reason, and the delay comes
+ * from backoff_equal_jitter (never zero: a failing broker is not
+ * hammered). Paho's threads only record outcomes under
+ * m->state_lock; they never take m->lock while the engine holds it and calls
+ * Paho (mqtt_set_filters copies under the lock and calls Paho outside it).
+ *
+ * Subscriptions live in mqtt_sub.c, publishing in mqtt_pub.c; the state
+ * they share, and the threading rules, in mqtt_priv.h.
  */
-#include "mqtt.h"
-
-#include <MQTTAsync.h>
 #include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,52 +29,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "jsonw.h"
 #include "log.h"
-
-#define SESSION_EXPIRY_S 300
+#include "mqtt.h"
+#include "mqtt_priv.h"
+#include "route.h"
+#include "runtime.h"
 #include "sbuf.h"
+
+#define SESSION_EXPIRY_S  300
+#define CONNECT_TIMEOUT_S 10
+#define RECONNECT_BASE_MS 1000
+#define RECONNECT_CAP_MS  16000
 
 #ifndef CMDGATE_VERSION
 #define CMDGATE_VERSION "0.0.0"
 #endif
-
-struct mqtt {
-	MQTTAsync client;
-	int version;
-	int qos;
-	char *shared_group;
-	char *status_topic;
-	char *client_id;
-	char *password;
-	char *owned[8]; /* copies of config strings Paho keeps pointers to */
-	size_t n_owned;
-	struct mqtt_hooks hooks;
-	pthread_mutex_t lock; /* guards filters and subscribed */
-	char **filters;
-	size_t n_filters;
-	size_t subscribed;
-	atomic_int connected;
-	atomic_int connecting;
-	atomic_int send_window; /* publishes Paho can have in flight (Receive Maximum) */
-	uint64_t retry_at_ms;
-	unsigned failures;
-	MQTTAsync_connectOptions conn;
-	MQTTAsync_willOptions will;
-	MQTTAsync_SSLOptions ssl;
-	MQTTProperties connect_props;
-};
-
-/* The one client of this process, for delivery callbacks whose context
- * carries the cookie itself (no allocation per publish). */
-static struct mqtt *the_client;
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void tcp_nodelay_all(void)
 {
@@ -94,68 +72,15 @@ static void tcp_nodelay_all(void)
 	closedir(d);
 }
 
-static char *full_filter(const struct mqtt *m, const char *f)
+/* After a failed attempt or a lost connection: when to try again. */
+static void schedule_reconnect(struct mqtt *m)
 {
-	struct sbuf b;
-	sbuf_init(&b);
-	if (*m->shared_group)
-		sbuf_printf(&b, "$share/%s/%s", m->shared_group, f);
-	else
-		sbuf_puts(&b, f);
-	return sbuf_steal(&b);
-}
-
-static void on_subscribed(void *ctx, MQTTAsync_successData *resp)
-{
-	(void)resp;
-	struct mqtt *m = ctx;
-	pthread_mutex_lock(&m->lock);
-	int ready = ++m->subscribed == m->n_filters;
-	pthread_mutex_unlock(&m->lock);
-	if (ready && m->hooks.on_ready)
-		m->hooks.on_ready(m->hooks.ctx);
-}
-
-static void on_subscribed5(void *ctx, MQTTAsync_successData5 *resp)
-{
-	if (resp->alt.sub.reasonCodeCount <= 1 && resp->reasonCode >= 0x80) {
-		log_error("mqtt: subscription refused by the broker (reason %d)",
-		          (int)resp->reasonCode);
-		return;
-	}
-	on_subscribed(ctx, NULL);
-}
-
-static void on_sub_failed(void *ctx, MQTTAsync_failureData *resp)
-{
-	(void)ctx;
-	log_error("mqtt: subscribe failed (%d)", resp ? resp->code : -1);
-}
-
-static void on_sub_failed5(void *ctx, MQTTAsync_failureData5 *resp)
-{
-	(void)ctx;
-	log_error("mqtt: subscribe failed (reason %d)", resp ? (int)resp->reasonCode : -1);
-}
-
-static void subscribe_one(struct mqtt *m, const char *filter)
-{
-	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	ro.context = m;
-	if (m->version == 5) {
-		ro.onSuccess5 = on_subscribed5;
-		ro.onFailure5 = on_sub_failed5;
-	} else {
-		ro.onSuccess = on_subscribed;
-		ro.onFailure = on_sub_failed;
-	}
-	char *f = full_filter(m, filter);
-	int rc = MQTTAsync_subscribe(m->client, f, m->qos, &ro);
-	if (rc != MQTTASYNC_SUCCESS)
-		log_error("mqtt: subscribe %s: %s", f, MQTTAsync_strerror(rc));
-	else
-		log_info("mqtt: subscribing to %s (QoS %d)", f, m->qos);
-	free(f);
+	pthread_mutex_lock(&m->state_lock);
+	m->connecting = 0;
+	m->failures++;
+	m->retry_at_ms = rt_now_ms() + backoff_equal_jitter(m->failures, RECONNECT_BASE_MS,
+	                                                    RECONNECT_CAP_MS, rt_random_u32());
+	pthread_mutex_unlock(&m->state_lock);
 }
 
 static void publish_status(struct mqtt *m, const char *state)
@@ -173,117 +98,153 @@ static void publish_status(struct mqtt *m, const char *state)
 	} else {
 		sbuf_printf(&p, "{\"state\":\"%s\"}", state);
 	}
-	mqtt_publish(m, m->status_topic, p.data, p.len, 1, 1, NULL, 0, NULL);
+	char err[ERR_LEN];
+	if (mqtt_publish(m, m->status_topic, p.data, p.len, 1, 1, NULL, 0, err) != CG_OK)
+		log_warn("mqtt: status not published: %s", err);
 	sbuf_clean_up(&p);
 }
 
-static void on_connected(void *ctx, char *cause)
+/* CONNACK accepted (MQTT version, session present): publish status, subscribe. */
+static void connected(struct mqtt *m, int session_present)
 {
-	(void)cause;
-	struct mqtt *m = ctx;
 	tcp_nodelay_all();
+	pthread_mutex_lock(&m->state_lock);
+	m->connecting = 0;
+	m->retry_at_ms = 0;
+	pthread_mutex_unlock(&m->state_lock);
 	atomic_store(&m->connected, 1);
-	atomic_store(&m->connecting, 0);
-	m->failures = 0;
-	log_info("mqtt: connected");
+	log_info("mqtt: connected (MQTT %s, %s)", m->version == 5 ? "5" : "3.1.1",
+	         session_present ? "session resumed" : "new session");
 	publish_status(m, "online");
-	pthread_mutex_lock(&m->lock);
-	m->subscribed = 0;
-	for (size_t i = 0; i < m->n_filters; i++)
-		subscribe_one(m, m->filters[i]);
-	pthread_mutex_unlock(&m->lock);
+	mqtt_subscribe_all(m);
 }
 
-static void on_connect_failed(void *ctx, MQTTAsync_failureData *resp)
+static void on_connect_ok(void *ctx, MQTTAsync_successData *resp)
 {
-	struct mqtt *m = ctx;
-	log_warn("mqtt: connect failed: %s", resp && resp->message ? resp->message : "no answer");
-	m->failures++;
-	unsigned shift = m->failures < 5 ? m->failures : 5;
-	m->retry_at_ms = mono_ms() + (250u << shift) + (uint64_t)(rand() % 250);
-	atomic_store(&m->connecting, 0);
+	connected(ctx, resp ? resp->alt.connect.sessionPresent : 0);
 }
 
-/* MQTT 5: the broker's Receive Maximum bounds Paho's in-flight publishes. */
+/* MQTT 5: the broker's Receive Maximum bounds Paho's in-flight publishes;
+ * its Shared Subscription Available says whether shared_group can work. */
 static void on_connect_ok5(void *ctx, MQTTAsync_successData5 *resp)
 {
 	struct mqtt *m = ctx;
 	int window = MQTT_SEND_WINDOW_MAX; /* no Receive Maximum: 65535 */
-	if (resp && MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+	if (resp &&
+	    MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
 		window = MQTTProperties_getNumericValue(&resp->properties,
 		                                        MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
 	if (window < 1 || window > MQTT_SEND_WINDOW_MAX)
 		window = MQTT_SEND_WINDOW_MAX;
 	atomic_store(&m->send_window, window);
+	if (resp && *m->shared_group &&
+	    MQTTProperties_hasProperty(&resp->properties,
+	                               MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE) &&
+	    MQTTProperties_getNumericValue(&resp->properties,
+	                                   MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE) == 0)
+		log_error("mqtt: the broker says it has no shared subscriptions, but "
+		          "mqtt.shared_group = \"%s\": requests will not arrive; unset it",
+		          m->shared_group);
+	connected(m, resp ? resp->alt.connect.sessionPresent : 0);
+}
+
+static const char *connack_name(int code)
+{
+	switch (code) {
+	case 1:
+		return "unacceptable protocol version";
+	case 2:
+		return "client identifier rejected";
+	case 3:
+		return "server unavailable";
+	case 4:
+		return "bad user name or password";
+	case 5:
+		return "not authorized";
+	default:
+		return "refused";
+	}
+}
+
+/* Log why a CONNECT failed; code is Paho's (a CONNACK return or reason code
+ * when the message says so). */
+static void log_connect_failure(const struct mqtt *m, int code, const char *message)
+{
+	const char *msg = message ? message : "no answer";
+	int connack = message && strcmp(message, "CONNACK return code") == 0;
+	/* the broker closed the connection after reading our CONNECT */
+	int dropped = message && strcmp(message, "TCP connect completion failure") == 0;
+	char why[160] = "";
+	if (connack && m->version == 5)
+		snprintf(why, sizeof(why), " %d (%s)", code,
+		         code >= 0x80 ? MQTTReasonCode_toString((enum MQTTReasonCodes)code)
+		                      : connack_name(code));
+	else if (connack)
+		snprintf(why, sizeof(why), " %d (%s)", code, connack_name(code));
+	const char *hint = "";
+	if (m->version == 5 &&
+	    (dropped ||
+	     (connack && (code == 1 || code == MQTTREASONCODE_UNSUPPORTED_PROTOCOL_VERSION))))
+		hint = "; the broker may not support MQTT 5: try mqtt.version = 4";
+	else if (m->version != 5 && connack && code == 1)
+		hint = "; the broker refused MQTT 3.1.1";
+	log_warn("mqtt: connect failed: %s%s%s", msg, why, hint);
+}
+
+static void on_connect_failed(void *ctx, MQTTAsync_failureData *resp)
+{
+	struct mqtt *m = ctx;
+	log_connect_failure(m, resp ? resp->code : -1, resp ? resp->message : NULL);
+	schedule_reconnect(m);
 }
 
 static void on_connect_failed5(void *ctx, MQTTAsync_failureData5 *resp)
 {
-	MQTTAsync_failureData d = {0};
-	d.code = resp ? resp->code : -1;
-	d.message = resp ? resp->message : NULL;
-	on_connect_failed(ctx, &d);
+	struct mqtt *m = ctx;
+	int code = resp ? resp->code : -1;
+	if (resp && resp->reasonCode >= 0x80)
+		code = resp->reasonCode;
+	log_connect_failure(m, code, resp ? resp->message : NULL);
+	schedule_reconnect(m);
 }
 
 static void on_connection_lost(void *ctx, char *cause)
 {
 	struct mqtt *m = ctx;
 	atomic_store(&m->connected, 0);
+	if (atomic_load(&m->stopping))
+		return;
+	pthread_mutex_lock(&m->lock);
+	int subscribing = m->subscribed < m->round;
+	pthread_mutex_unlock(&m->lock);
+	/* MQTT 3.1.1 has no DISCONNECT from the broker: a broker that rejects
+	 * a $share filter just closes the connection while we subscribe. */
+	if (subscribing && *m->shared_group)
+		log_error("mqtt: the broker closed the connection while we subscribed%s",
+		          mqtt_shared_hint(m));
 	log_warn("mqtt: connection lost%s%s; reconnecting", cause ? ": " : "", cause ? cause : "");
+	schedule_reconnect(m);
 }
 
-static char *dup_mem(const void *p, size_t n)
-{
-	char *d = malloc(n + 1);
-	if (!d)
-		abort();
-	if (n)
-		memcpy(d, p, n);
-	d[n] = '\0';
-	return d;
-}
-
-static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
+/* MQTT 5: the broker sent DISCONNECT (Paho calls no connectionLost then). */
+static void on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
 {
 	struct mqtt *m = ctx;
-	struct message *in = calloc(1, sizeof(*in));
-	if (!in)
-		abort();
-	in->topic = dup_mem(topic, topic_len > 0 ? (size_t)topic_len : strlen(topic));
-	in->payload = dup_mem(msg->payload, (size_t)msg->payloadlen);
-	in->len = (size_t)msg->payloadlen;
-	in->qos = msg->qos;
-	in->received_ms = mono_ms();
-	struct timespec wall;
-	clock_gettime(CLOCK_REALTIME, &wall);
-	in->received_wall_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
-	if (m->version == 5) {
-		MQTTProperty *p =
-		    MQTTProperties_getProperty(&msg->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
-		if (p)
-			in->response_topic = dup_mem(p->value.data.data, (size_t)p->value.data.len);
-		p = MQTTProperties_getProperty(&msg->properties,
-		                               MQTTPROPERTY_CODE_CORRELATION_DATA);
-		if (p) {
-			in->correlation = dup_mem(p->value.data.data, (size_t)p->value.data.len);
-			in->correlation_len = (size_t)p->value.data.len;
-		}
+	atomic_store(&m->connected, 0);
+	const char *reason = "";
+	int len = 0;
+	MQTTProperty *p =
+	    props ? MQTTProperties_getProperty(props, MQTTPROPERTY_CODE_REASON_STRING) : NULL;
+	if (p) {
+		reason = p->value.data.data;
+		len = p->value.data.len;
 	}
-	MQTTAsync_freeMessage(&msg);
-	MQTTAsync_free(topic);
-	m->hooks.on_message(in, m->hooks.ctx);
-	return 1;
-}
-
-static void set_filters_locked(struct mqtt *m, char **filters, size_t n)
-{
-	for (size_t i = 0; i < m->n_filters; i++)
-		free(m->filters[i]);
-	free(m->filters);
-	m->filters = calloc(n ? n : 1, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		m->filters[i] = dup_mem(filters[i], strlen(filters[i]));
-	m->n_filters = n;
+	log_error("mqtt: the broker disconnected us: reason %d (%s)%s%.*s%s", (int)rc,
+	          MQTTReasonCode_toString(rc), len ? ": " : "", len, reason,
+	          rc == MQTTREASONCODE_SHARED_SUBSCRIPTIONS_NOT_SUPPORTED ? mqtt_shared_hint(m)
+	                                                                  : "");
+	if (!atomic_load(&m->stopping))
+		schedule_reconnect(m);
 }
 
 static char *read_password(const char *path, char *err)
@@ -298,296 +259,44 @@ static char *read_password(const char *path, char *err)
 		buf[0] = '\0';
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
-	return dup_mem(buf, strlen(buf));
+	char *p = rt_strdup(buf);
+	memset(buf, 0, sizeof(buf));
+	return p;
 }
 
 static const char *keep(struct mqtt *m, const char *s)
 {
 	if (!s || !*s)
 		return NULL;
-	char *d = dup_mem(s, strlen(s));
+	char *d = rt_strdup(s);
 	m->owned[m->n_owned++] = d;
 	return d;
 }
 
+/* Engine thread only. */
 static void begin_connect(struct mqtt *m)
 {
-	atomic_store(&m->connecting, 1);
+	pthread_mutex_lock(&m->state_lock);
+	m->connecting = 1;
+	m->retry_at_ms = 0;
+	pthread_mutex_unlock(&m->state_lock);
 	int rc = MQTTAsync_connect(m->client, &m->conn);
 	if (rc != MQTTASYNC_SUCCESS) {
-		MQTTAsync_failureData d = {.code = rc, .message = MQTTAsync_strerror(rc)};
-		on_connect_failed(m, &d);
+		log_connect_failure(m, rc, MQTTAsync_strerror(rc));
+		schedule_reconnect(m);
 	}
 }
 
-struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
-                        const struct mqtt_hooks *hooks, char *err)
-{
-	struct mqtt *m = calloc(1, sizeof(*m));
-	if (!m)
-		abort();
-	m->version = (int)cfg->mqtt.version;
-	m->qos = (int)cfg->mqtt.qos;
-	/* MQTT 5 brokers announce their Receive Maximum in CONNACK; until then
-	 * assume Mosquitto's default. Paho's own limit for 3.1.1 is 65535. */
-	atomic_init(&m->send_window, m->version == 5 ? 20 : MQTT_SEND_WINDOW_MAX);
-	m->hooks = *hooks;
-	m->shared_group = dup_mem(cfg->mqtt.shared_group, strlen(cfg->mqtt.shared_group));
-	m->client_id = dup_mem(cfg->mqtt.client_id, strlen(cfg->mqtt.client_id));
-	pthread_mutex_init(&m->lock, NULL);
-	set_filters_locked(m, filters, n);
-	{
-		struct route_vars v = {0};
-		route_vars_set(&v, "client_id", m->client_id);
-		struct sbuf st;
-		sbuf_init(&st);
-		route_template_expand(cfg->mqtt.status_topic, &v, &st, NULL);
-		m->status_topic = sbuf_steal(&st);
-	}
-
-	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-	co.MQTTVersion = m->version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
-	co.sendWhileDisconnected = 1;
-	co.maxBufferedMessages = (int)(cfg->gateway.queue_size + cfg->gateway.max_inflight + 16);
-	co.deleteOldestMessages = 0;
-	int rc = MQTTAsync_createWithOptions(&m->client, cfg->mqtt.uri, m->client_id,
-	                                     MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
-	if (rc != MQTTASYNC_SUCCESS) {
-		cg_fail(err, CG_CONFIG, "mqtt: cannot create client for %s: %s", cfg->mqtt.uri,
-		        MQTTAsync_strerror(rc));
-		goto fail;
-	}
-	MQTTAsync_setCallbacks(m->client, m, on_connection_lost, on_message, NULL);
-	MQTTAsync_setConnected(m->client, m, on_connected);
-
-	if (m->version == 5) {
-		MQTTAsync_connectOptions c5 = MQTTAsync_connectOptions_initializer5;
-		m->conn = c5;
-		/* A session that outlives a short restart: the broker keeps the
-		 * subscriptions and queues QoS 1 requests while the gateway is away. */
-		m->conn.cleanstart = 0;
-		MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
-		expiry.value.integer4 = SESSION_EXPIRY_S;
-		MQTTProperties_add(&m->connect_props, &expiry);
-		m->conn.connectProperties = &m->connect_props;
-		m->conn.onFailure5 = on_connect_failed5;
-		m->conn.onSuccess5 = on_connect_ok5;
-	} else {
-		MQTTAsync_connectOptions c4 = MQTTAsync_connectOptions_initializer;
-		m->conn = c4;
-		m->conn.cleansession = 1;
-		m->conn.onFailure = on_connect_failed;
-	}
-	m->conn.keepAliveInterval = (int)cfg->mqtt.keepalive;
-	m->conn.automaticReconnect = 1;
-	m->conn.minRetryInterval = 1;
-	m->conn.maxRetryInterval = 30;
-	m->conn.context = m;
-	if (*m->status_topic) {
-		MQTTAsync_willOptions w = MQTTAsync_willOptions_initializer;
-		m->will = w;
-		m->will.topicName = m->status_topic;
-		m->will.message = "{\"state\":\"offline\"}";
-		m->will.retained = 1;
-		m->will.qos = 1;
-		m->conn.will = &m->will;
-	}
-	if (*cfg->mqtt.username)
-		m->conn.username = keep(m, cfg->mqtt.username);
-	if (*cfg->mqtt.password_file) {
-		m->password = read_password(cfg->mqtt.password_file, err);
-		if (!m->password)
-			goto fail;
-		m->conn.password = m->password;
-	}
-	if (strncmp(cfg->mqtt.uri, "ssl://", 6) == 0 || strncmp(cfg->mqtt.uri, "wss://", 6) == 0 ||
-	    strncmp(cfg->mqtt.uri, "mqtts://", 8) == 0) {
-		MQTTAsync_SSLOptions s = MQTTAsync_SSLOptions_initializer;
-		m->ssl = s;
-		m->ssl.enableServerCertAuth = 1;
-		m->ssl.verify = 1;
-		m->ssl.trustStore = keep(m, cfg->mqtt.ca_file);
-		if (!m->ssl.trustStore)
-			m->ssl.CApath = "/etc/ssl/certs";
-		m->ssl.keyStore = keep(m, cfg->mqtt.cert_file);
-		m->ssl.privateKey = keep(m, cfg->mqtt.key_file);
-		m->conn.ssl = &m->ssl;
-	}
-	the_client = m;
-	begin_connect(m);
-	return m;
-fail:
-	if (m->client)
-		MQTTAsync_destroy(&m->client);
-	set_filters_locked(m, NULL, 0);
-	free(m->filters);
-	free(m->shared_group);
-	free(m->client_id);
-	free(m->status_topic);
-	for (size_t i = 0; i < m->n_owned; i++)
-		free(m->owned[i]);
-	free(m);
-	return NULL;
-}
-
-void mqtt_tick(struct mqtt *m, uint64_t now_ms)
-{
-	if (atomic_load(&m->connected) || atomic_load(&m->connecting) ||
-	    MQTTAsync_isConnected(m->client))
-		return;
-	if (m->retry_at_ms && now_ms >= m->retry_at_ms) {
-		m->retry_at_ms = 0;
-		begin_connect(m);
-	}
-}
-
-static int in_list(char **list, size_t n, const char *s)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(list[i], s) == 0)
-			return 1;
-	return 0;
-}
-
-void mqtt_set_filters(struct mqtt *m, char **filters, size_t n)
+static void free_client(struct mqtt *m)
 {
 	pthread_mutex_lock(&m->lock);
-	int live = atomic_load(&m->connected);
-	for (size_t i = 0; live && i < m->n_filters; i++) {
-		if (in_list(filters, n, m->filters[i]))
-			continue;
-		char *f = full_filter(m, m->filters[i]);
-		MQTTAsync_unsubscribe(m->client, f, NULL);
-		log_info("mqtt: unsubscribed from %s", f);
-		free(f);
-	}
-	for (size_t i = 0; live && i < n; i++)
-		if (!in_list(m->filters, m->n_filters, filters[i]))
-			subscribe_one(m, filters[i]);
-	set_filters_locked(m, filters, n);
-	m->subscribed = n;
+	mqtt_free_filters(m->filters, m->n_filters);
+	m->filters = NULL;
+	m->n_filters = 0;
 	pthread_mutex_unlock(&m->lock);
-}
-
-static void delivered(void *ctx, int ok)
-{
-	struct mqtt *m = the_client;
-	if (m && m->hooks.on_delivered)
-		m->hooks.on_delivered((uint64_t)(uintptr_t)ctx, ok, m->hooks.ctx);
-}
-
-static void on_published(void *ctx, MQTTAsync_successData *resp)
-{
-	(void)resp;
-	delivered(ctx, 1);
-}
-
-static void on_published5(void *ctx, MQTTAsync_successData5 *resp)
-{
-	(void)resp;
-	delivered(ctx, 1);
-}
-
-static void on_publish_failed(void *ctx, MQTTAsync_failureData *resp)
-{
-	(void)resp;
-	delivered(ctx, 0);
-}
-
-static void on_publish_failed5(void *ctx, MQTTAsync_failureData5 *resp)
-{
-	(void)resp;
-	delivered(ctx, 0);
-}
-
-static enum cg_err publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                           int qos, int retained, const void *correlation, size_t correlation_len,
-                           uint64_t cookie, char *err)
-{
-	MQTTAsync_message msg = MQTTAsync_message_initializer;
-	msg.payload = (void *)payload;
-	msg.payloadlen = (int)len;
-	msg.qos = qos;
-	msg.retained = retained;
-	if (m->version == 5 && correlation) {
-		MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA};
-		p.value.data.data = (char *)correlation;
-		p.value.data.len = (int)correlation_len;
-		MQTTProperties_add(&msg.properties, &p);
-	}
-	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	if (cookie) {
-		ro.context = (void *)(uintptr_t)cookie;
-		if (m->version == 5) {
-			ro.onSuccess5 = on_published5;
-			ro.onFailure5 = on_publish_failed5;
-		} else {
-			ro.onSuccess = on_published;
-			ro.onFailure = on_publish_failed;
-		}
-	}
-	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
-	MQTTProperties_free(&msg.properties);
-	if (rc != MQTTASYNC_SUCCESS)
-		return cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic,
-		               MQTTAsync_strerror(rc));
-	return CG_OK;
-}
-
-enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, int retained, const void *correlation, size_t correlation_len,
-                         char *err)
-{
-	return publish(m, topic, payload, len, qos, retained, correlation, correlation_len, 0, err);
-}
-
-enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                                 int qos, const void *correlation, size_t correlation_len,
-                                 uint64_t cookie, char *err)
-{
-	return publish(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err);
-}
-
-int mqtt_send_window(struct mqtt *m)
-{
-	return atomic_load(&m->send_window);
-}
-
-int mqtt_connected(const struct mqtt *m)
-{
-	return atomic_load(&m->connected);
-}
-
-void mqtt_stop(struct mqtt *m, int timeout_ms)
-{
-	if (!m)
-		return;
-	if (atomic_load(&m->connected)) {
-		publish_status(m, "offline");
-		/* Let queued replies go out before the DISCONNECT. */
-		MQTTAsync_token *tokens = NULL;
-		uint64_t until = mono_ms() + (uint64_t)timeout_ms;
-		while (MQTTAsync_getPendingTokens(m->client, &tokens) == MQTTASYNC_SUCCESS &&
-		       tokens && tokens[0] != -1 && mono_ms() < until) {
-			MQTTAsync_free(tokens);
-			tokens = NULL;
-			usleep(2000);
-		}
-		if (tokens)
-			MQTTAsync_free(tokens);
-		MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
-		d.timeout = timeout_ms;
-		MQTTAsync_disconnect(m->client, &d);
-		for (int i = 0; i < 100 && MQTTAsync_isConnected(m->client); i++)
-			usleep(10000);
-	}
-	MQTTAsync_destroy(&m->client);
-	the_client = NULL;
-	pthread_mutex_lock(&m->lock);
-	set_filters_locked(m, NULL, 0);
-	pthread_mutex_unlock(&m->lock);
-	free(m->filters);
 	pthread_mutex_destroy(&m->lock);
+	pthread_mutex_destroy(&m->state_lock);
+	free(m->hooks);
 	free(m->shared_group);
 	free(m->client_id);
 	free(m->status_topic);
@@ -599,4 +308,175 @@ void mqtt_stop(struct mqtt *m, int timeout_ms)
 		free(m->password);
 	}
 	free(m);
+}
+
+static void set_connect_options(struct mqtt *m, const struct mqtt_options *o)
+{
+	if (m->version == 5) {
+		MQTTAsync_connectOptions c5 = MQTTAsync_connectOptions_initializer5;
+		m->conn = c5;
+		/* A session that outlives a restart: the broker keeps the
+		 * subscriptions and queues QoS 1/2 requests while the gateway is away. */
+		m->conn.cleanstart = 0;
+		MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
+		expiry.value.integer4 = SESSION_EXPIRY_S;
+		MQTTProperties_add(&m->connect_props, &expiry);
+		m->conn.connectProperties = &m->connect_props;
+		m->conn.onSuccess5 = on_connect_ok5;
+		m->conn.onFailure5 = on_connect_failed5;
+	} else {
+		MQTTAsync_connectOptions c4 = MQTTAsync_connectOptions_initializer;
+		m->conn = c4;
+		/* Pinned: Paho's default falls back to 3.1 (MQIsdp) after a
+		 * refused CONNECT, which hides the broker's real answer. */
+		m->conn.MQTTVersion = MQTTVERSION_3_1_1;
+		/* The same session across restarts (fixed client id): requests
+		 * published meanwhile are queued by the broker. */
+		m->conn.cleansession = 0;
+		m->conn.onSuccess = on_connect_ok;
+		m->conn.onFailure = on_connect_failed;
+	}
+	m->conn.keepAliveInterval = o->keepalive_s;
+	m->conn.connectTimeout = CONNECT_TIMEOUT_S;
+	m->conn.automaticReconnect = 0; /* mqtt_tick reconnects */
+	m->conn.context = m;
+	if (*m->status_topic) {
+		MQTTAsync_willOptions w = MQTTAsync_willOptions_initializer;
+		m->will = w;
+		m->will.topicName = m->status_topic;
+		m->will.message = "{\"state\":\"offline\"}";
+		m->will.retained = 1;
+		m->will.qos = 1;
+		m->conn.will = &m->will;
+	}
+	if (o->username && *o->username)
+		m->conn.username = keep(m, o->username);
+	if (strncmp(o->uri, "ssl://", 6) == 0 || strncmp(o->uri, "wss://", 6) == 0 ||
+	    strncmp(o->uri, "mqtts://", 8) == 0) {
+		MQTTAsync_SSLOptions s = MQTTAsync_SSLOptions_initializer;
+		m->ssl = s;
+		m->ssl.enableServerCertAuth = 1;
+		m->ssl.verify = 1;
+		m->ssl.trustStore = keep(m, o->ca_file);
+		if (!m->ssl.trustStore)
+			m->ssl.CApath = "/etc/ssl/certs";
+		m->ssl.keyStore = keep(m, o->cert_file);
+		m->ssl.privateKey = keep(m, o->key_file);
+		m->conn.ssl = &m->ssl;
+	}
+}
+
+static const char *or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
+struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
+                        const struct mqtt_hooks *hooks, char *err)
+{
+	struct mqtt *m = rt_calloc(1, sizeof(*m));
+	m->version = o->version == 5 ? 5 : 4;
+	m->qos = o->qos;
+	/* MQTT 5 brokers announce their Receive Maximum in CONNACK; until then
+	 * assume Mosquitto's default. Paho's own limit for 3.1.1 is 65535. */
+	atomic_init(&m->send_window, m->version == 5 ? 20 : MQTT_SEND_WINDOW_MAX);
+	m->hooks = rt_malloc(sizeof(*m->hooks));
+	*m->hooks = *hooks;
+	m->shared_group = rt_strdup(or_empty(o->shared_group));
+	m->client_id = rt_strdup(or_empty(o->client_id));
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_mutex_init(&m->state_lock, NULL);
+	m->filters = mqtt_copy_filters(filters, n);
+	m->n_filters = n;
+	{
+		struct route_vars v = {0};
+		route_vars_set(&v, "client_id", m->client_id);
+		struct sbuf st;
+		sbuf_init(&st);
+		route_template_expand(or_empty(o->status_topic), &v, &st, NULL);
+		m->status_topic = sbuf_steal(&st);
+	}
+
+	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+	co.MQTTVersion = m->version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+	co.sendWhileDisconnected = 1;
+	co.maxBufferedMessages = o->max_buffered > 0 ? o->max_buffered : 100;
+	co.deleteOldestMessages = 0;
+	int rc = MQTTAsync_createWithOptions(&m->client, o->uri, m->client_id,
+	                                     MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+	if (rc != MQTTASYNC_SUCCESS) {
+		cg_fail(err, CG_CONFIG, "mqtt: cannot create client for %s: %s", o->uri,
+		        MQTTAsync_strerror(rc));
+		goto fail;
+	}
+	MQTTAsync_setCallbacks(m->client, m, on_connection_lost, mqtt_on_message, NULL);
+	if (m->version == 5)
+		MQTTAsync_setDisconnected(m->client, m, on_disconnected);
+	set_connect_options(m, o);
+	if (o->password_file && *o->password_file) {
+		m->password = read_password(o->password_file, err);
+		if (!m->password)
+			goto fail;
+		m->conn.password = m->password;
+	}
+	if (mqtt_pub_attach(m) != 0) {
+		cg_fail(err, CG_INTERNAL, "mqtt: one client per process");
+		goto fail;
+	}
+	begin_connect(m);
+	return m;
+fail:
+	if (m->client)
+		MQTTAsync_destroy(&m->client);
+	free_client(m);
+	return NULL;
+}
+
+void mqtt_tick(struct mqtt *m, uint64_t now_ms)
+{
+	if (atomic_load(&m->connected) || atomic_load(&m->stopping))
+		return;
+	pthread_mutex_lock(&m->state_lock);
+	int due = !m->connecting && m->retry_at_ms && now_ms >= m->retry_at_ms;
+	pthread_mutex_unlock(&m->state_lock);
+	if (due && !MQTTAsync_isConnected(m->client))
+		begin_connect(m);
+}
+
+int mqtt_connected(const struct mqtt *m)
+{
+	return atomic_load(&m->connected);
+}
+
+void mqtt_stop(struct mqtt *m, int timeout_ms)
+{
+	if (!m)
+		return;
+	/* From here a request that arrives is acknowledged by Paho but reaches an
+	 * engine that no longer admits: on_message says so in the log. */
+	atomic_store(&m->stopping, 1);
+	if (atomic_load(&m->connected)) {
+		publish_status(m, "offline");
+		/* Let queued replies go out before the DISCONNECT. */
+		MQTTAsync_token *tokens = NULL;
+		uint64_t until = rt_now_ms() + (uint64_t)timeout_ms;
+		while (MQTTAsync_getPendingTokens(m->client, &tokens) == MQTTASYNC_SUCCESS &&
+		       tokens && tokens[0] != -1 && rt_now_ms() < until) {
+			MQTTAsync_free(tokens);
+			tokens = NULL;
+			usleep(2000);
+		}
+		if (tokens)
+			MQTTAsync_free(tokens);
+		/* No unsubscribe: the session keeps the subscriptions, and the
+		 * broker queues requests until the next start. */
+		MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+		d.timeout = timeout_ms;
+		MQTTAsync_disconnect(m->client, &d);
+		for (int i = 0; i < 100 && MQTTAsync_isConnected(m->client); i++)
+			usleep(10000);
+	}
+	MQTTAsync_destroy(&m->client);
+	mqtt_pub_detach();
+	free_client(m);
 }

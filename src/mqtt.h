@@ -2,7 +2,12 @@
  * mqtt: the Paho edge. Paho's threads call in here; every callback only
  * copies what arrived and hands it to the engine through the on_message
  * hook, which must not block. Publishing is safe from any thread.
- * Paho return codes are translated to cg_err here and nowhere else.
+ * Paho return codes are translated here and nowhere else.
+ *
+ * Sessions outlive the process: MQTT 5 connects with clean start off and a
+ * session expiry, MQTT 3.1.1 with clean session off, both under the fixed
+ * client id, and stopping never unsubscribes. Requests published while the
+ * gateway restarts wait in the broker and arrive when it is back.
  */
 #ifndef CMDGATE_MQTT_H
 #define CMDGATE_MQTT_H
@@ -10,36 +15,88 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "err.h"
 #include "message.h"
 
-
-
 struct mqtt_hooks {
 	void (*on_message)(struct message *m, void *ctx); /* takes m */
-	void (*on_ready)(void *ctx);                      /* all filters subscribed */
-	/* a tracked publish was acknowledged (QoS 1) or written (QoS 0): ok;
-	 * or the client gave it up (the connection went first): not ok */
+	/* every filter subscribed: after the first connect and after each reconnect */
+	void (*on_ready)(void *ctx);
+	/* a tracked publish was acknowledged (QoS 1/2) or written (QoS 0): ok;
+	 * or the client gave it up after taking it (the connection, and with it
+	 * the broker's session, went first): not ok, offer it again */
 	void (*on_delivered)(uint64_t cookie, int ok, void *ctx);
 	void *ctx;
 };
 
+/* What mqtt needs to know; strings are copied by mqtt_start. "" = unset. */
+struct mqtt_options {
+	const char *uri, *client_id;
+	int version; /* 4: MQTT 3.1.1 (pinned, never 3.1), 5: MQTT 5 */
+	const char *username;
+	const char *password_file; /* its first line is the password */
+	const char *ca_file, *cert_file, *key_file;
+	int keepalive_s, qos;
+	const char *shared_group; /* "": plain subscriptions */
+	const char *status_topic; /* template with {client_id}; "": none */
+	int max_buffered;         /* publishes Paho may hold before MQTT_LATER */
+};
+
+/* The options from a struct config (its mqtt group; the buffer is sized
+ * from the gateway's queue), for the engine's call of mqtt_start. */
+#define MQTT_OPTIONS_OF(cfg)                                                                       \
+	((struct mqtt_options){                                                                    \
+	    .uri = (cfg)->mqtt.uri,                                                                \
+	    .client_id = (cfg)->mqtt.client_id,                                                    \
+	    .version = (int)(cfg)->mqtt.version,                                                   \
+	    .username = (cfg)->mqtt.username,                                                      \
+	    .password_file = (cfg)->mqtt.password_file,                                            \
+	    .ca_file = (cfg)->mqtt.ca_file,                                                        \
+	    .cert_file = (cfg)->mqtt.cert_file,                                                    \
+	    .key_file = (cfg)->mqtt.key_file,                                                      \
+	    .keepalive_s = (int)(cfg)->mqtt.keepalive,                                             \
+	    .qos = (int)(cfg)->mqtt.qos,                                                           \
+	    .shared_group = (cfg)->mqtt.shared_group,                                              \
+	    .status_topic = (cfg)->mqtt.status_topic,                                              \
+	    .max_buffered = (int)((cfg)->gateway.queue_size + (cfg)->gateway.max_inflight + 16)})
+
 struct mqtt;
 
-/* Create and start connecting. filters are subscription filters (copied). */
-struct mqtt *mqtt_start(const struct config *cfg, char **filters, size_t n,
+/* Create and start connecting. filters are subscription filters (copied).
+ * One client per process. */
+struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
                         const struct mqtt_hooks *hooks, char *err);
-/* Replace the subscription set (reload): unsubscribes removed, subscribes new. */
+/* Replace the subscription set (reload): unsubscribes removed, subscribes
+ * new. n == 0 (the engine stopping; a configuration always has a route)
+ * unsubscribes nothing: the broker keeps the session's subscriptions and
+ * queues requests for the next start. */
 void mqtt_set_filters(struct mqtt *m, char **filters, size_t n);
-/* Called from the engine loop: retries a failed initial connect. */
+/* Called from the engine loop (at least once a second): connects and
+ * reconnects, with capped exponential backoff and full jitter. */
 void mqtt_tick(struct mqtt *m, uint64_t now_ms);
 
-/* Publish a reply (not retained). correlation may be NULL. */
+/* What became of an offered publish. */
+enum mqtt_put {
+	MQTT_TAKEN,   /* Paho has it; a tracked one ends in on_delivered */
+	MQTT_LATER,   /* not taken (buffer full, not connected, stopping): offer it again */
+	MQTT_REFUSED, /* never will be (bad topic or QoS): err says why */
+};
+
+/*
+ * Offer a publish (not retained) to Paho. cookie != 0 tracks it: exactly one
+ * on_delivered(cookie, ok) follows a MQTT_TAKEN, ok = 0 when Paho dropped it
+ * after taking it. correlation may be NULL (MQTT 5).
+ * Never blocks.
+ */
+enum mqtt_put mqtt_offer(struct mqtt *m, const char *topic, const char *payload, size_t len,
+                         int qos, const void *correlation, size_t correlation_len, uint64_t cookie,
+                         char *err);
+/* Publish (retained or not); CG_TRANSPORT when not taken. correlation may be NULL. */
 enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
                          int qos, int retained, const void *correlation, size_t correlation_len,
                          char *err);
-/* Like mqtt_publish; hooks.on_delivered(cookie) once the broker has it. */
+/* mqtt_offer as a cg_err (the outbox's contract): CG_OK taken, CG_TRANSPORT
+ * not now (MQTT_LATER), CG_INVALID never (MQTT_REFUSED). */
 enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload, size_t len,
                                  int qos, const void *correlation, size_t correlation_len,
                                  uint64_t cookie, char *err);
@@ -49,7 +106,8 @@ int mqtt_connected(const struct mqtt *m);
  * says), MQTT_SEND_WINDOW_MAX otherwise. */
 #define MQTT_SEND_WINDOW_MAX 1024
 int mqtt_send_window(struct mqtt *m);
-/* Publish offline status, wait up to timeout_ms for pending sends, disconnect. */
+/* Publish offline status, wait up to timeout_ms for pending sends, disconnect
+ * (the session, with its subscriptions, stays at the broker). */
 void mqtt_stop(struct mqtt *m, int timeout_ms);
 
 #endif

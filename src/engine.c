@@ -18,11 +18,10 @@
  * cannot take yet wait there, and while they wait, admission counts them
  * against gateway.queue_size.
  *
- * Each turn of the loop, Mosquitto-style, is a flat list of steps: take
- * what other threads handed over (inbox), make new spool entries durable,
- * expire, start calls, publish waiting replies, then wait on libcurl's
- * sockets and the inbox's eventfd. Nothing here is called back from the
- * modules it uses, except through libcurl's completion callback (on_done).
+ * Each loop turn, Mosquitto-style, is a flat list of steps: take what other
+ * threads handed over (inbox), make spool entries durable, expire, start
+ * calls and polls, publish waiting replies, wait on libcurl's sockets and the
+ * inbox's eventfd. Only libcurl calls back in here (on_done).
  */
 #include "engine.h"
 
@@ -53,7 +52,6 @@
 /* Replies handed to the MQTT client at once until it knows the broker's
  * in-flight window (mqtt_send_window); never more, so it never stalls. */
 #define OUTBOX_WINDOW 16
-
 
 struct engine {
 	struct config *cfg;
@@ -144,13 +142,20 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 	fairq_push(e->waiting, r->target, &r->fq);
 }
 
-static void admit_inbox(struct engine *e)
+/* late: the MQTT client has stopped; what it still handed over goes to the
+ * spool for the next start, or is left to the device's retry. */
+static void admit_inbox(struct engine *e, int late)
 {
 	struct message *m = inbox_take(e->inbox);
 	while (m) {
 		struct message *next = m->next;
 		m->next = NULL;
-		admit(e, m, NULL);
+		if (late && !e->spool) {
+			log_warn("stopping: a request on %s came too late to be answered", m->topic);
+			message_free(m);
+		} else {
+			admit(e, m, NULL);
+		}
 		m = next;
 	}
 }
@@ -500,7 +505,7 @@ int engine_run(struct engine *e)
 			reload(e);
 			notify_send("READY=1");
 		}
-		admit_inbox(e);
+		admit_inbox(e, 0);
 		sync_spool(e); /* before any call of a request admitted this turn starts */
 		expire(e, now);
 		if (e->draining && (e->flight.n == 0 || now >= e->drain_until_ms)) {
@@ -520,7 +525,7 @@ int engine_run(struct engine *e)
 		                e);
 		inbox_clear_wake(e->inbox);
 	}
-	admit_inbox(e); /* late arrivals are answered Unavailable */
+	admit_inbox(e, 0); /* arrivals during the drain: spooled, or answered Unavailable */
 	/* Replies still waiting get until the end of the drain to leave. */
 	while (outbox_waiting(&e->outbox) && rt_now_ms() < e->drain_until_ms + 5000) {
 		sync_spool(e); /* confirmations open the window */
@@ -534,6 +539,7 @@ int engine_run(struct engine *e)
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
 	e->mqtt = e->sink.mqtt = NULL;
+	admit_inbox(e, 1);
 	sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,
 	         (unsigned long)stats_rejected(&e->stats));

@@ -32,8 +32,11 @@
 #include "backoff.h"
 #include "jsonw.h"
 #include "log.h"
+#include "secretfile.h"
 #include "mqtt.h"
 #include "mqtt_priv.h"
+
+#include <openssl/crypto.h>
 #include "route.h"
 #include "runtime.h"
 #include "sbuf.h"
@@ -247,20 +250,20 @@ static void on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCod
 		schedule_reconnect(m);
 }
 
+/* The password from its file, under the same permission rule as the AWS
+ * secret (secretfile.h); the read buffer is wiped. The copy is kept for
+ * reconnects and wiped at stop. */
 static char *read_password(const char *path, char *err)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		cg_fail(err, CG_CONFIG, "mqtt.password_file %s cannot be read", path);
+	char buf[1024];
+	char why[ERR_LEN] = "";
+	if (secretfile_read(path, buf, sizeof(buf), why) != CG_OK) {
+		cg_fail(err, CG_CONFIG, "mqtt.password_file: %s", why);
+		OPENSSL_cleanse(buf, sizeof(buf));
 		return NULL;
 	}
-	char buf[1024] = "";
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = '\0';
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
 	char *p = rt_strdup(buf);
-	memset(buf, 0, sizeof(buf));
+	OPENSSL_cleanse(buf, sizeof(buf));
 	return p;
 }
 
@@ -304,7 +307,7 @@ static void free_client(struct mqtt *m)
 		free(m->owned[i]);
 	MQTTProperties_free(&m->connect_props);
 	if (m->password) {
-		memset(m->password, 0, strlen(m->password));
+		OPENSSL_cleanse(m->password, strlen(m->password));
 		free(m->password);
 	}
 	free(m);

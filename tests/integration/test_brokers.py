@@ -243,6 +243,7 @@ def gw_conf(port, version, mqtt_extra="", username="", **kw):
         pw = os.path.join(TMP, "mqtt-password")
         with open(pw, "w") as f:
             f.write("anything\n")
+        os.chmod(pw, 0o600)  # the gateway refuses a password others may read
         mqtt_extra += f' username = "{username}"; password_file = "{pw}";'
     return config(port, AWS.url, mqtt_extra=f"version = {version}; {mqtt_extra}", **kw)
 

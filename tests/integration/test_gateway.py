@@ -608,6 +608,25 @@ class Lifecycle(unittest.TestCase):
         gw.stop()
         __import__("harness").STARTED.remove(gw)  # exit 1 is the point here
 
+    def test_mqtt_password_file_readable_by_others_is_refused(self):
+        pw = os.path.join(TMP, "mqtt-pw-open")
+        with open(pw, "w") as f:
+            f.write("s3cret-mqtt-password\n")
+        os.chmod(pw, 0o644)
+        conf = config(BROKER.port, AWS.url,
+                      mqtt_extra=f'username = "gw"; password_file = "{pw}";')
+        gw = Gateway(TMP, conf, wait_ready=False)
+        self.assertEqual(gw.proc.wait(15), 1)
+        self.assertIn("mqtt.password_file", gw.text())
+        self.assertIn("chmod 600", gw.text())
+        self.assertNotIn("s3cret-mqtt-password", gw.text())
+        gw.stop()
+        __import__("harness").STARTED.remove(gw)  # exit 1 is the point here
+        # the same file at 0600 is taken (mosquitto here accepts any password)
+        os.chmod(pw, 0o600)
+        gw = Gateway(TMP, conf)
+        self.assertEqual(gw.stop(), 0)
+
     def test_sighup_reloads_routes_and_keeps_config_on_error(self):
         conf = config(BROKER.port, AWS.url)
         gw = Gateway(TMP, conf)

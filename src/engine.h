@@ -4,8 +4,9 @@
  * libcurl multi handle (up to gateway.max_inflight at once), retries what
  * may be retried, and publishes exactly one reply per request.
  *
- * Other threads touch the engine only through engine_submit() (Paho's
- * callback thread) and the signal flags; both wake the loop via an eventfd.
+ * Other threads touch the engine only through its inbox (inbox.h): Paho's
+ * threads hand over messages and delivery outcomes, signal handlers record
+ * stop and reload; each wakes the loop through the inbox's eventfd.
  */
 #ifndef CMDGATE_ENGINE_H
 #define CMDGATE_ENGINE_H
@@ -20,6 +21,5 @@ struct engine *engine_new(struct config *cfg, char *err);
 /* Connect, subscribe, run until stopped. Returns the process exit status. */
 int engine_run(struct engine *e);
 void engine_free(struct engine *e);
-
 
 #endif

@@ -396,7 +396,11 @@ struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
 		route_vars_set(&v, "client_id", m->client_id);
 		struct sbuf st;
 		sbuf_init(&st);
-		route_template_expand(or_empty(o->status_topic), &v, &st, NULL);
+		/* config checks it uses {client_id} only; checked again here */
+		if (route_template_expand(or_empty(o->status_topic), &v, &st, err) != CG_OK) {
+			sbuf_clean_up(&st);
+			goto fail;
+		}
 		m->status_topic = sbuf_steal(&st);
 	}
 

@@ -33,18 +33,6 @@ void call_endpoint_clean_up(struct call_endpoint *ep)
 	ep->host = ep->url = ep->url_path = NULL;
 }
 
-static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value)
-{
-	struct sbuf b;
-	sbuf_init(&b);
-	sbuf_puts(&b, name);
-	sbuf_puts(&b, ": ");
-	sbuf_puts(&b, value);
-	l = curl_slist_append(l, b.data);
-	sbuf_wipe(&b);
-	return l;
-}
-
 enum cg_err call_start(const struct call_env *env, struct request *r, uint64_t now_ms, char *err)
 {
 	struct sigv4_credentials cred;
@@ -70,8 +58,8 @@ enum cg_err call_start(const struct call_env *env, struct request *r, uint64_t n
 
 	struct curl_slist *hl = NULL;
 	for (size_t i = 0; i < nh; i++)
-		hl = add_header(hl, h[i].name, h[i].value);
-	hl = add_header(hl, "authorization", authz.data);
+		hl = http_header_add(hl, h[i].name, h[i].value);
+	hl = http_header_add(hl, "authorization", authz.data);
 	hl = curl_slist_append(hl, "Expect:");
 	hl = curl_slist_append(hl, "Accept: application/json");
 	sbuf_wipe(&authz);

@@ -32,16 +32,6 @@ void follow_endpoint_clean_up(struct follow_endpoint *ep)
 	ep->origin = ep->host = ep->prefix = NULL;
 }
 
-static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value)
-{
-	struct sbuf b;
-	sbuf_init(&b);
-	sbuf_printf(&b, "%s: %s", name, value);
-	l = curl_slist_append(l, b.data);
-	sbuf_wipe(&b);
-	return l;
-}
-
 enum cg_err follow_poll_start(const struct follow_poll_env *env, struct http_call *call,
                               const char *path, const char *query, http_done_fn done, void *ctx,
                               uint64_t *cred_generation, char *err)
@@ -71,8 +61,8 @@ enum cg_err follow_poll_start(const struct follow_poll_env *env, struct http_cal
 	sigv4_authorize(&sr, &cred, env->region, FOLLOW_SERVICE, amz_date, env->keys, &authz);
 	struct curl_slist *hl = NULL;
 	for (size_t i = 0; i < nh; i++)
-		hl = add_header(hl, h[i].name, h[i].value);
-	hl = add_header(hl, "authorization", authz.data);
+		hl = http_header_add(hl, h[i].name, h[i].value);
+	hl = http_header_add(hl, "authorization", authz.data);
 	hl = curl_slist_append(hl, "Accept: application/json");
 	sbuf_wipe(&authz);
 	long timeout = env->timeout_ms > 0 ? env->timeout_ms : 10000;

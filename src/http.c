@@ -142,16 +142,36 @@ static enum cg_err add_call(struct http_client *c, struct http_call *call, CURL 
 	return CG_OK;
 }
 
-enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
-                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
-                      char *err)
+struct curl_slist *http_header_add(struct curl_slist *l, const char *name, const char *value)
+{
+	struct sbuf b;
+	sbuf_init(&b);
+	sbuf_printf(&b, "%s: %s", name, value);
+	l = curl_slist_append(l, b.data);
+	sbuf_wipe(&b);
+	return l;
+}
+
+/* An easy handle set up for call (headers taken); NULL when none. */
+static CURL *begin(struct http_client *c, struct http_call *call, const char *url,
+                   struct curl_slist *headers, long timeout_ms)
 {
 	CURL *e = take_easy(c);
 	if (!e) {
 		curl_slist_free_all(headers);
-		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
+		return NULL;
 	}
 	common_options(c, call, e, url, headers, timeout_ms);
+	return e;
+}
+
+enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
+                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
+                      char *err)
+{
+	CURL *e = begin(c, call, url, headers, timeout_ms);
+	if (!e)
+		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -162,12 +182,9 @@ enum cg_err http_get(struct http_client *c, struct http_call *call, const char *
                      struct curl_slist *headers, long timeout_ms, http_done_fn done, void *ctx,
                      char *err)
 {
-	CURL *e = take_easy(c);
-	if (!e) {
-		curl_slist_free_all(headers);
+	CURL *e = begin(c, call, url, headers, timeout_ms);
+	if (!e)
 		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
-	}
-	common_options(c, call, e, url, headers, timeout_ms);
 	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	call->on_done = done;
 	call->on_done_ctx = ctx;

@@ -49,6 +49,10 @@ void http_client_free(struct http_client *c);
  * and unchanged until the call completes or is aborted. headers is taken
  * over by the call.
  */
+/* Append "name: value" to a header list; the text is wiped after the copy
+ * (it may carry a signature or a session token). */
+struct curl_slist *http_header_add(struct curl_slist *l, const char *name, const char *value);
+
 enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
                       struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
                       char *err);

@@ -87,11 +87,21 @@ mem() { # PID -> "private_kib rss_kib"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
+# The gateway's MQTT session outlives it (clean start off, no unsubscribe on
+# stop): without this, the null bridge's load would be queued for it and
+# delivered at its next start. A clean connect with its client id ends that
+# session.
+clear_session() {
+	mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -i cmdgate-bench -t cmdgate/bench/none -E -q 0 \
+		>/dev/null 2>&1 || true
+}
+
 # start_target NAME -> PID in $target_pid once it is subscribed
 start_target() {
 	local log="$work/$1.log"
 	: > "$log"
 	if [ "$1" = gateway ]; then
+		clear_session
 		build-bench/cmdgate -c "$work/cmdgate.conf" --log-level info > "$log" 2>&1 &
 	else
 		build-bench/nullbridge "tcp://127.0.0.1:$mqtt_port" > "$log" 2>&1 &
@@ -155,7 +165,7 @@ for run in $(seq "$RUNS"); do
 done
 
 # start-up: launch -> READY=1 (systemd notify protocol), ten times
-startup=$(/usr/bin/python3 - "$work" <<'PY'
+startup=$(MQTT_PORT=$mqtt_port /usr/bin/python3 - "$work" <<'PY'
 import os, socket, subprocess, sys, time
 work = sys.argv[1]
 out = []
@@ -165,6 +175,9 @@ for i in range(10):
     s.bind(path)
     s.settimeout(5)
     env = dict(os.environ, NOTIFY_SOCKET=path)
+    subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", os.environ["MQTT_PORT"], "-i",
+                    "cmdgate-bench", "-t", "cmdgate/bench/none", "-E", "-q", "0"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.perf_counter()
     p = subprocess.Popen(["build-bench/cmdgate", "-c", os.path.join(work, "cmdgate.conf")],
                          env=env, stderr=subprocess.DEVNULL)

@@ -34,9 +34,9 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 	         "latency_ms=%llu reply=%s",
 	         r->thing[0] ? r->thing : "-", r->command[0] ? r->command : "-",
 	         r->tr.id ? idtext.data : "-", r->tr.client_token[0] ? r->tr.client_token : "-",
-	         o->accepted ? "accepted" : "rejected", o->accepted ? "" : " code=",
-	         o->accepted ? "" : o->code, r->at.attempts, (unsigned long long)latency_ms,
-	         delivery);
+	         o->accepted ? "accepted" : "rejected",
+	         o->accepted ? "" : " code=", o->accepted ? "" : o->code, r->at.attempts,
+	         (unsigned long long)latency_ms, delivery);
 	if (!o->accepted && o->message)
 		log_debug("request token=%s message=%s", r->tr.client_token, o->message);
 	sbuf_clean_up(&idtext);
@@ -54,9 +54,10 @@ static void follow(const struct answer_env *env, struct request *r, const char *
 		jsonw_value(&id, r->tr.id);
 	char err[ERR_LEN];
 	if (follow_topic_finish(r->follow_topic, execution_id, &topic, err) == CG_OK) {
-		struct follow_info fi = {r->thing,  r->command,       execution_id,
-		                         r->target, topic.data,       r->tr.id ? id.data : NULL,
-		                         r->msg->qos, r->msg->correlation, r->msg->correlation_len};
+		struct follow_info fi = {
+		    r->thing,    r->command,          execution_id,
+		    r->target,   topic.data,          r->tr.id ? id.data : NULL,
+		    r->msg->qos, r->msg->correlation, r->msg->correlation_len};
 		if (follower_add(env->follower, &fi, env->now_ms, env->follow_max_s, err) != CG_OK)
 			log_warn("not followed: %s", err);
 	}

@@ -61,8 +61,8 @@ static void retry_or_answer(struct attempt_state *st, const struct attempt_polic
 }
 
 static void after_transport_failure(struct attempt_state *st, const struct attempt_policy *p,
-                                    const struct call_result *res, uint64_t now,
-                                    uint64_t deadline, uint32_t rnd, struct attempt_decision *out)
+                                    const struct call_result *res, uint64_t now, uint64_t deadline,
+                                    uint32_t rnd, struct attempt_decision *out)
 {
 	if (now >= deadline) {
 		out->kind = AT_ANSWER_GATEWAY;
@@ -81,8 +81,8 @@ static void after_transport_failure(struct attempt_state *st, const struct attem
 }
 
 static void after_error_response(struct attempt_state *st, const struct attempt_policy *p,
-                                 const struct call_result *res, uint64_t now,
-                                 uint64_t deadline, uint32_t rnd, struct attempt_decision *out)
+                                 const struct call_result *res, uint64_t now, uint64_t deadline,
+                                 uint32_t rnd, struct attempt_decision *out)
 {
 	const struct awserr *ae = res->aws;
 	if (ae->clock_skew && !st->skew_retried && res->have_server_time) {

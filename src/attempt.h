@@ -52,7 +52,7 @@ struct call_result {
 	const char *transport_msg;
 	long http_status;
 	const struct awserr *aws; /* parsed, for a non-2xx response */
-	int have_server_time;        /* the response's Date could be read */
+	int have_server_time;     /* the response's Date could be read */
 	time_t server_time, local_time;
 };
 

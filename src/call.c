@@ -70,9 +70,10 @@ enum cg_err call_start(const struct call_env *env, struct request *r, uint64_t n
 		timeout = (long)left;
 	r->call.user = r;
 	attempt_begin(&r->at);
-	log_debug("call token=%s attempt=%u thing=%s", r->tr.client_token, r->at.attempts, r->thing);
-	return http_post(env->http, &r->call, env->ep->url, hl, r->tr.body.data, r->tr.body.len, timeout,
-	                 err);
+	log_debug("call token=%s attempt=%u thing=%s", r->tr.client_token, r->at.attempts,
+	          r->thing);
+	return http_post(env->http, &r->call, env->ep->url, hl, r->tr.body.data, r->tr.body.len,
+	                 timeout, err);
 }
 
 void call_read(struct request *r, struct awserr *ae, struct call_result *res)

@@ -49,9 +49,6 @@
 #define RETRY_CAP_MS  5000
 /* While replies wait for the MQTT client, look again this often. */
 #define OUTBOX_POLL_MS 20
-/* Replies handed to the MQTT client at once until it knows the broker's
- * in-flight window (mqtt_send_window); never more, so it never stalls. */
-#define OUTBOX_WINDOW 16
 
 struct engine {
 	struct config *cfg;
@@ -60,11 +57,11 @@ struct engine {
 	struct mqtt *mqtt;
 	struct inbox *inbox;
 	struct fairq *waiting; /* RS_QUEUED: per target, round-robin */
-	struct reqlist flight;    /* RS_FLIGHT: calls on the wire */
-	struct reqlist held;      /* RS_HELD: to be called again at next_try_ms */
+	struct reqlist flight; /* RS_FLIGHT: calls on the wire */
+	struct reqlist held;   /* RS_HELD: to be called again at next_try_ms */
 	struct outbox outbox;
 	struct sigv4_key_cache keys;
-	long skew_s; /* server clock minus ours */
+	long skew_s;         /* server clock minus ours */
 	struct ratectl rate; /* the adaptive send rate (account quota) */
 	int draining;
 	uint64_t drain_until_ms;
@@ -80,7 +77,7 @@ struct engine {
 
 static struct answer_env answer_env(struct engine *e)
 {
-	struct answer_env a = {&e->outbox, &e->stats,   e->spool,
+	struct answer_env a = {&e->outbox,  &e->stats,   e->spool,
 	                       rt_now_ms(), e->follower, e->cfg->gateway.follow_max_s};
 	return a;
 }
@@ -151,7 +148,7 @@ static void admit_inbox(struct engine *e, int late)
 		struct message *next = m->next;
 		m->next = NULL;
 		if (late && !e->spool) {
-			log_warn("stopping: a request on %s came too late to be answered", m->topic);
+			log_warn("stopping: too late to answer a request on %s", m->topic);
 			message_free(m);
 		} else {
 			admit(e, m, NULL);
@@ -196,8 +193,12 @@ static void resume_entry(const struct spool_entry *s, void *ctx)
 
 static void launch(struct engine *e, struct request *r, uint64_t now)
 {
-	struct call_env env = {e->http,   e->creds,          &e->keys,
-	                       &e->endpoint, e->cfg->aws.region, e->skew_s,
+	struct call_env env = {e->http,
+	                       e->creds,
+	                       &e->keys,
+	                       &e->endpoint,
+	                       e->cfg->aws.region,
+	                       e->skew_s,
 	                       e->cfg->aws.request_timeout_ms};
 	char err[ERR_LEN] = "";
 	enum cg_err rc = call_start(&env, r, now, err);
@@ -231,18 +232,16 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	                           e->draining};
 	struct attempt_decision d;
 	attempt_decide(&r->at, &p, &res, now, r->deadline_ms, rt_random_u32(), &d);
-	if (res.transport == CG_OK && res.aws && res.aws->throttled) {
-		if (ratectl_on_throttle(&e->rate, now, r->sent_ms) && ratectl_log_due(&e->rate, now))
-			log_warn("AWS is throttling: send rate cut to %.1f calls/s",
-			         ratectl_rate(&e->rate));
-	} else if (res.transport == CG_OK) {
-		ratectl_on_success(&e->rate, now);
-	}
+	int throttled = res.aws && res.aws->throttled;
+	if (res.transport == CG_OK && ratectl_on_answer(&e->rate, now, throttled, r->sent_ms) &&
+	    ratectl_log_due(&e->rate, now))
+		log_warn("AWS is throttling: send rate cut to %.1f calls/s",
+		         ratectl_rate(&e->rate));
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
 		if (awserr_execution_id(r->call.body.data, r->call.body.len, exec_id,
-		                           sizeof(exec_id), err) != CG_OK) {
+		                        sizeof(exec_id), err) != CG_OK) {
 			finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
 		}
@@ -337,7 +336,8 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 	 * call to finish (libcurl wakes us), not for a timer. */
 	int slot = !rate_wait && e->flight.n < (size_t)e->cfg->gateway.max_inflight;
 	for (struct request *r = e->held.head; r; r = r->next) {
-		uint64_t due = slot && r->next_try_ms < r->deadline_ms ? r->next_try_ms : r->deadline_ms;
+		uint64_t due =
+		    slot && r->next_try_ms < r->deadline_ms ? r->next_try_ms : r->deadline_ms;
 		t = due <= now ? 0 : (due - now < t ? due - now : t);
 	}
 	uint64_t d = fairq_next_deadline(e->waiting);
@@ -439,7 +439,7 @@ static void abort_flight(struct engine *e)
 		struct request *r = e->flight.head;
 		reqlist_remove(&e->flight, r);
 		http_abort(e->http, &r->call);
-		keep_or_refuse(e, r, "the gateway stopped before AWS answered; retry with the same id");
+		keep_or_refuse(e, r, "stopped before AWS answered; retry with the same id");
 	}
 	drop_waiting(e); /* retries scheduled while draining */
 }
@@ -521,8 +521,8 @@ int engine_run(struct engine *e)
 		tend(e, &rc, now);
 		mqtt_tick(e->mqtt, now);
 		fflush(stderr); /* log lines are written once per loop turn, not per line */
-		http_client_run(e->http, inbox_fd(e->inbox), next_timeout(e, now, rate_wait), on_done,
-		                e);
+		http_client_run(e->http, inbox_fd(e->inbox), next_timeout(e, now, rate_wait),
+		                on_done, e);
 		inbox_clear_wake(e->inbox);
 	}
 	admit_inbox(e, 0); /* arrivals during the drain: spooled, or answered Unavailable */
@@ -533,7 +533,7 @@ int engine_run(struct engine *e)
 			usleep(10000);
 	}
 	if (outbox_waiting(&e->outbox))
-		log_error("stopping: %zu repl(ies) could not be published", outbox_waiting(&e->outbox));
+		log_error("stopping: %zu replies not published", outbox_waiting(&e->outbox));
 	struct stats_gauges g = gauges(e);
 	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
@@ -557,8 +557,8 @@ struct engine *engine_new(struct config *cfg, char *err)
 		return NULL;
 	}
 	int failed;
-	e->spool = spool_open_configured(cfg->gateway.spool_dir, getenv("STATE_DIRECTORY"), err,
-	                                 &failed);
+	e->spool =
+	    spool_open_configured(cfg->gateway.spool_dir, getenv("STATE_DIRECTORY"), err, &failed);
 	if (failed) {
 		inbox_free(e->inbox);
 		free(e);
@@ -573,7 +573,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	ratectl_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
-	outbox_init(&e->outbox, OUTBOX_WINDOW, answer_publish, &e->sink);
+	outbox_init(&e->outbox, 1, answer_publish, &e->sink); /* window: each turn */
 	stats_init(&e->stats, rt_wall_s());
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	struct follower_options fo = follower_options_of(cfg);

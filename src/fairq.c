@@ -15,8 +15,8 @@
 #define NBUCKETS 1024
 
 struct fq_thing {
-	struct fq_thing *hnext; /* hash chain */
-	struct fq_thing *rnext; /* ring of things with items */
+	struct fq_thing *hnext;                   /* hash chain */
+	struct fq_thing *rnext;                   /* ring of things with items */
 	struct fq_thing *hprev_held, *hnext_held; /* the held list */
 	struct fq_item *head, *tail;
 	double tokens;

@@ -415,10 +415,8 @@ static void failed(struct follower *f, struct follow *w, int http_status, const 
 static void on_result(struct follower *f, struct follow *w, struct follow_poll_result *res,
                       uint64_t now)
 {
-	if (res->throttled)
-		ratectl_on_throttle(&f->rate, now, w->sent_ms);
-	else if (res->http_status) /* any answer but a 429 */
-		ratectl_on_success(&f->rate, now);
+	if (res->http_status)
+		ratectl_on_answer(&f->rate, now, res->throttled, w->sent_ms);
 	if (res->answered) {
 		w->skew_retried = w->token_retried = 0;
 		struct follow_step step;

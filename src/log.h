@@ -29,12 +29,12 @@ void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(pri
 #define log_warn(...)  log_msg(CG_LOG_WARN, __VA_ARGS__)
 #define log_info(...)                                                                              \
 	do {                                                                                       \
-		if (atomic_load_explicit(&log_threshold, memory_order_relaxed) >= CG_LOG_INFO)                                                  \
+		if (atomic_load_explicit(&log_threshold, memory_order_relaxed) >= CG_LOG_INFO)     \
 			log_msg(CG_LOG_INFO, __VA_ARGS__);                                         \
 	} while (0)
 #define log_debug(...)                                                                             \
 	do {                                                                                       \
-		if (atomic_load_explicit(&log_threshold, memory_order_relaxed) >= CG_LOG_DEBUG)                                                 \
+		if (atomic_load_explicit(&log_threshold, memory_order_relaxed) >= CG_LOG_DEBUG)    \
 			log_msg(CG_LOG_DEBUG, __VA_ARGS__);                                        \
 	} while (0)
 

@@ -226,3 +226,11 @@ uint64_t ratectl_throttles(const struct ratectl *rc)
 {
 	return rc->throttles;
 }
+
+int ratectl_on_answer(struct ratectl *rc, uint64_t now_ms, int throttled, uint64_t sent_ms)
+{
+	if (throttled)
+		return ratectl_on_throttle(rc, now_ms, sent_ms);
+	ratectl_on_success(rc, now_ms);
+	return 0;
+}

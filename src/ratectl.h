@@ -68,6 +68,10 @@ void ratectl_on_success(struct ratectl *rc, uint64_t now_ms);
  * congestion event already acted on. */
 int ratectl_on_throttle(struct ratectl *rc, uint64_t now_ms, uint64_t sent_ms);
 
+/* Any answer from AWS to a call started at sent_ms: on_throttle for a 429,
+ * on_success otherwise. Returns 1 when the rate was cut now. */
+int ratectl_on_answer(struct ratectl *rc, uint64_t now_ms, int throttled, uint64_t sent_ms);
+
 /* 1 at most once a second (the first call included): whether a log line
  * about a cut may be written now. */
 int ratectl_log_due(struct ratectl *rc, uint64_t now_ms);

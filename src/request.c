@@ -102,8 +102,8 @@ static char *expand_or_null(const char *tmpl, const struct route_vars *v)
 }
 
 /* Find the route; fill r's names, vars and reply topics. NULL when none. */
-static const struct route *bind_route(const struct config *c, struct request *r, struct route_vars *v,
-                                      char **storage)
+static const struct route *bind_route(const struct config *c, struct request *r,
+                                      struct route_vars *v, char **storage)
 {
 	const struct route *rt = NULL;
 	for (size_t i = 0; i < c->n_routes && !rt; i++)
@@ -152,7 +152,7 @@ static struct request *request_new(const struct admit_env *env, struct message *
 
 /* Validate and apply the limits: ADMITTED, or the gw_code to answer with. */
 static int check(const struct admit_env *env, const struct route *rt, struct route_vars *v,
-                          struct request *r, const struct resume *res, char *err)
+                 struct request *r, const struct resume *res, char *err)
 {
 	const struct config *c = env->cfg;
 	if (env->draining) {
@@ -173,7 +173,8 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 				rc = route_check_capture(v->name[i], v->value[i], err);
 	if (rc == CG_OK && tc.failed) {
 		r->tr.client_token[0] = '\0';
-		snprintf(err, ERR_LEN, "no idempotency token could be made: the random source failed");
+		snprintf(err, ERR_LEN,
+		         "no idempotency token could be made: the random source failed");
 		return (int)GW_INTERNAL_ERROR;
 	}
 	if (rc != CG_OK) {
@@ -209,8 +210,8 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 }
 
 enum admit_verdict request_admit(const struct admit_env *env, struct message *m,
-                                 const struct resume *res, struct request **out,
-                                 enum gw_code *code, char *err)
+                                 const struct resume *res, struct request **out, enum gw_code *code,
+                                 char *err)
 {
 	struct request *r = request_new(env, m, res);
 	*out = r;

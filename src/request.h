@@ -30,14 +30,14 @@ struct resume {
 /* fq is the first member: a struct fq_item * from the fair queue is the
  * request itself. */
 struct request {
-	struct fq_item fq; /* its place in its target's order; a popped request
-	                      keeps its target's slot until it is answered */
+	struct fq_item fq;           /* its place in its target's order; a popped request
+	                                keeps its target's slot until it is answered */
 	struct request *next, *prev; /* the engine's flight or held list */
 	enum req_state state;
 	struct message *msg; /* owned */
 	uint64_t spool_seq;  /* 0: not in the spool */
 	char thing[130], command[66];
-	char *target; /* owned: the target ARN, the key of its order */
+	char *target;       /* owned: the target ARN, the key of its order */
 	char *follow_topic; /* owned: execution_topic but {execution}; NULL: not followed */
 	char *reply_accepted, *reply_rejected; /* owned topics, NULL: nowhere */
 	struct translated tr;
@@ -79,8 +79,8 @@ struct admit_env {
  * InternalError.
  */
 enum admit_verdict request_admit(const struct admit_env *env, struct message *m,
-                                 const struct resume *res, struct request **out,
-                                 enum gw_code *code, char *err);
+                                 const struct resume *res, struct request **out, enum gw_code *code,
+                                 char *err);
 void request_free(struct request *r);
 
 /* The spool ADD record of r (views into r; seq is set by spool_add). */

@@ -38,7 +38,7 @@ struct stats_follow {
 	uint64_t polls;       /* GetCommandExecution calls */
 	uint64_t poll_errors; /* ... answered with an error or not at all */
 	uint64_t succeeded, failed, rejected, timed_out; /* finished by final status */
-	uint64_t ended;       /* ended early with a code (follow_max_s, 403, ...) */
+	uint64_t ended; /* ended early with a code (follow_max_s, 403, ...) */
 };
 
 /* What the engine knows at render time. */

@@ -55,9 +55,8 @@ static void waits_in_order_while_refused_then_flushes(void **s)
 	char payload[8];
 	for (int i = 0; i < 5; i++) {
 		snprintf(payload, sizeof(payload), "%d", i);
-		assert_int_equal(outbox_put(&o, "t", payload, strlen(payload), 1, "cd", 2,
-		                            (uint64_t)i, err),
-		                 0);
+		assert_int_equal(
+		    outbox_put(&o, "t", payload, strlen(payload), 1, "cd", 2, (uint64_t)i, err), 0);
 	}
 	assert_int_equal(outbox_waiting(&o), 5);
 	assert_int_equal(outbox_flush(&o), 0); /* still refused: nothing lost */

@@ -23,10 +23,10 @@ int RAND_bytes(unsigned char *buf, int num)
 static struct config *cfg(void)
 {
 	char err[ERR_LEN];
-	struct config *c = config_load_text(
-	    "aws: { region = \"eu-west-1\"; account = \"123456789012\"; };\n"
-	    "gateway: { queue_size = 2; };\n",
-	    "test.conf", err);
+	struct config *c =
+	    config_load_text("aws: { region = \"eu-west-1\"; account = \"123456789012\"; };\n"
+	                     "gateway: { queue_size = 2; };\n",
+	                     "test.conf", err);
 	assert_non_null(c);
 	return c;
 }

@@ -208,16 +208,16 @@ static void torn_follow_record_is_detected(void **s)
 		enum spool_type t;
 		struct spool_entry e;
 		struct spool_follow g;
-		assert_int_equal(spool_decode_record((unsigned char *)b.data, cut, &pos, &t, &e, &g),
-		                 -1);
+		assert_int_equal(
+		    spool_decode_record((unsigned char *)b.data, cut, &pos, &t, &e, &g), -1);
 	}
 	for (size_t i = 12; i < b.len; i++) {
 		b.data[i] ^= 0x10;
 		size_t pos = 0;
 		enum spool_type t;
 		struct spool_entry e;
-		assert_int_equal(spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, NULL),
-		                 -1);
+		assert_int_equal(
+		    spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, NULL), -1);
 		b.data[i] ^= 0x10;
 	}
 	sbuf_clean_up(&b);
@@ -226,12 +226,9 @@ static void torn_follow_record_is_detected(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    TEST(add_and_done_round_trip),
-	    TEST(every_torn_tail_is_detected),
-	    TEST(every_flipped_byte_is_detected),
-	    TEST(crc32_known_value),
-	    TEST(follow_and_status_round_trip),
-	    TEST(request_reader_skips_follow_records),
+	    TEST(add_and_done_round_trip),        TEST(every_torn_tail_is_detected),
+	    TEST(every_flipped_byte_is_detected), TEST(crc32_known_value),
+	    TEST(follow_and_status_round_trip),   TEST(request_reader_skips_follow_records),
 	    TEST(torn_follow_record_is_detected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

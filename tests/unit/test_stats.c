@@ -108,8 +108,14 @@ static void follow_counters_rendered_when_given(void **s)
 	sbuf_reset(&b);
 	stats_render_prometheus(&st, &g, &b);
 	assert_null(strstr(b.data, "follow"));
-	struct stats_follow f = {.active = 3, .polls = 40, .poll_errors = 4, .succeeded = 9,
-	                         .failed = 2, .rejected = 1, .timed_out = 1, .ended = 5};
+	struct stats_follow f = {.active = 3,
+	                         .polls = 40,
+	                         .poll_errors = 4,
+	                         .succeeded = 9,
+	                         .failed = 2,
+	                         .rejected = 1,
+	                         .timed_out = 1,
+	                         .ended = 5};
 	g.follow = &f;
 	sbuf_reset(&b);
 	stats_render_json(&st, &g, &b);

@@ -14,6 +14,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
 
+# scripts/ptest.py --modules: the passes this module runs in (as in the suite before the parallel runner)
+PASSES = "plain"
+
 TMP = BROKER = AWS = None
 
 

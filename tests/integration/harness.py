@@ -245,10 +245,13 @@ class Device:
         self.c.on_message = self._on_message
         if version == 5 and session_expiry:
             # the broker keeps this device's subscriptions and queues its
-            # messages while it is away (clean start on the first connect only)
+            # messages while it is away. Clean start stays off on the first
+            # connect too: Mosquitto 2.0 does not write a session begun with
+            # clean start to its persistence file, so it would not survive a
+            # broker restart (the client id is new: there is nothing to resume)
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = session_expiry
-            self.c.connect(host, port, keepalive=30, properties=props)
+            self.c.connect(host, port, keepalive=30, clean_start=False, properties=props)
         else:
             self.c.connect(host, port, keepalive=30)
         self.c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -380,34 +380,47 @@ class HostilePayloads(unittest.TestCase):
 
 
 class BrokerRestart(unittest.TestCase):
+    def started(self):
+        return len([c for c in AWS.calls() if c.get("outcome") == "started"])
+
     def test_broker_restart_mid_load(self):
         AWS.reset()
         AWS.control(delay_ms=300)
         # a broker that keeps its sessions across the restart, and a device
-        # whose session it keeps: a reply is waiting for the device however
-        # the two reconnect, so nothing needs repeating
+        # whose session it keeps: the replies wait for the device in the
+        # broker. The order is the worst one, made on purpose: the device
+        # comes back only after the gateway has reconnected and published
+        # every reply (an observer with a kept session sees them go out).
         broker = Mosquitto(TMP, persistence=True)
         conf = config(broker.port, AWS.url, mqtt_extra='client_id = "gw-restart";',
                       gateway_extra="max_inflight = 4; deadline_ms = 60000;")
         gw = Gateway(TMP, conf)
         dev = Device(broker.port, session_expiry=300)
         col = Collector(dev)
-        dev.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe("commands/#", qos=1)
+        seen = Device(broker.port, session_expiry=300, subscribe=("commands/+/+/start/+",))
         try:
             requests = {f"commands/br-{i}/c1/start": json.dumps({"id": i}) for i in range(30)}
             for t, p in requests.items():
                 dev.publish(t, p)
-            time.sleep(0.8)
+            # mid-load: some replies out, most requests still at AWS
+            self.assertTrue(wait_for(lambda: self.started() >= 4, 20))
+            dev.c.loop_stop()  # the device stays away until told
             port = broker.port
             broker.stop()
-            time.sleep(1)
+            self.assertTrue(wait_for(lambda: "mqtt: connection lost" in gw.text(), 20))
+            # replies are made while the broker is away
+            away = self.started()
+            self.assertTrue(wait_for(lambda: self.started() >= away + 4, 20))
             broker = Mosquitto.__new__(Mosquitto)
             Mosquitto.__init__(broker, TMP, port=port, persistence=True)
-            # the gateway saw the connection go, and connected again after that
-            self.assertTrue(wait_for(lambda: "mqtt: connection lost" in gw.text(), 20))
+            # the gateway connected again after the loss, and every reply went out
             self.assertTrue(wait_for(lambda: "mqtt: connected" in
                                      gw.text().rsplit("mqtt: connection lost", 1)[1], 20),
                             gw.text()[-2000:])
+            self.assertTrue(wait_for(lambda: len({m.topic for m in seen.replies("commands/")})
+                                     >= len(requests), 40), gw.text()[-2000:])
+            dev.c.reconnect()
+            dev.c.loop_start()
             # replies made while the broker was away are delivered after it is
             # back: the device never has to ask again
             self.assertEqual(col.wait_all(requests, timeout=40, retry_after=8), [])
@@ -415,11 +428,11 @@ class BrokerRestart(unittest.TestCase):
             for t in requests:
                 self.assertEqual(len(col.replies[t]), 1, t)
                 self.assertEqual(col.replies[t][0]["status"], "accepted")
-            started = [c for c in AWS.calls() if c["outcome"] == "started"]
-            self.assertEqual(len(started), len(requests))
+            self.assertEqual(self.started(), len(requests))
         finally:
             AWS.control(delay_ms=0)
             dev.close()
+            seen.close()
             gw.stop()
             broker.stop()
 

@@ -75,8 +75,12 @@ static char *dup_n(const char *s, size_t n)
 
 struct follower_options follower_options_of(const struct config *c)
 {
-	struct follower_options o = {c->control_url, c->aws.region, c->aws.follow_max_rate,
-	                             c->aws.request_timeout_ms, (size_t)c->gateway.max_inflight};
+	struct follower_options o = {c->control_url,
+	                             c->aws.region,
+	                             c->aws.follow_max_rate,
+	                             c->aws.request_timeout_ms,
+	                             (size_t)c->gateway.max_inflight,
+	                             c->gateway.follow_poll_ms};
 	return o;
 }
 
@@ -249,7 +253,8 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 		return cg_fail(err, CG_INVALID, "executionId '%.140s' cannot be followed",
 		               in->execution_id);
 	follow_state_init(&w->st, started_ms, max_s);
-	w->due_ms = started_ms + follow_poll_delay_ms(0, rt_random_u32());
+	w->st.poll_ms = (uint64_t)f->o.poll_ms;
+	w->due_ms = started_ms + follow_poll_delay_ms(0, w->st.poll_ms, rt_random_u32());
 	if (f->spool) {
 		int64_t wall = rt_wall_ms();
 		struct spool_follow rec = {.started_ms = wall,
@@ -308,7 +313,8 @@ void follower_resume(const struct spool_follow *rec, void *ctx)
 	                              ? (enum follow_status)rec->last_status
 	                              : FOLLOW_NONE;
 	follow_state_resume(&w->st, started, deadline, last);
-	w->due_ms = now + follow_poll_delay_ms(0, rt_random_u32());
+	w->st.poll_ms = (uint64_t)f->o.poll_ms;
+	w->due_ms = now + follow_poll_delay_ms(0, w->st.poll_ms, rt_random_u32());
 	w->spool_seq = rec->seq;
 	link_follow(f, w);
 	log_info("follow thing=%s command=%s execution=%s resumed from the spool", w->thing,

@@ -14,59 +14,16 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import Device, FakeAws, Gateway, Mosquitto, config, free_port, wait_for  # noqa
 
 TMP = BROKER = AWS = None
 
 
-def setUpModule():
-    global TMP, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-dur-")
-    BROKER = Mosquitto(TMP)
-    AWS = FakeAws(TMP)
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-dur-")
 
 
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
-
-
-class Collector:
-    """Replies by request topic; a device that repeats unanswered requests."""
-
-    def __init__(self, dev):
-        self.dev = dev
-        self.lock = threading.Lock()
-        self.replies = {}
-        self.resent = 0  # requests the device had to repeat
-        dev.c.on_message = self.on_message
-
-    def on_message(self, c, u, m):
-        if m.topic.endswith(("/accepted", "/rejected")):
-            base = m.topic.rsplit("/", 1)[0]
-            with self.lock:
-                self.replies.setdefault(base, []).append(json.loads(m.payload))
-
-    def answered(self, base):
-        with self.lock:
-            return base in self.replies
-
-    def wait_all(self, requests, timeout, retry_after=None):
-        """requests: {topic: payload}; repeat unanswered ones after retry_after s."""
-        sent = {t: time.time() for t in requests}
-        end = time.time() + timeout
-        while time.time() < end:
-            missing = [t for t in requests if not self.answered(t)]
-            if not missing:
-                return []
-            if retry_after:
-                for t in missing:
-                    if time.time() - sent[t] > retry_after:
-                        self.dev.publish(t, requests[t])
-                        self.resent += 1
-                        sent[t] = time.time()
-            time.sleep(0.1)
-        return [t for t in requests if not self.answered(t)]
+Collector = harness.Replies  # replies by request topic; a device that repeats
 
 
 def rss_kib(pid):
@@ -84,8 +41,7 @@ class CrashLoop(unittest.TestCase):
         spool = os.path.join(TMP, "spool-crash")
         conf = config(BROKER.port, AWS.url, mqtt_extra='client_id = "gw-crash";',
                       gateway_extra=f'spool_dir = "{spool}"; deadline_ms = 60000; '
-                                    'max_inflight = 8;')
-        conf = conf.replace('level = "debug"', 'level = "info"')
+                                    'max_inflight = 8;', level="info")
         gw = Gateway(TMP, conf)
         dev = Device(BROKER.port)
         col = Collector(dev)
@@ -303,8 +259,8 @@ class Burst(unittest.TestCase):
         AWS.reset()
         AWS.control(delay_ms=100)
         conf = config(BROKER.port, AWS.url, mqtt_extra="keepalive = 2;",
-                      gateway_extra="queue_size = 40; max_inflight = 4; deadline_ms = 30000;")
-        conf = conf.replace('level = "debug"', 'level = "info"')
+                      gateway_extra="queue_size = 40; max_inflight = 4; deadline_ms = 30000;",
+                      level="info")
         gw = Gateway(TMP, conf)
         dev = Device(BROKER.port)
         col = Collector(dev)
@@ -331,9 +287,7 @@ class Burst(unittest.TestCase):
 class HostilePayloads(unittest.TestCase):
     def test_thousands_of_hostile_payloads_each_answered(self):
         rnd = random.Random(7)
-        gw = Gateway(TMP, config(BROKER.port, AWS.url).replace('level = "debug"',
-                                                                'level = "warn"'),
-                     wait_ready=False)
+        gw = Gateway(TMP, config(BROKER.port, AWS.url, level="warn"), wait_ready=False)
         dev = Device(BROKER.port)
         col = Collector(dev)
         # at level warn "ready" is not logged: it is ready once it answers a
@@ -548,7 +502,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

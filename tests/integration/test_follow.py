@@ -151,6 +151,8 @@ class Backoff(FollowCase):
         for a, b in zip(gaps, gaps[1:]):
             self.assertGreater(b, a * 1.4, gaps)
         self.assertLessEqual(max(gaps), 30.5)
+        # the configured step, not the default one (at least 0.75 s there)
+        self.assertLess(gaps[0], 0.7, gaps)
 
 
 class Lifecycle(FollowCase):

@@ -203,7 +203,7 @@ class TargetOrder(unittest.TestCase):
         return tokens, self.order_of_creation(tokens)
 
     def test_twelve_requests_to_one_target_are_created_in_arrival_order_runs(self):
-        """Five runs (twenty with CMDGATE_SOAK=1)."""
+        # five runs (twenty with CMDGATE_SOAK=1)
         AWS.reset()
         AWS.control(jitter_ms=60)
         gw = Gateway(TMP, config(BROKER.port, AWS.url, level="info",

@@ -160,8 +160,9 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 		snprintf(err, ERR_LEN, "the gateway is shutting down");
 		return (int)GW_UNAVAILABLE;
 	}
-	if (r->msg->len > (size_t)c->gateway.max_payload) {
-		snprintf(err, ERR_LEN, "payload is %zu bytes; the limit is %ld", r->msg->len,
+	size_t size = r->msg->oversize ? r->msg->oversize : r->msg->len;
+	if (r->msg->oversize || size > (size_t)c->gateway.max_payload) {
+		snprintf(err, ERR_LEN, "payload is %zu bytes; the limit is %ld", size,
 		         c->gateway.max_payload);
 		return (int)GW_PAYLOAD_TOO_LARGE;
 	}

@@ -94,6 +94,8 @@ static const struct config_option options[] = {
     STR("gateway.spool_dir", gateway.spool_dir, "", 0),
     INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),
     INT("gateway.follow_max_s", gateway.follow_max_s, 1, 604800, 3600, 1),
+    INT("gateway.per_thing_queue", gateway.per_thing_queue, 1, 10000000, 64, 1),
+    INT("gateway.follow_max", gateway.follow_max, 1, 100000000, 10000, 1),
     GRP("log"),
     STR("log.level", log.level, "info", 1),
     STR("log.format", log.format, "text", 1),
@@ -106,7 +108,7 @@ static const struct config_option options[] = {
 static const char *const route_keys[] = {"request_topic", "reply_topic",     "target_arn",
                                          "command_arn",   "thing",           "command",
                                          "commands",      "parameter_types", "execution_timeout",
-                                         "follow",        "execution_topic"};
+                                         "follow",        "execution_topic", "response_topics"};
 
 static const char *default_route[] = {
     "commands/{thing}/{command}/start",
@@ -267,6 +269,28 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 	return CG_OK;
 }
 
+/* response_topics: a list of strings; absent leaves r->response_topics NULL
+ * (check_route derives the default), an empty list honours none. */
+static enum cg_err parse_response_topics(config_setting_t *rs, struct route *r, const char *file,
+                                         char *err)
+{
+	config_setting_t *s = config_setting_get_member(rs, "response_topics");
+	if (!s)
+		return CG_OK;
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return fail_at(err, file, s, "route 'response_topics' must be an array of strings");
+	int n = config_setting_length(s);
+	r->response_topics = rt_calloc((size_t)n + 1, sizeof(char *));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING || !*config_setting_get_string(e))
+			return fail_at(err, file, e, "route 'response_topics' holds topic filters");
+		r->response_topics[r->n_response_topics++] =
+		    rt_strdup(config_setting_get_string(e));
+	}
+	return CG_OK;
+}
+
 static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char *file, char *err)
 {
 	if (!config_setting_is_group(rs))
@@ -291,6 +315,8 @@ static enum cg_err parse_route(config_setting_t *rs, struct route *r, const char
 	    (rc = route_string(rs, "command", NULL, &r->command, file, err)) ||
 	    (rc = route_string(rs, "execution_topic", FOLLOW_DEFAULT_TOPIC, &r->execution_topic,
 	                       file, err)))
+		return rc;
+	if ((rc = parse_response_topics(rs, r, file, err)))
 		return rc;
 	return parse_route_lists(rs, r, file, err);
 }
@@ -386,6 +412,17 @@ static enum cg_err check_route(const struct config *c, struct route *r, config_s
 			               "reply_topic \"%s\" could match request_topic \"%s\": "
 			               "replies would loop back as requests",
 			               r->reply_topic, c->routes[i].request_topic);
+	if (!r->response_topics) { /* default: the thing's own subtree, if it has one */
+		char *d = route_default_response_topic(r);
+		r->response_topics = rt_calloc(2, sizeof(char *));
+		if (d)
+			r->response_topics[r->n_response_topics++] = d;
+	}
+	for (size_t i = 0; i < r->n_response_topics; i++)
+		if (route_unknown_placeholder(r, r->response_topics[i], NULL, bad, sizeof(bad)))
+			return fail_at(err, file, key_at(s, "response_topics"),
+			               "unknown placeholder {%s} in \"%s\"", bad,
+			               r->response_topics[i]);
 	for (int i = 0; i < 3; i++)
 		if (route_template_uses(tmpls[i], "account") && !*c->aws.account)
 			return fail_at(err, file, s,

@@ -350,6 +350,20 @@ char *route_default_response_topic(const struct route *r)
 	}
 }
 
+const char *route_response_topics_fill(struct route *r, char *bad, size_t n)
+{
+	if (!r->response_topics) {
+		char *d = route_default_response_topic(r);
+		r->response_topics = rt_calloc(2, sizeof(char *));
+		if (d)
+			r->response_topics[r->n_response_topics++] = d;
+	}
+	for (size_t i = 0; i < r->n_response_topics; i++)
+		if (route_unknown_placeholder(r, r->response_topics[i], NULL, bad, n))
+			return r->response_topics[i];
+	return NULL;
+}
+
 int route_response_allowed(const struct route *r, const struct route_vars *v, const char *topic)
 {
 	if (!topic || !*topic || strpbrk(topic, "+#") || strlen(topic) > 65535)

@@ -98,6 +98,11 @@ int route_filter_matches(const char *filter, const char *topic);
  * capture {thing}. The caller frees it. */
 char *route_default_response_topic(const struct route *r);
 
+/* Unless set, r->response_topics becomes the default (none without
+ * {thing}); returns the first entry with a placeholder r cannot fill (its
+ * name copied into bad), NULL when every one is known. */
+const char *route_response_topics_fill(struct route *r, char *bad, size_t n);
+
 /* Whether a device may have its reply published on topic: a topic name
  * without wildcards that matches one of r's response_topics, expanded with
  * v. The caller also checks it against every request filter. */

@@ -77,8 +77,10 @@ struct engine {
 
 static struct answer_env answer_env(struct engine *e)
 {
-	struct answer_env a = {&e->outbox,  &e->stats,   e->spool,
-	                       rt_now_ms(), e->follower, e->cfg->gateway.follow_max_s};
+	const struct config *c = e->cfg;
+	struct answer_env a = {&e->outbox,           &e->stats,   e->spool,
+	                       rt_now_ms(),          e->follower, c->gateway.follow_max_s,
+	                       c->gateway.follow_max};
 	return a;
 }
 
@@ -390,8 +392,6 @@ static void reload(struct engine *e)
 	log_info("configuration reloaded from %s (%zu routes)", n->path, n->n_routes);
 }
 
-/* Requests not yet started: kept in the spool for the next start, or
- * answered Unavailable without one. */
 /* At shutdown: r stays in the spool for the next start (1), or is
  * answered Unavailable without one (0). */
 static int keep_or_refuse(struct engine *e, struct request *r, const char *why)

@@ -284,7 +284,8 @@ static void history_scan(struct spool *s, struct history *h)
 		         "is skipped",
 		         s->path, (long long)r.offset, (long long)r.size);
 	sbuf_clean_up(&r.buf);
-	qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
+	if (h->ndone) /* qsort's base may not be NULL, even for 0 elements */
+		qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
 	if (h->nstat)
 		qsort(h->stat, h->nstat, sizeof(*h->stat), cmp_status);
 }

@@ -66,7 +66,7 @@ static void warn_cleartext(const struct config *cfg)
 	const char *urls[] = {cfg->endpoint_url, cfg->control_url};
 	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
 		char scheme[16], host[256];
-		if (urls[i] &&
+		if (urls[i] && (i == 0 || !urls[0] || strcmp(urls[i], urls[0]) != 0) &&
 		    url_scheme_host(urls[i], scheme, sizeof(scheme), host, sizeof(host)) == 0 &&
 		    strcmp(scheme, "http") == 0)
 			log_warn("the AWS endpoint %s is http://: signatures and session tokens "

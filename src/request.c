@@ -120,6 +120,9 @@ static const struct route *bind_route(const struct config *c, struct request *r,
 		route_vars_set(v, "command", rt->command);
 	snprintf(r->thing, sizeof(r->thing), "%.128s", route_vars_get(v, "thing"));
 	snprintf(r->command, sizeof(r->command), "%.64s", route_vars_get(v, "command"));
+	/* cut on a character boundary: the names go into log lines and replies */
+	r->thing[log_utf8_boundary(r->thing, strlen(r->thing))] = '\0';
+	r->command[log_utf8_boundary(r->command, strlen(r->command))] = '\0';
 	if (topic_name_valid(r->msg->response_topic)) {
 		r->reply_accepted = rt_strdup(r->msg->response_topic);
 		r->reply_rejected = rt_strdup(r->msg->response_topic);

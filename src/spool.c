@@ -102,7 +102,8 @@ static int cmp_rec(const void *a, const void *b)
 static void live_drop(struct spool *s, uint64_t seq)
 {
 	struct live_rec key = {seq, 0};
-	struct live_rec *r = bsearch(&key, s->recs, s->nrecs, sizeof(*s->recs), cmp_rec);
+	struct live_rec *r =
+	    s->nrecs ? bsearch(&key, s->recs, s->nrecs, sizeof(*s->recs), cmp_rec) : NULL;
 	if (!r || !r->size)
 		return;
 	s->live_bytes -= r->size;
@@ -334,7 +335,8 @@ static void history_scan(struct spool *s, struct history *h)
 		         "is skipped",
 		         s->path, (long long)r.offset, (long long)r.size);
 	sbuf_clean_up(&r.buf);
-	qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
+	if (h->ndone)
+		qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
 	if (h->nstat)
 		qsort(h->stat, h->nstat, sizeof(*h->stat), cmp_status);
 }
@@ -374,7 +376,7 @@ static void rewrite_live(struct spool *s, const struct history *h, struct fresh 
 	}
 	while (r.offset < h->end && reader_next(&r, &t, &e, &f) == 1) {
 		if ((t != SPOOL_ADD && t != SPOOL_FOLLOW) ||
-		    bsearch(&e.seq, h->done, h->ndone, sizeof(*h->done), cmp_u64))
+		    (h->ndone && bsearch(&e.seq, h->done, h->ndone, sizeof(*h->done), cmp_u64)))
 			continue;
 		size_t before = w->buf.len;
 		if (t == SPOOL_FOLLOW) {
@@ -396,7 +398,8 @@ static void rewrite_live(struct spool *s, const struct history *h, struct fresh 
 	}
 	sbuf_clean_up(&r.buf);
 	fresh_write(w, 1);
-	qsort(s->recs, s->nrecs, sizeof(*s->recs), cmp_rec); /* file order is seq order */
+	if (s->nrecs) /* file order is seq order; sorted in case an old file was not */
+		qsort(s->recs, s->nrecs, sizeof(*s->recs), cmp_rec);
 }
 
 /* Rewrite the file with its live records only (cb: hand them back too). */

@@ -283,6 +283,11 @@ def heap_copies(pid, secret):
 
 class Secrets(unittest.TestCase):
     def test_session_token_copies_after_50_requests(self):
+        with open(os.environ.get("CMDGATE", "build/cmdgate"), "rb") as f:
+            exe = f.read()
+        if b"__asan_init" in exe or b"__tsan_init" in exe:
+            self.skipTest("a sanitizer's allocator keeps freed blocks its own way: "
+                          "measured on the plain build")
         token = "FQoGZXIvYXdzEHostileTestToken" + os.urandom(24).hex()
         aws = FakeAws(TMP, session_token=token)
         g = Gateway(TMP, config(BROKER.port, aws.url), env={

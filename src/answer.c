@@ -18,10 +18,17 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 	const char *delivery = "none";
 	if (topic) {
 		uint64_t cookie = env->spool ? r->spool_seq : 0;
-		int rc = outbox_put(env->outbox, topic, json.data, json.len, r->msg->qos,
-		                    r->msg->correlation, r->msg->correlation_len, cookie, err);
-		delivery = rc > 0 ? "sent" : rc == 0 ? "waiting" : "failed";
-		if (rc < 0) /* answer_publish took it out of the spool */
+		struct mqtt_out out = {
+		    .topic = topic,
+		    .payload = view_of(json.data, json.len),
+		    .qos = r->msg->qos,
+		    .correlation = view_of(r->msg->correlation, r->msg->correlation_len),
+		};
+		int rc = outbox_put(env->outbox, &out, cookie, err);
+		delivery = rc == MQTT_OUT_TAKEN   ? "sent"
+		           : rc == MQTT_OUT_LATER ? "waiting"
+		                                  : "failed";
+		if (rc == MQTT_OUT_NEVER) /* the outbox took it out of the spool */
 			log_error("reply to %s cannot be published: %s", topic, err);
 	} else if (env->spool && r->spool_seq) {
 		spool_done(env->spool, r->spool_seq); /* nowhere to answer: do not resume it */
@@ -44,41 +51,8 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 	request_free(r);
 }
 
-/* Hand an accepted execution of a following route to the follower. */
-static void follow(const struct answer_env *env, struct request *r, const char *execution_id)
-{
-	struct sbuf topic, id;
-	sbuf_init(&topic);
-	sbuf_init(&id);
-	if (r->tr.id)
-		jsonw_value(&id, r->tr.id);
-	char err[ERR_LEN];
-	if (follow_topic_finish(r->follow_topic, execution_id, &topic, err) == CG_OK) {
-		struct follow_info fi = {
-		    r->thing,    r->command,          execution_id,
-		    r->target,   topic.data,          r->tr.id ? id.data : NULL,
-		    r->msg->qos, r->msg->correlation, r->msg->correlation_len};
-		if (follower_add(env->follower, &fi, env->now_ms, env->follow_max_s, err) != CG_OK)
-			log_warn("not followed: %s", err);
-	}
-	sbuf_clean_up(&topic);
-	sbuf_clean_up(&id);
-}
-
-int answer_follow_publish(void *ctx, const char *topic, const char *payload, size_t len, int qos,
-                          const void *corr, size_t corr_len, uint64_t cookie)
-{
-	char err[ERR_LEN] = "";
-	int rc = outbox_put(ctx, topic, payload, len, qos, corr, corr_len, cookie, err);
-	if (rc < 0)
-		log_error("follow message to %s cannot be published: %s", topic, err);
-	return rc < 0 ? -1 : 0;
-}
-
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id)
 {
-	if (env->follower && r->follow_topic)
-		follow(env, r, execution_id);
 	struct outcome o = {.accepted = 1,
 	                    .execution_id = execution_id,
 	                    .id = r->tr.id,
@@ -107,16 +81,4 @@ void answer_aws(const struct answer_env *env, struct request *r, const struct aw
 	o.id = r->tr.id;
 	o.client_token = r->tr.client_token;
 	answer(env, r, &o);
-}
-
-enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err)
-{
-	struct answer_sink *sink = ctx;
-	if (!sink->mqtt)
-		return cg_fail(err, CG_TRANSPORT, "not connected yet");
-	enum cg_err rc = mqtt_publish_tracked(sink->mqtt, m->topic, m->payload, m->len, m->qos,
-	                                      m->correlation, m->correlation_len, m->id, err);
-	if (rc != CG_OK && rc != CG_TRANSPORT && sink->spool && m->cookie)
-		spool_done(sink->spool, m->cookie); /* will never be published */
-	return rc;
 }

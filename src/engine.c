@@ -131,7 +131,7 @@ int engine_run(struct engine *e)
 		log_error("%s", err);
 		return 1;
 	}
-	e->sink.mqtt = e->mqtt;
+	e->outbox.ctx = e->mqtt; /* the outbox publishes through it (mqtt_outbox_publish) */
 	if (e->spool)
 		spool_on_follow(e->spool, follower_resume, e->follower);
 	if (e->spool && spool_recover(e->spool, engine_resume_entry, e, err) != CG_OK) {
@@ -188,12 +188,34 @@ int engine_run(struct engine *e)
 	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
-	e->mqtt = e->sink.mqtt = NULL;
+	e->mqtt = e->outbox.ctx = NULL;
 	engine_admit_inbox(e, 1);
 	engine_sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,
 	         (unsigned long)stats_rejected(&e->stats));
 	return 0;
+}
+
+/* A message the MQTT client will never take (an invalid topic): its
+ * request or follow leaves the spool, as if it had been delivered. */
+static void reply_refused(void *ctx, uint64_t cookie)
+{
+	struct engine *e = ctx;
+	if (e->spool)
+		spool_done(e->spool, cookie);
+}
+
+/* The follower's publish function (ctx: the outbox): a message waiting in
+ * the outbox is taken. */
+static int follow_publish(void *ctx, const struct mqtt_out *m, uint64_t cookie)
+{
+	char err[ERR_LEN] = "";
+	int rc = outbox_put(ctx, m, cookie, err);
+	if (rc == MQTT_OUT_NEVER) {
+		log_error("follow message to %s cannot be published: %s", m->topic, err);
+		return MQTT_OUT_NEVER;
+	}
+	return MQTT_OUT_TAKEN;
 }
 
 struct engine *engine_new(struct config *cfg, char *err)
@@ -217,7 +239,6 @@ struct engine *engine_new(struct config *cfg, char *err)
 		free(e);
 		return NULL;
 	}
-	e->sink.spool = e->spool;
 	inbox_listen_for_signals(e->inbox);
 	e->creds = cred_provider_new(&cfg->aws.credentials);
 	cred_provider_wait_first(e->creds, 3000);
@@ -226,12 +247,15 @@ struct engine *engine_new(struct config *cfg, char *err)
 	ratectl_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
-	outbox_init(&e->outbox, 1, answer_publish, &e->sink); /* window: each turn */
+	/* window: each turn; the MQTT client once it is started */
+	outbox_init(&e->outbox, 1, mqtt_outbox_publish, NULL);
+	e->outbox.on_refused = reply_refused;
+	e->outbox.refused_ctx = e;
 	stats_init(&e->stats, rt_wall_s());
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	struct follower_options fo = follower_options_of(cfg);
-	e->follower = follower_new(&fo, e->http, e->creds, e->spool, &e->timers,
-	                           answer_follow_publish, &e->outbox, rt_now_ms());
+	e->follower = follower_new(&fo, e->http, e->creds, e->spool, &e->timers, follow_publish,
+	                           &e->outbox, rt_now_ms());
 	return e;
 }
 

@@ -13,6 +13,8 @@
 #include "attempt.h"
 #include "awserr.h"
 #include "engine_priv.h"
+#include "follow.h"
+#include "jsonw.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -23,9 +25,37 @@
 
 static struct answer_env answer_env(struct engine *e)
 {
-	struct answer_env a = {&e->outbox,  &e->stats,   e->spool,
-	                       rt_now_ms(), e->follower, e->cfg->gateway.follow_max_s};
+	struct answer_env a = {
+	    .outbox = &e->outbox, .stats = &e->stats, .spool = e->spool, .now_ms = rt_now_ms()};
 	return a;
+}
+
+/* An accepted execution of a following route goes to the follower. */
+static void follow(struct engine *e, const struct request *r, const char *execution_id)
+{
+	struct sbuf topic, id;
+	sbuf_init(&topic);
+	sbuf_init(&id);
+	if (r->tr.id)
+		jsonw_value(&id, r->tr.id);
+	char err[ERR_LEN];
+	if (follow_topic_finish(r->follow_topic, execution_id, &topic, err) == CG_OK) {
+		struct follow_info fi = {
+		    .thing = r->thing,
+		    .command = r->command,
+		    .execution_id = execution_id,
+		    .target_arn = r->target,
+		    .topic = topic.data,
+		    .id_json = r->tr.id ? id.data : NULL,
+		    .qos = r->msg->qos,
+		    .correlation = view_of(r->msg->correlation, r->msg->correlation_len),
+		};
+		long max_s = e->cfg->gateway.follow_max_s;
+		if (follower_add(e->follower, &fi, rt_now_ms(), max_s, err) != CG_OK)
+			log_warn("not followed: %s", err);
+	}
+	sbuf_clean_up(&topic);
+	sbuf_clean_up(&id);
 }
 
 /* r is leaving: its target's next may start, and its timer goes. */
@@ -149,6 +179,8 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 			engine_finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
 		}
+		if (r->follow_topic)
+			follow(e, r, exec_id);
 		struct answer_env a = answer_env(e);
 		engine_release(e, r);
 		answer_accepted(&a, r, exec_id);

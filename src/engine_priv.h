@@ -50,7 +50,6 @@ struct engine {
 	struct stats stats;
 	struct spool *spool; /* NULL without gateway.spool_dir */
 	struct call_endpoint endpoint;
-	struct answer_sink sink; /* where the outbox publishes */
 	struct follower *follower;
 	struct stats_follow follow_stats;
 	/* every time the loop waits for: request deadlines and retries, follow

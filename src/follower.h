@@ -32,6 +32,7 @@
 #include "err.h"
 #include "follow.h"
 #include "http.h"
+#include "mqtt_out.h"
 #include "spool.h"
 #include "stats.h"
 #include "timer.h"
@@ -50,15 +51,14 @@ struct follower_options follower_options_of(const struct config *c);
 int follower_configured(const struct config *c);
 
 /*
- * Publish one message (not retained): outbox_put() fits. cookie: 0, or for
- * the final message of a spooled follow its spool seq, which the engine
- * passes to spool_done() once the broker has the message. Returns 0 when
- * the message was taken (queued is enough), > 0 when it cannot be taken now
- * (offered again a second later), < 0 when it never can be (logged; a final
- * message still ends the follow).
+ * Publish one message (not retained; its views live for the call only).
+ * cookie: 0, or for the final message of a spooled follow its spool seq,
+ * which the engine passes to spool_done() once the broker has the message.
+ * Returns MQTT_OUT_TAKEN (queued is enough), MQTT_OUT_LATER (offered again
+ * a second later) or MQTT_OUT_NEVER (logged; a final message still ends
+ * the follow).
  */
-typedef int (*follower_publish_fn)(void *ctx, const char *topic, const char *payload, size_t len,
-                                   int qos, const void *corr, size_t corr_len, uint64_t cookie);
+typedef int (*follower_publish_fn)(void *ctx, const struct mqtt_out *m, uint64_t cookie);
 
 /* What the engine knows of an accepted execution. Views: copied by add. */
 struct follow_info {
@@ -68,8 +68,7 @@ struct follow_info {
 	const char *topic;      /* the route's execution_topic, expanded */
 	const char *id_json;    /* the request's id as JSON text; NULL: none */
 	int qos;
-	const void *correlation; /* MQTT 5 Correlation Data; NULL: none */
-	size_t correlation_len;
+	struct view correlation; /* MQTT 5 Correlation Data; ptr NULL: none */
 };
 
 struct follower_counters {

@@ -35,9 +35,9 @@ struct follow {
 	struct follow *next, *prev;
 	struct target *target;
 	char *thing, *command, *execution_id, *topic, *id_json; /* owned */
-	void *corr;
+	char *corr; /* owned; NULL: no Correlation Data */
 	size_t corr_len;
-	int has_corr, qos;
+	int qos;
 	char *path, *query; /* path without the endpoint's prefix; canonical query */
 	struct follow_state st;
 	uint64_t due_ms, sent_ms;

@@ -56,13 +56,18 @@ static void finished(struct follower *f, struct follow *w, uint64_t now)
 static int flush_pending(struct follower *f, struct follow *w, uint64_t now)
 {
 	uint64_t cookie = w->pending_final ? w->spool_seq : 0;
-	int rc = f->publish(f->ctx, w->topic, w->pending.data, w->pending.len, w->qos,
-	                    w->has_corr ? w->corr : NULL, w->corr_len, cookie);
-	if (rc > 0) {
+	struct mqtt_out out = {
+	    .topic = w->topic,
+	    .payload = view_of(w->pending.data, w->pending.len),
+	    .qos = w->qos,
+	    .correlation = view_of(w->corr, w->corr_len),
+	};
+	int rc = f->publish(f->ctx, &out, cookie);
+	if (rc == MQTT_OUT_LATER) {
 		follower_set_due(f, w, now + PUBLISH_RETRY_MS);
 		return 0;
 	}
-	if (rc < 0)
+	if (rc == MQTT_OUT_NEVER)
 		log_error("follow execution=%s: message to %s refused for good", w->execution_id,
 		          w->topic);
 	else

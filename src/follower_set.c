@@ -13,9 +13,10 @@
 #include "log.h"
 #include "runtime.h"
 
-static char *dup_n(const char *s, size_t n)
+/* A NUL-terminated copy of v ("" for none). */
+static char *dup_view(struct view v)
 {
-	return rt_memdup(s ? s : "", s ? n : 0);
+	return rt_memdup(v.ptr ? v.ptr : "", v.ptr ? v.len : 0);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -168,10 +169,9 @@ static struct follow *make_follow(struct follower *f, const struct follow_info *
 	w->topic = rt_strdup(in->topic);
 	w->id_json = in->id_json && *in->id_json ? rt_strdup(in->id_json) : NULL;
 	w->qos = in->qos;
-	if (in->correlation) {
-		w->corr = rt_memdup(in->correlation, in->correlation_len);
-		w->corr_len = in->correlation_len;
-		w->has_corr = 1;
+	if (in->correlation.ptr) {
+		w->corr = rt_memdup(in->correlation.ptr, in->correlation.len);
+		w->corr_len = in->correlation.len;
 	}
 	w->target = target_ref(f, in->target_arn);
 	sbuf_init(&w->pending);
@@ -207,18 +207,14 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 		struct spool_follow rec = {.started_ms = wall,
 		                           .deadline_ms = wall + (int64_t)max_s * 1000,
 		                           .qos = (uint8_t)in->qos,
-		                           .thing = w->thing,
-		                           .command = w->command,
-		                           .execution_id = w->execution_id,
-		                           .target_arn = w->target->arn,
-		                           .topic = w->topic,
-		                           .id_json = w->id_json ? w->id_json : "",
-		                           .correlation = w->corr,
-		                           .correlation_len = w->corr_len,
-		                           .has_correlation = w->has_corr};
-		rec.thing_len = strlen(rec.thing), rec.command_len = strlen(rec.command);
-		rec.execution_id_len = strlen(rec.execution_id), rec.topic_len = strlen(rec.topic);
-		rec.target_arn_len = strlen(rec.target_arn), rec.id_json_len = strlen(rec.id_json);
+		                           .thing = view_of_str(w->thing),
+		                           .command = view_of_str(w->command),
+		                           .execution_id = view_of_str(w->execution_id),
+		                           .target_arn = view_of_str(w->target->arn),
+		                           .topic = view_of_str(w->topic),
+		                           .id_json = view_of_str(w->id_json),
+		                           .correlation = view_of(w->corr, w->corr_len),
+		                           .has_correlation = w->corr != NULL};
 		spool_add_follow(f->spool, &rec);
 		w->spool_seq = rec.seq;
 	}
@@ -231,20 +227,28 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 void follower_resume(const struct spool_follow *rec, void *ctx)
 {
 	struct follower *f = ctx;
-	const char *src[6] = {rec->thing,      rec->command, rec->execution_id,
-	                      rec->target_arn, rec->topic,   rec->id_json};
-	size_t len[6] = {rec->thing_len,      rec->command_len, rec->execution_id_len,
-	                 rec->target_arn_len, rec->topic_len,   rec->id_json_len};
-	char *v[6];
-	for (size_t i = 0; i < 6; i++)
-		v[i] = dup_n(src[i], len[i]);
-	const void *corr = rec->has_correlation ? (rec->correlation ? rec->correlation : "") : NULL;
+	/* the record's views as strings (not NUL-terminated in the file) */
+	char *thing = dup_view(rec->thing), *command = dup_view(rec->command);
+	char *execution_id = dup_view(rec->execution_id), *target_arn = dup_view(rec->target_arn);
+	char *topic = dup_view(rec->topic), *id_json = dup_view(rec->id_json);
 	struct follow_info in = {
-	    v[0], v[1], v[2], v[3], v[4], v[5], rec->qos, corr, rec->correlation_len};
+	    .thing = thing,
+	    .command = command,
+	    .execution_id = execution_id,
+	    .target_arn = target_arn,
+	    .topic = topic,
+	    .id_json = id_json,
+	    .qos = rec->qos,
+	    .correlation = rec->has_correlation
+	                       ? view_of(rec->correlation.ptr ? rec->correlation.ptr : "",
+	                                 rec->correlation.len)
+	                       : view_of(NULL, 0),
+	};
 	/* two records of one execution are one follow; a bad id is dropped */
-	struct follow *w = find(f, v[2]) ? NULL : make_follow(f, &in);
-	for (size_t i = 0; i < 6; i++)
-		free(v[i]);
+	struct follow *w = find(f, execution_id) ? NULL : make_follow(f, &in);
+	char *copies[] = {thing, command, execution_id, target_arn, topic, id_json};
+	for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++)
+		free(copies[i]);
 	if (!w) {
 		if (f->spool)
 			spool_done(f->spool, rec->seq);

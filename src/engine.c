@@ -1,8 +1,8 @@
 /*
  * engine: the loop of the one thread that owns requests.
  *
- *   inbox --request_admit()--> waiting --call_start()--> flight
- *                              (fairq:    (call.c)          |
+ *   inbox --request_admit()--> waiting --aws_call_start()-> flight
+ *                              (fairq:    (aws_call.c)      |
  *                               per target,                 | done
  *                               in order)                   v
  *      answer_*() <--accept / reject-- attempt_decide() --retry / resign /
@@ -78,15 +78,15 @@ static void reload(struct engine *e)
 	fairq_set_limit(e->waiting, (unsigned)n->gateway.per_target_inflight);
 	ratectl_set_max(&e->rate, n->aws.max_rate, rt_now_ms());
 	if (cred_config_differ(&old->aws.credentials, &n->aws.credentials)) {
-		cred_provider_free(e->creds);
-		e->creds = cred_provider_new(&n->aws.credentials);
-		cred_provider_wait_first(e->creds, 2000);
-		sigv4_key_cache_clean_up(&e->keys);
-		follower_set_credentials(e->follower, e->creds);
+		cred_provider_free(e->aws.creds);
+		e->aws.creds = cred_provider_new(&n->aws.credentials);
+		cred_provider_wait_first(e->aws.creds, 2000);
+		aws_endpoint_forget_keys(&e->start_ep);
+		follower_credentials_changed(e->follower);
 	}
 	struct follower_options fo = follower_options_of(n);
 	follower_reconfigure(e->follower, &fo);
-	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
+	aws_endpoint_set(&e->start_ep, n->endpoint_url, n->aws.region, START_SERVICE);
 	config_free(old);
 	log_info("configuration reloaded from %s (%zu routes)", n->path, n->n_routes);
 }
@@ -116,7 +116,7 @@ static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 		rc->last_status_ms = 0;
 	}
 	struct stats_gauges g = gauges(e);
-	if (report_tick(rc, now, e->cfg, e->mqtt, e->creds, &e->stats, &g))
+	if (report_tick(rc, now, e->cfg, e->mqtt, e->aws.creds, &e->stats, &g))
 		fairq_sweep(e->waiting, e->cfg->gateway.per_thing_rate, now);
 }
 
@@ -172,7 +172,7 @@ int engine_run(struct engine *e)
 		fflush(stderr); /* log lines are written once per loop turn, not per line */
 		/* the one place the loop's wait is computed */
 		int wait = (int)timer_wait_ms(&e->timers, now, TICK_MS);
-		http_client_run(e->http, inbox_fd(e->inbox), wait, engine_on_done, e);
+		http_client_run(e->aws.http, inbox_fd(e->inbox), wait);
 		inbox_clear_wake(e->inbox);
 	}
 	engine_admit_inbox(e, 0); /* arrivals during the drain: spooled, or answered Unavailable */
@@ -185,7 +185,7 @@ int engine_run(struct engine *e)
 	if (outbox_waiting(&e->outbox))
 		log_error("stopping: %zu replies not published", outbox_waiting(&e->outbox));
 	struct stats_gauges g = gauges(e);
-	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
+	report_stats(e->cfg, e->mqtt, e->aws.creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
 	e->mqtt = e->outbox.ctx = NULL;
@@ -240,10 +240,10 @@ struct engine *engine_new(struct config *cfg, char *err)
 		return NULL;
 	}
 	inbox_listen_for_signals(e->inbox);
-	e->creds = cred_provider_new(&cfg->aws.credentials);
-	cred_provider_wait_first(e->creds, 3000);
+	e->aws.creds = cred_provider_new(&cfg->aws.credentials);
+	cred_provider_wait_first(e->aws.creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
-	e->http = http_client_new(&ho);
+	e->aws.http = http_client_new(&ho);
 	ratectl_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
@@ -252,10 +252,10 @@ struct engine *engine_new(struct config *cfg, char *err)
 	e->outbox.on_refused = reply_refused;
 	e->outbox.refused_ctx = e;
 	stats_init(&e->stats, rt_wall_s());
-	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
+	aws_endpoint_set(&e->start_ep, cfg->endpoint_url, cfg->aws.region, START_SERVICE);
 	struct follower_options fo = follower_options_of(cfg);
-	e->follower = follower_new(&fo, e->http, e->creds, e->spool, &e->timers, follow_publish,
-	                           &e->outbox, rt_now_ms());
+	e->follower = follower_new(&fo, &e->aws, e->spool, &e->timers, follow_publish, &e->outbox,
+	                           rt_now_ms());
 	return e;
 }
 
@@ -266,13 +266,12 @@ void engine_free(struct engine *e)
 	inbox_free(e->inbox);
 	follower_free(e->follower);
 	outbox_clean_up(&e->outbox);
-	http_client_free(e->http);
-	cred_provider_free(e->creds);
+	http_client_free(e->aws.http);
+	cred_provider_free(e->aws.creds);
 	spool_close(e->spool);
 	fairq_free(e->waiting);
-	sigv4_key_cache_clean_up(&e->keys);
 	config_free(e->cfg);
-	call_endpoint_clean_up(&e->endpoint);
+	aws_endpoint_clean_up(&e->start_ep);
 	timer_heap_clean_up(&e->timers);
 	free(e);
 }

@@ -58,11 +58,13 @@ static void follow(struct engine *e, const struct request *r, const char *execut
 	sbuf_clean_up(&id);
 }
 
-/* r is leaving: its target's next may start, and its timer goes. */
+/* r is leaving: its target's next may start, its timer and its call go. */
 void engine_release(struct engine *e, struct request *r)
 {
 	fairq_release(e->waiting, &r->fq);
 	timer_disarm(&e->timers, &r->wake.timer);
+	aws_call_free(&e->aws, r->call); /* aborted if still in flight */
+	r->call = NULL;
 }
 
 void engine_finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg)
@@ -123,18 +125,36 @@ void engine_queue(struct engine *e, struct request *r)
 
 /* ---- calls -------------------------------------------------------------- */
 
+/* Sign r's body and start its StartCommandExecution (counts an attempt);
+ * the call's timeout ends at the deadline at the latest. */
+static enum cg_err start_call(struct engine *e, struct request *r, uint64_t now, char *err)
+{
+	if (!r->call)
+		r->call = aws_call_new(engine_on_done, e, r);
+	struct aws_signable s = {
+	    .method = "POST",
+	    .path = START_PATH,
+	    .content_type = "application/json",
+	    .payload = view_of(r->tr.body.data, r->tr.body.len),
+	};
+	uint64_t left = r->deadline_ms > now ? r->deadline_ms - now : 1;
+	long timeout = e->cfg->aws.request_timeout_ms;
+	if ((uint64_t)timeout > left)
+		timeout = (long)left;
+	enum cg_err rc = aws_call_start(&e->aws, &e->start_ep, &s, timeout, r->call, err);
+	if (rc == CG_CREDENTIALS)
+		return rc;
+	attempt_begin(&r->at);
+	log_debug("call token=%s attempt=%u thing=%s", r->tr.client_token, r->at.attempts,
+	          r->thing);
+	return rc;
+}
+
 static void launch(struct engine *e, struct request *r, uint64_t now)
 {
-	struct call_env env = {e->http,
-	                       e->creds,
-	                       &e->keys,
-	                       &e->endpoint,
-	                       e->cfg->aws.region,
-	                       e->skew_s,
-	                       e->cfg->aws.request_timeout_ms};
 	char err[ERR_LEN] = "";
 	timer_disarm(&e->timers, &r->wake.timer); /* in flight: the call's timeout bounds it */
-	enum cg_err rc = call_start(&env, r, now, err);
+	enum cg_err rc = start_call(e, r, now, err);
 	if (rc == CG_OK) {
 		r->sent_ms = now;
 		r->state = RS_FLIGHT;
@@ -149,7 +169,6 @@ static void launch(struct engine *e, struct request *r, uint64_t now)
 
 static void hold(struct engine *e, struct request *r, uint64_t at)
 {
-	http_call_free(&r->call);
 	r->next_try_ms = at;
 	r->state = RS_HELD;
 	reqlist_push(&e->held, r);
@@ -161,7 +180,7 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 {
 	struct awserr ae;
 	struct call_result res;
-	call_read(r, &ae, &res);
+	aws_call_read(r->call, &ae, &res);
 	struct attempt_policy p = {(unsigned)e->cfg->aws.max_attempts, RETRY_BASE_MS, RETRY_CAP_MS,
 	                           e->draining};
 	struct attempt_decision d;
@@ -174,8 +193,9 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
-		if (awserr_execution_id(r->call.body.data, r->call.body.len, exec_id,
-		                        sizeof(exec_id), err) != CG_OK) {
+		struct view body = aws_call_body(r->call);
+		if (awserr_execution_id(body.ptr, body.len, exec_id, sizeof(exec_id), err) !=
+		    CG_OK) {
 			engine_finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
 		}
@@ -192,11 +212,11 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		engine_finish_gateway(e, r, d.code, d.message);
 		return;
 	case AT_RESIGN:
-		e->skew_s = d.skew_s;
-		log_warn("clock skew: AWS is %+lds from local time; re-signing", e->skew_s);
+		e->aws.skew_s = d.skew_s;
+		log_warn("clock skew: AWS is %+lds from local time; re-signing", e->aws.skew_s);
 		break;
 	case AT_REFRESH:
-		cred_provider_invalidate(e->creds, r->cred_generation);
+		cred_provider_invalidate(e->aws.creds, aws_call_cred_generation(r->call));
 		break;
 	case AT_THROTTLE:
 		break;
@@ -207,10 +227,10 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	hold(e, r, d.at_ms);
 }
 
-void engine_on_done(struct http_call *call, void *ctx)
+void engine_on_done(struct aws_call *call, void *ctx)
 {
 	struct engine *e = ctx;
-	struct request *r = call->user;
+	struct request *r = aws_call_owner(call);
 	reqlist_remove(&e->flight, r);
 	after_call(e, r, rt_now_ms());
 }

@@ -1,8 +1,11 @@
 /*
  * follower: the edge that runs follows (SPEC section 8). It owns the set of
- * executions being followed, signs and starts their GetCommandExecution
- * polls on the engine's libcurl client (http_get: completions come back
- * here, not through the engine), applies follow.c's rules to each answer,
+ * executions being followed, starts their GetCommandExecution polls through
+ * the engine's struct aws_client (aws_call.h: the same signing, clock
+ * offset and reading as starts; completions come back here, not through
+ * the engine), decides after each like a start (attempt_decide: re-sign on
+ * a clock skew, refresh an expired token), applies follow.c's rules to
+ * each answer,
  * hands the messages to a publish callback (the engine's outbox), records
  * follows in the spool, and counts.
  *
@@ -27,11 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws_call.h"
 #include "config.h"
-#include "credentials.h"
 #include "err.h"
 #include "follow.h"
-#include "http.h"
 #include "mqtt_out.h"
 #include "spool.h"
 #include "stats.h"
@@ -82,19 +84,19 @@ struct follower_counters {
 
 struct follower;
 
-/* None of the pointers is owned; http, creds, spool (NULL: no spool) and
- * timers (the loop's heap: the follower's timers only wake the loop) must
- * outlive the follower. */
-struct follower *follower_new(const struct follower_options *o, struct http_client *http,
-                              struct cred_provider *creds, struct spool *spool,
-                              struct timer_heap *timers, follower_publish_fn publish, void *ctx,
-                              uint64_t now_ms);
+/* None of the pointers is owned; aws, spool (NULL: no spool) and timers
+ * (the loop's heap: the follower's timers only wake the loop) must outlive
+ * the follower. */
+struct follower *follower_new(const struct follower_options *o, struct aws_client *aws,
+                              struct spool *spool, struct timer_heap *timers,
+                              follower_publish_fn publish, void *ctx, uint64_t now_ms);
 /* Aborts polls in flight (call before http_client_free) and frees. */
 void follower_free(struct follower *f);
 /* After a reload: endpoint, rate and limits for the next polls. */
 void follower_reconfigure(struct follower *f, const struct follower_options *o);
-/* New credentials source (reload): the provider pointer and the key cache. */
-void follower_set_credentials(struct follower *f, struct cred_provider *creds);
+/* A new credentials source (reload; the aws_client has it): forget the
+ * derived key. */
+void follower_credentials_changed(struct follower *f);
 
 /*
  * Follow an accepted execution; started_ms (monotonic) is when the accepted

@@ -38,25 +38,21 @@ int follower_configured(const struct config *c)
 
 static void set_options(struct follower *f, const struct follower_options *o)
 {
-	free(f->region);
-	f->region = rt_strdup(o->region);
-	follow_endpoint_set(&f->ep, o->control_url);
+	aws_endpoint_set(&f->ep, o->control_url, o->region, FOLLOW_SERVICE);
 	f->o = *o;
-	f->o.control_url = NULL; /* f->ep holds it */
-	f->o.region = f->region;
+	f->o.control_url = NULL; /* f->ep holds them */
+	f->o.region = f->ep.region;
 	if (f->o.max_inflight < 1)
 		f->o.max_inflight = 1;
 }
 
-struct follower *follower_new(const struct follower_options *o, struct http_client *http,
-                              struct cred_provider *creds, struct spool *spool,
-                              struct timer_heap *timers, follower_publish_fn publish, void *ctx,
-                              uint64_t now_ms)
+struct follower *follower_new(const struct follower_options *o, struct aws_client *aws,
+                              struct spool *spool, struct timer_heap *timers,
+                              follower_publish_fn publish, void *ctx, uint64_t now_ms)
 {
 	struct follower *f = rt_calloc(1, sizeof(*f));
 	set_options(f, o);
-	f->http = http;
-	f->creds = creds;
+	f->aws = aws;
 	f->spool = spool;
 	f->timers = timers;
 	timer_task_init(&f->rate_wake, timer_wake_only);
@@ -70,13 +66,11 @@ void follower_reconfigure(struct follower *f, const struct follower_options *o)
 {
 	set_options(f, o);
 	ratectl_set_max(&f->rate, o->max_rate, rt_now_ms());
-	sigv4_key_cache_clean_up(&f->keys);
 }
 
-void follower_set_credentials(struct follower *f, struct cred_provider *creds)
+void follower_credentials_changed(struct follower *f)
 {
-	f->creds = creds;
-	sigv4_key_cache_clean_up(&f->keys);
+	aws_endpoint_forget_keys(&f->ep);
 }
 
 /* ---- the set of follows ------------------------------------------------- */
@@ -133,12 +127,9 @@ void follower_free_follow(struct follower *f, struct follow *w)
 		f->tail = w->prev;
 	f->n--;
 	timer_disarm(f->timers, &w->wake.timer);
-	if (w->in_flight) {
-		http_abort(f->http, &w->call);
+	if (w->in_flight)
 		f->inflight--;
-	} else {
-		http_call_free(&w->call);
-	}
+	aws_call_free(f->aws, w->call); /* aborted if in flight */
 	target_unref(f, w->target);
 	void *owned[] = {w->thing,   w->command, w->execution_id, w->topic,
 	                 w->id_json, w->corr,    w->path,         w->query};
@@ -174,6 +165,8 @@ static struct follow *make_follow(struct follower *f, const struct follow_info *
 		w->corr_len = in->correlation.len;
 	}
 	w->target = target_ref(f, in->target_arn);
+	w->call = aws_call_new(follower_on_poll_done, f, w);
+	attempt_init(&w->at);
 	sbuf_init(&w->pending);
 	timer_task_init(&w->wake, timer_wake_only); /* follower_run finds what is due */
 	return w;
@@ -280,9 +273,7 @@ void follower_free(struct follower *f)
 	while (f->head)
 		follower_free_follow(f, f->head);
 	timer_disarm(f->timers, &f->rate_wake.timer);
-	sigv4_key_cache_clean_up(&f->keys);
-	follow_endpoint_clean_up(&f->ep);
-	free(f->region);
+	aws_endpoint_clean_up(&f->ep);
 	free(f);
 }
 

@@ -55,7 +55,6 @@ void request_free(struct request *r)
 	free(r->follow_topic);
 	free(r->reply_rejected);
 	translated_clean_up(&r->tr);
-	http_call_free(&r->call);
 	free(r);
 }
 

@@ -147,6 +147,24 @@ class Polling(FollowCase):
         self.assertLessEqual(max(gaps), 30.5)
 
 
+class SharedClock(FollowCase):
+    """One clock offset for every call to AWS: what a start learned from
+    AWS's Date signs the polls too (its own gateway: the offset is kept)."""
+
+    def test_polls_are_signed_with_the_clock_offset_a_start_learned(self):
+        AWS.control(skew_s=900)
+        try:
+            f = Follow(self.dev, "open-valve")
+            self.assertEqual([c["outcome"] for c in AWS.calls()],
+                             ["InvalidSignatureException", "started"])
+            self.assertEqual(f.wait_final()[-1]["status"], "SUCCEEDED")
+            outcomes = [p["outcome"] for p in f.polls()]
+            self.assertNotIn("InvalidSignatureException", outcomes)
+            self.assertEqual(outcomes[-1], "SUCCEEDED")
+        finally:
+            AWS.control(reset=True, skew_s=0)
+
+
 class Lifecycle(FollowCase):
     def test_throttled_polls_keep_following(self):
         AWS.control(poll_rules=[{"times": 2, "status": 429, "code": "ThrottlingException"}])

@@ -6,7 +6,16 @@
 #include "jsonw.h"
 #include "log.h"
 
-static void answer(const struct answer_env *env, struct request *r, const struct outcome *o)
+/* A message the engine asked to follow an accepted reply. */
+static void send_then(const struct answer_env *env, const struct mqtt_out *then)
+{
+	char err[ERR_LEN] = "";
+	if (outbox_put(env->outbox, then, 0, err) == MQTT_OUT_NEVER)
+		log_error("follow message to %s cannot be published: %s", then->topic, err);
+}
+
+static void answer(const struct answer_env *env, struct request *r, const struct outcome *o,
+                   const struct mqtt_out *then)
 {
 	uint64_t latency_ms = env->now_ms - r->msg->received_ms;
 	stats_record(env->stats, o->accepted ? NULL : o->code, latency_ms * 1000);
@@ -48,16 +57,19 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 		log_debug("request token=%s message=%s", r->tr.client_token, o->message);
 	sbuf_clean_up(&idtext);
 	sbuf_clean_up(&json);
+	if (then)
+		send_then(env, then);
 	request_free(r);
 }
 
-void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id)
+void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id,
+                     const struct mqtt_out *then)
 {
 	struct outcome o = {.accepted = 1,
 	                    .execution_id = execution_id,
 	                    .id = r->tr.id,
 	                    .client_token = r->tr.client_token};
-	answer(env, r, &o);
+	answer(env, r, &o, then);
 }
 
 void answer_gateway(const struct answer_env *env, struct request *r, enum gw_code c,
@@ -67,7 +79,7 @@ void answer_gateway(const struct answer_env *env, struct request *r, enum gw_cod
 	outcome_gateway(&o, c, msg);
 	o.id = r->tr.id;
 	o.client_token = r->tr.client_token;
-	answer(env, r, &o);
+	answer(env, r, &o, NULL);
 }
 
 void answer_aws(const struct answer_env *env, struct request *r, const struct awserr *ae)
@@ -80,5 +92,5 @@ void answer_aws(const struct answer_env *env, struct request *r, const struct aw
 	o.retryable = ae->retryable;
 	o.id = r->tr.id;
 	o.client_token = r->tr.client_token;
-	answer(env, r, &o);
+	answer(env, r, &o, NULL);
 }

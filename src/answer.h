@@ -26,7 +26,10 @@ struct answer_env {
 };
 
 /* Each takes r (it must be on no list and hold no fairq slot). */
-void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id);
+/* then: NULL, or a message to queue right after the accepted reply (it may
+ * point into r: it is queued before r is freed). */
+void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id,
+                     const struct mqtt_out *then);
 void answer_gateway(const struct answer_env *env, struct request *r, enum gw_code c,
                     const char *msg);
 void answer_aws(const struct answer_env *env, struct request *r, const struct awserr *ae);

@@ -100,13 +100,11 @@ static void on_http_done(struct http_call *h, void *ctx)
 	call->done(call, call->ctx);
 }
 
-/* The signed header list of s (authorization last), and the URL. */
-static struct curl_slist *signed_headers(struct aws_client *c, struct aws_endpoint *ep,
-                                         const struct aws_signable *s,
-                                         const struct sigv4_credentials *cred, const char *path)
+/* The signed header list of s, authorization last. */
+static struct curl_slist *signed_headers(struct aws_endpoint *ep, const struct aws_signable *s,
+                                         const struct sigv4_credentials *cred, const char *path,
+                                         const char *amz_date)
 {
-	char amz_date[SIGV4_DATE_LEN + 1];
-	sigv4_format_date(rt_wall_s() + c->skew_s, amz_date);
 	char hash[65];
 	sigv4_sha256_hex(s->payload.ptr ? s->payload.ptr : "", s->payload.len, hash);
 	struct sigv4_header h[4];
@@ -141,6 +139,10 @@ enum cg_err aws_call_start(struct aws_client *c, struct aws_endpoint *ep,
 	if (rc != CG_OK)
 		return rc;
 	call->cred_generation = cred.generation;
+	char amz_date[SIGV4_DATE_LEN + 1];
+	if (sigv4_format_date(rt_wall_s() + c->skew_s, amz_date) != 0)
+		return cg_fail(err, CG_INTERNAL, "the clock (corrected by %lds) is out of range",
+		               (long)c->skew_s);
 	http_call_free(&call->http); /* the last answer */
 	struct sbuf path, url;
 	sbuf_init(&path);
@@ -151,7 +153,7 @@ enum cg_err aws_call_start(struct aws_client *c, struct aws_endpoint *ep,
 	struct http_request rq = {
 	    .method = s->method,
 	    .url = url.data,
-	    .headers = signed_headers(c, ep, s, &cred, path.data),
+	    .headers = signed_headers(ep, s, &cred, path.data, amz_date),
 	    .body = s->payload,
 	    .timeout_ms = timeout_ms,
 	    .done = on_http_done,

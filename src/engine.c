@@ -73,6 +73,7 @@ static void reload(struct engine *e)
 	e->cfg = n;
 	char **f = route_filters(n);
 	mqtt_set_filters(e->mqtt, f, n->n_routes);
+	mqtt_set_max_payload(e->mqtt, n->gateway.max_payload);
 	free(f);
 	log_configure(n->log.level, n->log.format);
 	fairq_set_limit(e->waiting, (unsigned)n->gateway.per_target_inflight);

@@ -30,6 +30,40 @@ static struct answer_env answer_env(struct engine *e)
 	return a;
 }
 
+/* SPEC 5: with gateway.follow_max executions followed, one more ends at
+ * once with its one final message (status null, code Overloaded), queued
+ * right after the accepted reply, so memory and polls stay bounded whatever
+ * devices start. Answers r. */
+static void accept_refusing_follow(struct engine *e, struct request *r, const char *execution_id)
+{
+	struct answer_env a = answer_env(e);
+	struct sbuf topic, id, msg;
+	sbuf_init(&topic);
+	sbuf_init(&id);
+	sbuf_init(&msg);
+	if (r->tr.id)
+		jsonw_value(&id, r->tr.id);
+	if (follow_topic_finish(r->follow_topic, execution_id, &topic, NULL) != CG_OK) {
+		answer_accepted(&a, r, execution_id, NULL);
+	} else {
+		follow_render_end(&msg, r->tr.id ? id.data : NULL, execution_id, FOLLOW_NONE,
+		                  "Overloaded", 1);
+		log_warn("follow thing=%s execution=%s: %zu executions are followed "
+		         "(gateway.follow_max); ended at once",
+		         r->thing, execution_id, follower_active(e->follower));
+		struct mqtt_out then = {
+		    .topic = topic.data,
+		    .payload = view_of(msg.data, msg.len),
+		    .qos = r->msg->qos,
+		    .correlation = view_of(r->msg->correlation, r->msg->correlation_len),
+		};
+		answer_accepted(&a, r, execution_id, &then);
+	}
+	sbuf_clean_up(&msg);
+	sbuf_clean_up(&id);
+	sbuf_clean_up(&topic);
+}
+
 /* An accepted execution of a following route goes to the follower. */
 static void follow(struct engine *e, const struct request *r, const char *execution_id)
 {
@@ -199,11 +233,16 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 			engine_finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
 		}
+		engine_release(e, r);
+		if (r->follow_topic &&
+		    follower_active(e->follower) >= (size_t)e->cfg->gateway.follow_max) {
+			accept_refusing_follow(e, r, exec_id);
+			return;
+		}
 		if (r->follow_topic)
 			follow(e, r, exec_id);
 		struct answer_env a = answer_env(e);
-		engine_release(e, r);
-		answer_accepted(&a, r, exec_id);
+		answer_accepted(&a, r, exec_id, NULL);
 		return;
 	case AT_ANSWER_AWS:
 		engine_finish_aws(e, r, d.aws);

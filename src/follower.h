@@ -45,6 +45,7 @@ struct follower_options {
 	double max_rate;         /* aws.follow_max_rate: polls/s, 0 = unlimited */
 	long request_timeout_ms; /* aws.request_timeout_ms */
 	size_t max_inflight;     /* polls in flight at once */
+	long poll_ms;            /* gateway.follow_poll_ms: the polls' back-off step */
 };
 
 /* The options from a configuration (views into c). */

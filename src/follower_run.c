@@ -47,7 +47,7 @@ static void finished(struct follower *f, struct follow *w, uint64_t now)
 	         "duration_ms=%llu",
 	         w->thing, w->command, w->id_json ? w->id_json : "-", w->execution_id,
 	         w->end_label ? "ended" : follow_status_name(w->st.last),
-	         w->end_label ? " code=" : "", w->end_label ? w->end_label : "", w->st.polls,
+	         w->end_label ? " code=" : "", w->end_label ? w->end_label : "", w->polls,
 	         (unsigned long long)(now - w->st.started_ms));
 	follower_free_follow(f, w);
 }
@@ -170,6 +170,7 @@ void follower_on_poll_done(struct aws_call *call, void *ctx)
 	w->in_flight = 0;
 	f->inflight--;
 	f->counters.polls++;
+	w->polls++;
 	struct awserr ae;
 	struct call_result res;
 	aws_call_read(call, &ae, &res);

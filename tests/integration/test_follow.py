@@ -366,6 +366,18 @@ class Logs(FollowCase):
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("outcome=FAILED", lines[0])
 
+    def test_the_log_line_counts_every_poll_made(self):
+        f = Follow(self.dev, "open-valve")  # CREATED, IN_PROGRESS, SUCCEEDED: several polls
+        f.wait_final()
+        ok = wait_for(lambda: any(f.exec_id in ln and "outcome=" in ln
+                                  for ln in self.gw.text().splitlines()), 5)
+        self.assertTrue(ok)
+        line = [ln for ln in self.gw.text().splitlines()
+                if f.exec_id in ln and "outcome=" in ln][0]
+        made = len(f.polls())
+        self.assertGreater(made, 1)
+        self.assertIn(f" polls={made} ", line)
+
 
 class Stop(unittest.TestCase):
     def test_stopping_without_a_spool_still_sends_one_final_message(self):

@@ -32,12 +32,9 @@ static char payload[8192];
 static struct spool_entry entry(void)
 {
 	struct spool_entry e = {.qos = 1,
-	                        .token = "tok",
-	                        .token_len = 3,
-	                        .topic = "t/x/start",
-	                        .topic_len = 9,
-	                        .payload = payload,
-	                        .payload_len = sizeof(payload),
+	                        .token = {"tok", 3},
+	                        .topic = {"t/x/start", 9},
+	                        .payload = {payload, sizeof(payload)},
 	                        .deadline_ms = 1}; /* an expired deadline is no concern here */
 	return e;
 }
@@ -61,7 +58,7 @@ static void count(const struct spool_entry *e, void *ctx)
 	struct seen *s = ctx;
 	s->n++;
 	s->seq = e->seq;
-	s->payload_len = e->payload_len;
+	s->payload_len = e->payload.len;
 }
 
 static void one_live_request_keeps_the_file_small(void **st)

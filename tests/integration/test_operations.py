@@ -62,10 +62,14 @@ class Stats(unittest.TestCase):
             self.assertEqual(d["mqtt"], "connected")
             for k in ("queue", "inflight", "spool", "retries", "latency_ms", "uptime_s"):
                 self.assertIn(k, d)
-            self.assertTrue(wait_for(lambda: os.path.exists(prom), 3))
-            time.sleep(1.2)
-            with open(prom) as f:
-                families = {m.name: m for m in text_string_to_metric_families(f.read())}
+            # the file is rewritten every second: until it counts all 11
+            def counted():
+                with open(prom) as f:
+                    text = f.read()
+                return "cmdgate_request_latency_seconds_count 11\n" in text and text
+            text = wait_for(lambda: os.path.exists(prom) and counted(), 5)
+            self.assertTrue(text, "the stats file never counted the 11 requests")
+            families = {m.name: m for m in text_string_to_metric_families(text)}
             samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                        for m in families.values() for s in m.samples}
             req = {k: v for k, v in samples.items() if k[0] == "cmdgate_requests_total"}
@@ -157,9 +161,8 @@ class ScaleOut(unittest.TestCase):
         AWS.control(delay_ms=20)
         gws = []
         for i in range(3):
-            conf = config(BROKER.port, AWS.url,
+            conf = config(BROKER.port, AWS.url, level="info",
                           mqtt_extra=f'client_id = "gw-share-{i}"; shared_group = "cmdgate";')
-            conf = conf.replace('level = "debug"', 'level = "info"')
             gws.append(Gateway(TMP, conf))
         dev = Device(BROKER.port)
         n = 300

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -23,8 +22,6 @@ from harness import (Device, FakeAws, Gateway, Mosquitto, config, free_port,  # 
                      make_pki, wait_for)
 
 import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TMP = BROKER = AWS = None
@@ -162,15 +159,16 @@ class IdentityIsTheLogin(unittest.TestCase):
         try:
             dev.publish("commands/victim-9/open/start", json.dumps({"id": "evil"}),
                         qos=1).wait_for_publish(5)
+            # (a request that gets through is signed within ~10 ms)
+            self.assertFalse(wait_for(lambda: calls_for("victim-9"), 2),
+                             "the gateway signed a call for victim-9")
             dev.subscribe("commands/dev-a/#", 1)
             time.sleep(0.2)
-            # its own request, published after, is answered: the first was seen
-            # by the broker first, and dropped there
+            # its own requests still work
             dev.publish("commands/dev-a/open/start", json.dumps({"id": "mine"}),
                         qos=1).wait_for_publish(5)
             self.assertTrue(wait_for(lambda: any(
                 m.topic == "commands/dev-a/open/start/accepted" for m in dev.msgs), 10))
-            self.assertEqual(calls_for("victim-9"), [])
         finally:
             close(dev)
 
@@ -286,18 +284,24 @@ class FairShare(unittest.TestCase):
         try:
             for i in range(120):
                 flood.c.publish("commands/flood-1/c1/start", json.dumps({"id": i}), qos=1)
+            # the flood is in: the queue could take 80 waiting (and one call on
+            # the wire), this thing only 64
             self.assertTrue(wait_for(lambda: len(
-                flood.replies("commands/flood-1/c1/start/rejected")) >= 120 - 64, 10))
-            over = [json.loads(m.payload)["code"]
-                    for m in flood.replies("commands/flood-1/c1/start/rejected")]
-            self.assertEqual(set(over), {"Overloaded"})
+                flood.replies("commands/flood-1/c1/start/rejected")) >= 120 - 81, 5))
+            time.sleep(0.2)
+            t0 = time.time()
             for i in range(10):
                 dev.publish(f"commands/other-{i}/c1/start", {"id": f"o-{i}"})
-            got = dev.wait_reply("commands/other-", 10, timeout=8)
+            # promptly: not once the flood has expired (8 s)
+            got = dev.wait_reply("commands/other-", 10, timeout=3)
+            took = time.time() - t0
             codes = [(m.topic, json.loads(m.payload).get("code")) for m in got]
             self.assertTrue(all(t.endswith("/accepted") for t, _ in codes), codes)
-            print(f"  flood: {len(over)} of 120 Overloaded; others: 10 of 10 accepted",
-                  file=sys.stderr)
+            over = [json.loads(m.payload)["code"]
+                    for m in flood.replies("commands/flood-1/c1/start/rejected")]
+            self.assertEqual(over.count("Overloaded"), 120 - 64)
+            print(f"  flood: {len(over)} of 120 Overloaded; others: 10 of 10 accepted "
+                  f"in {took:.2f} s", file=sys.stderr)
         finally:
             AWS.reset()
             flood.close()
@@ -316,15 +320,15 @@ class TokenBinding(unittest.TestCase):
             victims = hashlib.sha256(b"tok-victim\nopen\nr-42").hexdigest()
             r, _ = dev.request("tok-rogue", "open", {"id": "x", "clientToken": victims})
             self.assertEqual(r["status"], "accepted")
-            sent = hashlib.sha256(f"token\ntok-rogue\nopen\n{victims}".encode()).hexdigest()
-            self.assertEqual(r["clientToken"], sent)
-            self.assertEqual(calls_for("tok-rogue")[0]["clientToken"], sent)
             r, _ = dev.request("tok-victim", "open", {"id": "r-42"})
-            self.assertEqual(r["status"], "accepted", r)
+            self.assertEqual(r["status"], "accepted", r)  # not a 409 ConflictException
             self.assertEqual(r["clientToken"], victims)
+            sent = hashlib.sha256(f"token\ntok-rogue\nopen\n{victims}".encode()).hexdigest()
+            self.assertEqual(calls_for("tok-rogue")[0]["clientToken"], sent)
             # the rogue's own repeat is still idempotent
             r2, _ = dev.request("tok-rogue", "open", {"id": "x", "clientToken": victims})
             self.assertEqual(r2["clientToken"], sent)
+            self.assertEqual(r2["executionId"], calls_for("tok-rogue")[0]["executionId"])
             self.assertEqual([c["outcome"] for c in calls_for("tok-rogue")],
                              ["started", "replayed"])
         finally:

@@ -288,8 +288,10 @@ class Mqtt5(FollowCase):
 
     def test_response_topic_takes_the_reply_and_execution_topic_the_messages(self):
         corr = b"c-42"
-        f = Follow(self.dev, "open-valve", correlation=corr, response_topic="answers/me")
-        self.assertEqual(f.reply_msg.topic, "answers/me")
+        thing = f"pump-rt-{os.getpid()}"  # a Response Topic under its own thing (SPEC 4)
+        f = Follow(self.dev, "open-valve", thing=thing, correlation=corr,
+                   response_topic=f"commands/{thing}/answers/me")
+        self.assertEqual(f.reply_msg.topic, f"commands/{thing}/answers/me")
         final = f.wait_final()[-1]
         self.assertEqual(final["status"], "SUCCEEDED")
         self.assertEqual(f.messages()[-1].properties.CorrelationData, corr)

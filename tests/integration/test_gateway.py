@@ -115,10 +115,13 @@ class Accepted(GatewayCase):
         self.assertRegex(r1["clientToken"], uuid)
         self.assertNotEqual(r1["clientToken"], r2["clientToken"])
 
-    def test_explicit_client_token_is_used(self):
-        r, _ = self.dev.request(self.thing(), "c1", {"clientToken": "my-token-1"})
-        self.assertEqual(r["clientToken"], "my-token-1")
-        self.assertEqual(AWS.calls()[0]["clientToken"], "my-token-1")
+    def test_explicit_client_token_is_used_bound_to_its_thing(self):
+        t = self.thing()
+        r, _ = self.dev.request(t, "c1", {"clientToken": "my-token-1"})
+        # SPEC 3: sha256("token\n" thing "\n" command "\n" clientToken)
+        want = __import__("hashlib").sha256(f"token\n{t}\nc1\nmy-token-1".encode()).hexdigest()
+        self.assertEqual(r["clientToken"], want)
+        self.assertEqual(AWS.calls()[0]["clientToken"], want)
 
     def test_reply_uses_the_request_qos(self):
         t = self.thing()
@@ -128,18 +131,18 @@ class Accepted(GatewayCase):
 
     def test_mqtt5_response_topic_and_correlation_data(self):
         corr = bytes([0, 1, 2, 255, 254, 10])
-        self.dev.c.subscribe("replies/#", qos=1)
-        time.sleep(0.1)
-        self.dev.publish(f"commands/{self.thing()}/c1/start", {"id": "x"},
-                         response_topic="replies/dev-9", correlation=corr)
-        got = self.dev.wait_reply("replies/dev-9")
+        t = self.thing()  # a Response Topic under the thing's own topics (SPEC 4)
+        self.dev.publish(f"commands/{t}/c1/start", {"id": "x"},
+                         response_topic=f"commands/{t}/replies/dev-9", correlation=corr)
+        got = self.dev.wait_reply(f"commands/{t}/replies/dev-9")
         self.assertEqual(json.loads(got[-1].payload)["status"], "accepted")
         self.assertEqual(got[-1].properties.CorrelationData, corr)
 
-    def test_wildcard_response_topic_falls_back_to_reply_topic(self):
+    def test_wildcard_response_topic_is_forbidden_on_the_reply_topic(self):
         t = self.thing()
-        r, m = self.dev.request(t, "c1", {}, response_topic="replies/+")
-        self.assertEqual(m.topic, f"commands/{t}/c1/start/accepted")
+        r, m = self.dev.request(t, "c1", {}, response_topic=f"commands/{t}/+")
+        self.assertEqual(m.topic, f"commands/{t}/c1/start/rejected")
+        self.assertEqual(r["code"], "Forbidden")
 
     def test_mqtt311_device(self):
         d = Device(BROKER.port, version=4)

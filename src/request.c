@@ -151,6 +151,7 @@ static struct request *request_new(const struct admit_env *env, struct message *
 	r->msg = m;
 	translated_init(&r->tr);
 	attempt_init(&r->at);
+	timer_task_init(&r->wake, NULL); /* the engine sets what to do */
 	r->deadline_ms = m->received_ms + (uint64_t)env->cfg->gateway.deadline_ms;
 	if (res) { /* resumed: keep the original deadline */
 		int64_t left = res->deadline_wall_ms - m->received_wall_ms;
@@ -185,8 +186,9 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 		snprintf(err, ERR_LEN, "the gateway is shutting down");
 		return (int)GW_UNAVAILABLE;
 	}
-	if (r->msg->len > (size_t)c->gateway.max_payload) {
-		snprintf(err, ERR_LEN, "payload is %zu bytes; the limit is %ld", r->msg->len,
+	size_t size = r->msg->oversize ? r->msg->oversize : r->msg->len;
+	if (r->msg->oversize || size > (size_t)c->gateway.max_payload) {
+		snprintf(err, ERR_LEN, "payload is %zu bytes; the limit is %ld", size,
 		         c->gateway.max_payload);
 		return (int)GW_PAYLOAD_TOO_LARGE;
 	}

@@ -155,6 +155,24 @@ class Backoff(FollowCase):
         self.assertLess(gaps[0], 0.7, gaps)
 
 
+class SharedClock(FollowCase):
+    """One clock offset for every call to AWS: what a start learned from
+    AWS's Date signs the polls too (its own gateway: the offset is kept)."""
+
+    def test_polls_are_signed_with_the_clock_offset_a_start_learned(self):
+        AWS.control(skew_s=900)
+        try:
+            f = Follow(self.dev, "open-valve")
+            self.assertEqual([c["outcome"] for c in AWS.calls()],
+                             ["InvalidSignatureException", "started"])
+            self.assertEqual(f.wait_final()[-1]["status"], "SUCCEEDED")
+            outcomes = [p["outcome"] for p in f.polls()]
+            self.assertNotIn("InvalidSignatureException", outcomes)
+            self.assertEqual(outcomes[-1], "SUCCEEDED")
+        finally:
+            AWS.control(reset=True, skew_s=0)
+
+
 class Lifecycle(FollowCase):
     def test_throttled_polls_keep_following(self):
         AWS.control(poll_rules=[{"times": 2, "status": 429, "code": "ThrottlingException"}])
@@ -349,6 +367,18 @@ class Logs(FollowCase):
                  if f.exec_id in ln and "outcome=" in ln and "follow" in ln]
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("outcome=FAILED", lines[0])
+
+    def test_the_log_line_counts_every_poll_made(self):
+        f = Follow(self.dev, "open-valve")  # CREATED, IN_PROGRESS, SUCCEEDED: several polls
+        f.wait_final()
+        ok = wait_for(lambda: any(f.exec_id in ln and "outcome=" in ln
+                                  for ln in self.gw.text().splitlines()), 5)
+        self.assertTrue(ok)
+        line = [ln for ln in self.gw.text().splitlines()
+                if f.exec_id in ln and "outcome=" in ln][0]
+        made = len(f.polls())
+        self.assertGreater(made, 1)
+        self.assertIn(f" polls={made} ", line)
 
 
 class Stop(unittest.TestCase):

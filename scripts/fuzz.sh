@@ -25,15 +25,7 @@ if [ "$mode" != --no-build ]; then
 		-DENABLE_FUZZING=ON -DBUILD_TESTING=OFF -DBUILD_BENCH=OFF >/dev/null &&
 		cmake --build build-fuzz -j"$(nproc)" --target fuzz_translate fuzz_route fuzz_config fuzz_spool fuzz_date >/dev/null ||
 		{ echo "0 passed, 1 failed"; exit 1; }
-	# The spool decoder on a 32-bit size_t (issue 18 item 9): gcc -m32 with
-	# gcc-multilib; without it, scripts/cross.sh armhf runs the crafted record
-	# (tests/unit/test_spool_format.c) under qemu-arm.
-	if m32; then
-		gcc -m32 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -Isrc -Itests/fuzz \
-			tests/fuzz/spool32.c src/spool_format.c -o build-fuzz/spool32 || { echo "0 passed, 1 failed"; exit 1; }
-	else
-		echo "SKIP spool32: no gcc -m32 (apt-get install gcc-multilib); scripts/cross.sh armhf covers it"
-	fi
+	m32 || echo "SKIP spool32: no gcc -m32 (apt-get install gcc-multilib); scripts/cross.sh armhf covers it"
 fi
 [ "$mode" = --build ] && exit 0
 artifacts=$PWD/build-fuzz/artifacts
@@ -41,8 +33,13 @@ mkdir -p "$artifacts"
 passed=0
 failed=0
 for t in "${targets[@]}"; do
+	# The spool decoder on a 32-bit size_t (issue 18 item 9): gcc -m32 with
+	# gcc-multilib; without it, scripts/cross.sh armhf runs the crafted record
+	# (tests/unit/test_spool_format.c) under qemu-arm.
 	if [ "$t" = spool32 ]; then
-		if build-fuzz/spool32 "$secs" tests/fuzz/corpus/spool; then
+		if gcc -m32 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -Isrc -Itests/fuzz \
+			tests/fuzz/spool32.c src/spool_format.c -o build-fuzz/spool32 &&
+			build-fuzz/spool32 "$secs" tests/fuzz/corpus/spool; then
 			passed=$((passed + 1))
 		else
 			echo "FAIL spool32 (32-bit spool decoder)"

@@ -242,7 +242,7 @@ mqtt: {{ uri = "{uri}"; {"" if "client_id" in mqtt_extra else f'client_id = "gw-
 aws: {{ region = "eu-west-1"; account = "123456789012"; endpoint = "{endpoint}";
         credentials: {{ {credentials} }}; {aws_extra} }};
 gateway: {{ {"" if "deadline_ms" in gateway_extra else "deadline_ms = 8000;"} {gateway_extra} }};
-log: {{ level = "{level}"; {log_extra} }};
+log: {{ level = "{level}"; {log_extra + " " if log_extra else ""}}};
 {extra}
 """
 

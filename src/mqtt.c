@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "config.h"
 #include "jsonw.h"
 #include "log.h"
 #include "secretfile.h"
@@ -389,6 +390,27 @@ void mqtt_set_max_payload(struct mqtt *m, long max_payload)
 static const char *or_empty(const char *s)
 {
 	return s ? s : "";
+}
+
+struct mqtt_options mqtt_options_of(const struct config *c)
+{
+	struct mqtt_options o = {
+	    .uri = c->mqtt.uri,
+	    .client_id = c->mqtt.client_id,
+	    .version = (int)c->mqtt.version,
+	    .username = c->mqtt.username,
+	    .password_file = c->mqtt.password_file,
+	    .ca_file = c->mqtt.ca_file,
+	    .cert_file = c->mqtt.cert_file,
+	    .key_file = c->mqtt.key_file,
+	    .keepalive_s = (int)c->mqtt.keepalive,
+	    .qos = (int)c->mqtt.qos,
+	    .shared_group = c->mqtt.shared_group,
+	    .status_topic = c->mqtt.status_topic,
+	    .max_buffered = (int)(c->gateway.queue_size + c->gateway.max_inflight + 16),
+	    .max_payload = c->gateway.max_payload,
+	};
+	return o;
 }
 
 struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,

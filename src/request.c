@@ -39,10 +39,12 @@ struct token_ctx {
 static void new_token(char out[CLIENT_TOKEN_MAX + 1], void *ctx)
 {
 	struct token_ctx *t = ctx;
-	if (t->res && t->res->token[0])
+	if (t->res && t->res->token[0]) {
 		memcpy(out, t->res->token, sizeof(t->res->token));
-	else if (uuid_v4(out) != 0)
-		t->failed = 1, out[0] = '\0';
+	} else if (uuid_v4(out) != 0) {
+		t->failed = 1;
+		out[0] = '\0';
+	}
 }
 
 void request_free(struct request *r)
@@ -191,7 +193,7 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 		         c->gateway.max_payload);
 		return (int)GW_PAYLOAD_TOO_LARGE;
 	}
-	struct token_ctx tc = {res, 0};
+	struct token_ctx tc = {.res = res};
 	enum cg_err rc =
 	    translate_request(rt, v, r->msg->payload, r->msg->len, new_token, &tc, &r->tr, err);
 	if (rc == CG_OK)

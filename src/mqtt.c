@@ -81,6 +81,7 @@ static void schedule_reconnect(struct mqtt *m)
 {
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 0;
+	mqtt_rcv_connecting(0);
 	m->failures++;
 	m->retry_at_ms = rt_now_ms() + backoff_equal_jitter(m->failures, RECONNECT_BASE_MS,
 	                                                    RECONNECT_CAP_MS, rt_random_u32());
@@ -116,6 +117,7 @@ static void connected(struct mqtt *m, int session_present)
 	tcp_nodelay_all();
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 0;
+	mqtt_rcv_connecting(0);
 	m->retry_at_ms = 0;
 	pthread_mutex_unlock(&m->state_lock);
 	atomic_store(&m->connected, 1);
@@ -284,6 +286,7 @@ static void begin_connect(struct mqtt *m)
 {
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 1;
+	mqtt_rcv_connecting(1);
 	m->retry_at_ms = 0;
 	pthread_mutex_unlock(&m->state_lock);
 	int rc = MQTTAsync_connect(m->client, &m->conn);

@@ -12,6 +12,7 @@
 #include "config_priv.h"
 #include "follow.h"
 #include "runtime.h"
+#include "url.h"
 
 #include <libconfig.h>
 #include <stdarg.h>
@@ -289,9 +290,9 @@ static const char *check_region(const char *v, char *why)
 static const char *check_aws_url(const char *v, char *why)
 {
 	(void)why;
-	if (!*v || strncmp(v, "https://", 8) == 0 || strncmp(v, "http://", 7) == 0)
+	if (!*v || url_is_endpoint(v))
 		return NULL;
-	return "must be an https:// (or http://) URL";
+	return "must be an https:// (or http://) URL with a host and no user name";
 }
 
 static const char *check_not_empty(const char *v, char *why)

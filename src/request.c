@@ -116,6 +116,9 @@ static const struct route *bind_route(const struct config *c, struct request *r,
 		route_vars_set(v, "command", rt->command);
 	snprintf(r->thing, sizeof(r->thing), "%.128s", route_vars_get(v, "thing"));
 	snprintf(r->command, sizeof(r->command), "%.64s", route_vars_get(v, "command"));
+	/* cut on a character boundary: the names go into log lines and replies */
+	r->thing[log_utf8_boundary(r->thing, strlen(r->thing))] = '\0';
+	r->command[log_utf8_boundary(r->command, strlen(r->command))] = '\0';
 	route_vars_set(v, "status", "accepted");
 	r->reply_accepted = expand_or_null(rt->reply_topic, v);
 	route_vars_set(v, "status", "rejected");

@@ -151,6 +151,8 @@ class Backoff(FollowCase):
         for a, b in zip(gaps, gaps[1:]):
             self.assertGreater(b, a * 1.4, gaps)
         self.assertLessEqual(max(gaps), 30.5)
+        # the configured step, not the default one (at least 0.75 s there)
+        self.assertLess(gaps[0], 0.7, gaps)
 
 
 class SharedClock(FollowCase):
@@ -180,8 +182,8 @@ class Lifecycle(FollowCase):
         self.assertIn("ThrottlingException", [p["outcome"] for p in f.polls()])
 
     def test_each_status_change_published_once_in_lifecycle_order(self):
-        # stretched: CREATED until 1.2 s, IN_PROGRESS until 4 s, then SUCCEEDED
-        f = Follow(self.dev, "open-valve", {"duration_s": 4})
+        # stretched: CREATED until 0.9 s, IN_PROGRESS until 3 s, then SUCCEEDED
+        f = Follow(self.dev, "open-valve", {"duration_s": 3})
         docs = f.wait_final(20)
         statuses = [d["status"] for d in docs]
         self.assertEqual(statuses, ["CREATED", "IN_PROGRESS", "SUCCEEDED"], docs)
@@ -222,7 +224,7 @@ class Lifecycle(FollowCase):
         self.assertEqual(final["result"], {"message": {"S": "done"}, "position": {"S": "open"}})
 
     def test_statuses_without_reason_or_result_have_neither(self):
-        f = Follow(self.dev, "open-valve", {"duration_s": 4})
+        f = Follow(self.dev, "open-valve", {"duration_s": 3})
         for d in f.wait_final(20)[:-1]:
             self.assertNotIn("statusReason", d)
             self.assertNotIn("result", d)
@@ -303,7 +305,7 @@ class EarlyEnd(FollowCase):
 class Mqtt5(FollowCase):
     def test_correlation_data_on_every_message(self):
         corr = b"\x00corr-\xff"
-        f = Follow(self.dev, "open-valve", {"duration_s": 4}, correlation=corr)
+        f = Follow(self.dev, "open-valve", {"duration_s": 3}, correlation=corr)
         f.wait_final(20)
         msgs = f.messages()
         self.assertGreaterEqual(len(msgs), 2)

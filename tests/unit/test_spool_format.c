@@ -232,8 +232,7 @@ int main(void)
 	    TEST(add_and_done_round_trip),        TEST(every_torn_tail_is_detected),
 	    TEST(every_flipped_byte_is_detected), TEST(crc32_known_value),
 	    TEST(follow_and_status_round_trip),   TEST(request_reader_skips_follow_records),
-	    TEST(torn_follow_record_is_detected),
-	    TEST(length_that_wraps_a_32_bit_size_is_refused),
+	    TEST(torn_follow_record_is_detected), TEST(length_that_wraps_a_32_bit_size_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

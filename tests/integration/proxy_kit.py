@@ -158,7 +158,6 @@ class Machine:
             time.sleep(0.15)
 
     def _on_message(self, c, u, m):
-        m.at = time.time()
         with self.lock:
             self.msgs.append(m)
 

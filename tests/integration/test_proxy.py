@@ -144,6 +144,17 @@ class RequestPath(Case):
         self.assertEqual(len(m.requests(e)), 1)
 
 
+    def test_an_execution_is_forgotten_once_its_final_answer_is_accepted(self):
+        t, m = self.thing()
+        e = W.run(t)
+        m.wait_request(e)
+        m.answer(e, {"status": "SUCCEEDED"})
+        m.wait_verdicts(e)
+        time.sleep(0.2)
+        W.control(redeliver=e)  # a delivery after the end is a new one
+        self.assertTrue(wait_for(lambda: len(m.requests(e)) == 2, 5), len(m.requests(e)))
+
+
 BAD = [  # (answer, field the message must name)
     ({"status": "DONE"}, "status"),
     ({"status": "CREATED"}, "status"),

@@ -31,7 +31,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-import harness  # noqa: E402
 from harness import FakeAws, Gateway, Mosquitto, config, wait_for  # noqa: E402
 import iotcore  # noqa: E402
 from iotcore import commands_control, commands_state  # noqa: E402

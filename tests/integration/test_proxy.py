@@ -7,7 +7,6 @@ thing's topics) and the Commands service in tests/fake_aws.py
 (tests/fake_commands.py: AWS's update rules, every update recorded). Links,
 durability, reload, versions, --check, stats and the whole loop are in
 test_proxy_ops.py. Every wait is bounded."""
-import base64
 import os
 import sys
 import time

@@ -19,7 +19,6 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_kit import Gateway, Machine, World, json, main, wait_for  # noqa: E402
 import harness  # noqa: E402
-import iotcore  # noqa: E402
 
 W = None
 

@@ -210,7 +210,7 @@ def main():
             ids.append(r["executionId"])
         wait_for(lambda: all(x in m.verdict for x in ids), 30, 0.1)
         st = commands_state(aws.url)["executions"]
-        req_ms, ans_ms, loop_ms, tap_ms = [], [], [], []
+        req_ms, ans_ms, loop_ms, tap_ms, hop_ms = [], [], [], [], []
         for x in ids:
             ex = st.get(x)
             if not ex or x not in m.delivered:
@@ -218,6 +218,7 @@ def main():
             req_ms.append((m.delivered[x] - ex["publishes"][0]) * 1000)
             if x in tap.seen:
                 tap_ms.append((tap.seen[x] - ex["publishes"][0]) * 1000)
+                hop_ms.append((m.delivered[x] - tap.seen[x]) * 1000)
             ups = [u for u in ex["updates"] if u.get("verdict") == "accepted"]
             if ups and x in m.answered:
                 ans_ms.append((ups[0]["answered"] - m.answered[x]) * 1000)
@@ -229,6 +230,8 @@ def main():
                                                                 "p99": round(pct(req_ms, 99), 2)},
                        "request_publish_to_a_stand_in_subscriber_ms": {"p50": round(pct(tap_ms, 50), 2),
                                                                        "p99": round(pct(tap_ms, 99), 2)},
+                       "stand_in_subscriber_to_local_delivery_ms": {"p50": round(pct(hop_ms, 50), 2),
+                                                                    "p99": round(pct(hop_ms, 99), 2)},
                        "loadavg_1min": os.getloadavg()[0],
                        "answer_to_aws_accepted_ms": {"p50": round(pct(ans_ms, 50), 2),
                                                      "p99": round(pct(ans_ms, 99), 2)},

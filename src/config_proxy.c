@@ -35,12 +35,12 @@ static const struct proxy_key keys[] = {
     {"key_file", PK_STR, P(key_file), 0, 0, "", 0, 0},
     {"identity_dir", PK_STR, P(identity_dir), 0, 0, "", 0, 0},
     {"things_file", PK_STR, P(things_file), 0, 0, "", 0, 1},
-    {"local_prefix", PK_STR, P(local_prefix), 0, 0, PROXY_AWS_PREFIX, 0, 0},
+    {"local_prefix", PK_STR, P(local_prefix), 0, 0, PROXY_AWS_PREFIX, 0, 1},
     {"version", PK_INT, P(version), 4, 5, NULL, 5, 0},
     {"session_expiry", PK_INT, P(session_expiry), 0, 4294967295.0, NULL, 3600, 0},
     {"keepalive", PK_INT, P(keepalive), 5, 1200, NULL, 60, 0},
-    {"connect_rate", PK_DBL, P(connect_rate), 0.01, 1000, NULL, 20, 0},
-    {"update_timeout_ms", PK_INT, P(update_timeout_ms), 100, 3600000, NULL, 10000, 0},
+    {"connect_rate", PK_DBL, P(connect_rate), 0.01, 1000, NULL, 20, 1},
+    {"update_timeout_ms", PK_INT, P(update_timeout_ms), 100, 3600000, NULL, 10000, 1},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -331,13 +331,7 @@ void config_proxy_identity(const struct proxy_config *p, const char *thing, char
 void config_proxy_restart_needed(const struct proxy_config *a, const struct proxy_config *b,
                                  struct sbuf *out)
 {
-	if (!a != !b) {
-		if (out->len)
-			sbuf_puts(out, ", ");
-		sbuf_puts(out, "proxy");
-		return;
-	}
-	if (!a)
+	if (!a || !b) /* a section added or removed: the engine starts or stops the proxy */
 		return;
 	for (size_t i = 0; i < N_KEYS; i++) {
 		const struct proxy_key *k = &keys[i];

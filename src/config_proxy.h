@@ -4,8 +4,11 @@
  * checked like the rest of the file (FILE:LINE errors, defaults from a
  * table); things_file entries are reported as THINGS_FILE:LINE.
  *
- * Reload: the thing list (things, things_file) changes on SIGHUP, links of
- * the things that stay untouched; every other key needs a restart.
+ * Reload: the thing list (things, things_file), local_prefix, connect_rate
+ * and update_timeout_ms change on SIGHUP (links of the things that stay are
+ * not touched), and a section added or removed starts or stops the proxy;
+ * the other keys (endpoint, identity, version, session_expiry, keepalive)
+ * are the links' own and need a restart.
  */
 #ifndef CMDGATE_CONFIG_PROXY_H
 #define CMDGATE_CONFIG_PROXY_H

@@ -66,6 +66,7 @@ struct proxy_exec {
 	unsigned retries; /* DataConflict / RequestThrottled in a row */
 	int final_accepted;
 	enum proxy_status last_status; /* of the last accepted update */
+	int dirty;                     /* the owner's: on its list of executions to look at */
 };
 
 /* What to do with AWS's verdict. */

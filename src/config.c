@@ -525,7 +525,8 @@ static struct config *load(const char *path, const char *text, char *err)
 		if ((rc = fill_option(c, &cfg, &options[i], path, err)))
 			goto out;
 	if ((rc = parse_routes(c, &cfg, path, err)) || (rc = check_globals(c, &cfg, path, err)) ||
-	    (rc = check_client_topics(c, &cfg, path, err)))
+	    (rc = check_client_topics(c, &cfg, path, err)) ||
+	    (rc = config_proxy_load(&cfg, path, c->routes, c->n_routes, &c->proxy, err)))
 		goto out;
 	config_setting_t *list = config_lookup(&cfg, "routes");
 	for (size_t i = 0; i < c->n_routes; i++) {
@@ -544,10 +545,6 @@ static struct config *load(const char *path, const char *text, char *err)
 				             c->routes[i].filter);
 				goto out;
 			}
-	if ((rc = config_proxy_parse(&cfg, path, &c->proxy, err)) ||
-	    (c->proxy && (rc = config_proxy_check_routes(c->proxy, c->routes, c->n_routes, &cfg,
-	                                                 path, err))))
-		goto out;
 	rc = CG_OK;
 out:
 	config_destroy(&cfg);
@@ -601,5 +598,4 @@ void config_restart_needed(const struct config *a, const struct config *b, struc
 			sbuf_puts(out, o->path);
 		}
 	}
-	config_proxy_restart_needed(a->proxy, b->proxy, out);
 }

@@ -62,9 +62,9 @@ struct config {
 	struct route *routes;
 	size_t n_routes;
 	struct proxy_config *proxy; /* NULL: no proxy section (SPEC 9) */
-	char *endpoint_url; /* derived: aws.endpoint or the regional default */
-	char *control_url;  /* derived: aws.control_endpoint or the regional default */
-	char *path;         /* the file it came from */
+	char *endpoint_url;         /* derived: aws.endpoint or the regional default */
+	char *control_url;          /* derived: aws.control_endpoint or the regional default */
+	char *path;                 /* the file it came from */
 };
 
 /* Load, validate and check path. Returns NULL and fills err on failure. */

@@ -246,8 +246,8 @@ static enum cg_err check_known(const config_setting_t *grp, const char *file, ch
 	return CG_OK;
 }
 
-enum cg_err config_proxy_parse(const config_t *cfg, const char *file, struct proxy_config **out,
-                               char *err)
+static enum cg_err config_proxy_parse(const config_t *cfg, const char *file,
+                                      struct proxy_config **out, char *err)
 {
 	*out = NULL;
 	config_setting_t *grp = config_lookup(cfg, "proxy");
@@ -271,9 +271,8 @@ enum cg_err config_proxy_parse(const config_t *cfg, const char *file, struct pro
 	return CG_OK;
 }
 
-enum cg_err config_proxy_check_routes(const struct proxy_config *p, const struct route *routes,
-                                      size_t n_routes, const config_t *cfg, const char *file,
-                                      char *err)
+static enum cg_err check_routes(const struct proxy_config *p, const struct route *routes,
+                                size_t n_routes, const config_t *cfg, const char *file, char *err)
 {
 	static const char *const tails[] = {
 	    "request/json",  "request/cbor",           "request",
@@ -300,6 +299,17 @@ enum cg_err config_proxy_check_routes(const struct proxy_config *p, const struct
 				return CG_CONFIG;
 		}
 	return CG_OK;
+}
+
+enum cg_err config_proxy_load(const config_t *cfg, const char *file, const struct route *routes,
+                              size_t n_routes, struct proxy_config **out, char *err)
+{
+	enum cg_err rc = config_proxy_parse(cfg, file, out, err);
+	if (rc == CG_OK && *out && (rc = check_routes(*out, routes, n_routes, cfg, file, err))) {
+		config_proxy_free(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 void config_proxy_free(struct proxy_config *p)

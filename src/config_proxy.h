@@ -35,14 +35,11 @@ struct proxy_config {
 	size_t n_things;
 };
 
-/* NULL in *out (and CG_OK) when the file has no proxy section. */
-enum cg_err config_proxy_parse(const config_t *cfg, const char *file, struct proxy_config **out,
-                               char *err);
-/* Rules against the rest of the file: no route request filter may match
- * the proxy's local topics. */
-enum cg_err config_proxy_check_routes(const struct proxy_config *p, const struct route *routes,
-                                      size_t n_routes, const config_t *cfg, const char *file,
-                                      char *err);
+/* Parse and check the section (NULL in *out, and CG_OK, when the file has
+ * none), with the rule against the rest of the file: no route's request
+ * filter may match the proxy's local topics. */
+enum cg_err config_proxy_load(const config_t *cfg, const char *file, const struct route *routes,
+                              size_t n_routes, struct proxy_config **out, char *err);
 void config_proxy_free(struct proxy_config *p);
 
 /* The certificate and key of a thing (identity_dir/<thing>/..., or the
@@ -50,7 +47,8 @@ void config_proxy_free(struct proxy_config *p);
 void config_proxy_identity(const struct proxy_config *p, const char *thing, char *cert, char *key,
                            size_t n);
 
-/* Keys that differ and need a restart, appended to out (comma-separated). */
+/* Keys that differ and need a restart, appended to out (comma-separated);
+ * the engine's reload logs them with the rest (config_restart_needed). */
 void config_proxy_restart_needed(const struct proxy_config *a, const struct proxy_config *b,
                                  struct sbuf *out);
 /* Whether thing is in p's list. */

@@ -17,6 +17,8 @@
  */
 #include "proxy.h"
 
+#include "mqtt.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,64 +37,9 @@
 #define SCAN_MIN_MS 50
 #define SCAN_MAX_MS 1000
 
-/* ---- the table ---------------------------------------------------------- */
-
-static size_t hash(const char *thing, const char *id, size_t n)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (const char *s = thing; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	h = (h ^ '/') * 1099511628211ull;
-	for (const char *s = id; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return (size_t)(h % n);
-}
-
-static struct proxy_exec *find(const struct proxy *p, const char *thing, const char *id)
-{
-	for (struct proxy_exec *ex = p->buckets[hash(thing, id, p->n_buckets)]; ex; ex = ex->next)
-		if (strcmp(ex->thing, thing) == 0 && strcmp(ex->id, id) == 0)
-			return ex;
-	return NULL;
-}
-
-static void grow(struct proxy *p)
-{
-	size_t n = p->n_buckets * 2;
-	struct proxy_exec **b = rt_calloc(n, sizeof(*b));
-	for (size_t i = 0; i < p->n_buckets; i++)
-		for (struct proxy_exec *ex = p->buckets[i], *next; ex; ex = next) {
-			next = ex->next;
-			size_t h = hash(ex->thing, ex->id, n);
-			ex->next = b[h];
-			b[h] = ex;
-		}
-	free(p->buckets);
-	p->buckets = b;
-	p->n_buckets = n;
-}
-
-static struct proxy_exec *add(struct proxy *p, const char *thing, const char *id, uint64_t now,
-                              long timeout_s)
-{
-	if (p->n_execs >= p->n_buckets)
-		grow(p);
-	struct proxy_exec *ex = rt_malloc(sizeof(*ex));
-	proxy_exec_init(ex, thing, id, now, timeout_s);
-	size_t h = hash(thing, id, p->n_buckets);
-	ex->next = p->buckets[h];
-	p->buckets[h] = ex;
-	p->n_execs++;
-	return ex;
-}
-
 static void forget(struct proxy *p, struct proxy_exec *ex)
 {
-	struct proxy_exec **pp = &p->buckets[hash(ex->thing, ex->id, p->n_buckets)];
-	while (*pp != ex)
-		pp = &(*pp)->next;
-	*pp = ex->next;
-	p->n_execs--;
+	proxy_table_remove(p, ex);
 	if (ex->dirty)
 		for (size_t i = 0; i < p->n_dirty; i++)
 			if (p->dirty[i] == ex)
@@ -182,13 +129,13 @@ static void queue_forward(struct proxy *p, const struct proxy_topic *t, const st
 static void on_request(struct proxy *p, const struct proxy_topic *t, struct message *m,
                        uint64_t now)
 {
-	if (find(p, t->thing, t->execution_id)) {
+	if (proxy_table_find(p, t->thing, t->execution_id)) {
 		log_debug("proxy: %s: execution %s delivered again by AWS; not forwarded again",
 		          t->thing, t->execution_id);
 		return;
 	}
 	long expiry = m->has_expiry ? (long)m->expiry_s : -1;
-	struct proxy_exec *ex = add(p, t->thing, t->execution_id, now, expiry);
+	struct proxy_exec *ex = proxy_table_add(p, t->thing, t->execution_id, now, expiry);
 	ex->delivered_ms = m->received_ms;
 	int64_t wall = rt_wall_ms();
 	int64_t forget_wall = wall + (int64_t)(ex->forget_ms - now);
@@ -256,9 +203,9 @@ static void take_answer(struct proxy *p, const struct proxy_topic *t, const stru
 		p->n.rejected++;
 		return;
 	}
-	struct proxy_exec *ex = find(p, t->thing, t->execution_id);
+	struct proxy_exec *ex = proxy_table_find(p, t->thing, t->execution_id);
 	if (!ex) /* a late answer, or one for an execution delivered before a restart */
-		ex = add(p, t->thing, t->execution_id, now, -1);
+		ex = proxy_table_add(p, t->thing, t->execution_id, now, -1);
 	struct proxy_update *u = proxy_update_new(body.data, body.len, st, now);
 	struct sbuf aws;
 	sbuf_init(&aws);
@@ -274,7 +221,7 @@ static void take_answer(struct proxy *p, const struct proxy_topic *t, const stru
 	          proxy_status_name(st));
 }
 
-int proxy_on_local_message(struct proxy *p, struct message *m, uint64_t now)
+static int on_local_message(struct proxy *p, struct message *m, uint64_t now)
 {
 	struct proxy_topic t;
 	if (proxy_topic_parse(p->pc->local_prefix, m->topic, &t) != PROXY_T_ANSWER ||
@@ -298,7 +245,7 @@ static void ended(struct proxy *p, struct proxy_exec *ex, uint64_t now)
 static void on_verdict(struct proxy *p, const struct proxy_topic *t, const struct message *m,
                        uint64_t now)
 {
-	struct proxy_exec *ex = find(p, t->thing, t->execution_id);
+	struct proxy_exec *ex = proxy_table_find(p, t->thing, t->execution_id);
 	if (!ex) {
 		log_debug("proxy: %s: a verdict on unknown execution %s; ignored", t->thing,
 		          t->execution_id);
@@ -350,7 +297,7 @@ static void on_verdict(struct proxy *p, const struct proxy_topic *t, const struc
 		touch(p, ex); /* the next update may go */
 }
 
-void proxy_on_link_message(struct proxy *p, struct message *m, uint64_t now)
+static void on_link_message(struct proxy *p, struct message *m, uint64_t now)
 {
 	if (m->link_event != PROXY_LINK_MESSAGE) {
 		proxy_links_on_event(p, m, now);
@@ -370,6 +317,17 @@ void proxy_on_link_message(struct proxy *p, struct message *m, uint64_t now)
 		on_verdict(p, &t, m, now);
 	}
 	message_free(m);
+}
+
+int proxy_take_message(struct proxy *p, struct message *m, uint64_t now)
+{
+	if (m->link && p)
+		on_link_message(p, m, now);
+	else if (m->link)
+		message_free(m);
+	else
+		return p ? on_local_message(p, m, now) : 0;
+	return 1;
 }
 
 /* ---- the turn ----------------------------------------------------------- */
@@ -440,10 +398,14 @@ static uint64_t scan(struct proxy *p, uint64_t now)
 	return next;
 }
 
-uint64_t proxy_run(struct proxy *p, uint64_t now)
+void proxy_run(struct proxy *p, uint64_t now)
 {
+	if (!p)
+		return;
 	forward_ready(p, now);
 	uint64_t wait = proxy_links_tick(p, now);
+	if (proxy_take_link_up(p))
+		mqtt_tcp_nodelay_all();
 	for (size_t i = 0; i < p->n_dirty; i++) {
 		struct proxy_exec *ex = p->dirty[i];
 		if (!ex)
@@ -460,7 +422,12 @@ uint64_t proxy_run(struct proxy *p, uint64_t now)
 		p->scan_at = next < lo ? lo : next > hi ? hi : next;
 	}
 	uint64_t until = p->scan_at > now ? p->scan_at - now : 0;
-	return until < wait ? until : wait;
+	p->wait_ms = until < wait ? until : wait;
+}
+
+uint64_t proxy_wait_ms(const struct proxy *p)
+{
+	return p ? p->wait_ms : UINT64_MAX;
 }
 
 /* ---- start, resume, stop ------------------------------------------------ */
@@ -487,9 +454,9 @@ struct proxy *proxy_new(const struct proxy_config *pc, struct inbox *ib, struct 
 static void resume_answer(struct proxy *p, const struct proxy_topic *t, const struct spool_entry *e,
                           uint64_t now)
 {
-	struct proxy_exec *ex = find(p, t->thing, t->execution_id);
+	struct proxy_exec *ex = proxy_table_find(p, t->thing, t->execution_id);
 	if (!ex)
-		ex = add(p, t->thing, t->execution_id, now, -1);
+		ex = proxy_table_add(p, t->thing, t->execution_id, now, -1);
 	struct proxy_update *u =
 	    proxy_update_new(e->payload, e->payload_len, (enum proxy_status)e->qos, now);
 	u->spool_seq = e->seq;
@@ -498,7 +465,8 @@ static void resume_answer(struct proxy *p, const struct proxy_topic *t, const st
 	p->n.waiting++;
 }
 
-int proxy_resume(struct proxy *p, const struct spool_entry *e, uint64_t now, int64_t wall_now)
+int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry *e, uint64_t now,
+                 int64_t wall_now)
 {
 	if (e->token_len < 6 || memcmp(e->token, "proxy:", 6) != 0)
 		return 0;
@@ -508,18 +476,19 @@ int proxy_resume(struct proxy *p, const struct spool_entry *e, uint64_t now, int
 	struct proxy_topic t;
 	enum proxy_topic_kind k = proxy_topic_parse(PROXY_AWS_PREFIX, topic, &t);
 	if (!p || k == PROXY_T_NONE) {
-		if (p)
-			log_warn("proxy: spool record %s for %s dropped", token, topic);
-		return -1; /* the caller ends it */
+		log_warn("proxy: spool record %s for %s dropped (%s)", token, topic,
+		         p ? "not understood" : "no proxy section any more");
+		spool_done(spool, e->seq);
+		return 1;
 	}
 	p->scan = 1;
 	if (strcmp(token, TOKEN_ANSWER) == 0) {
 		resume_answer(p, &t, e, now);
 		return 1;
 	}
-	struct proxy_exec *ex = find(p, t.thing, t.execution_id);
+	struct proxy_exec *ex = proxy_table_find(p, t.thing, t.execution_id);
 	if (!ex)
-		ex = add(p, t.thing, t.execution_id, now, -1);
+		ex = proxy_table_add(p, t.thing, t.execution_id, now, -1);
 	if (strcmp(token, TOKEN_SEEN) == 0) {
 		int64_t left = e->deadline_ms - wall_now;
 		ex->forget_ms = now + (uint64_t)(left > 0 ? left : 0);
@@ -540,20 +509,33 @@ int proxy_resume(struct proxy *p, const struct spool_entry *e, uint64_t now, int
 	return 1;
 }
 
-void proxy_counts(const struct proxy *p, struct stats_proxy *out)
+const struct stats_proxy *proxy_stats(struct proxy *p)
 {
-	*out = p->n;
-	out->configured = p->n_links;
-	out->connected = p->n_up;
+	if (!p)
+		return NULL;
+	p->n.configured = p->n_links;
+	p->n.connected = p->n_up;
+	return &p->n;
 }
 
-char **proxy_local_filters(const struct proxy_config *pc, size_t *n)
+struct proxy_filters proxy_filters(const struct config *c)
 {
-	*n = pc ? pc->n_things : 0;
-	char **f = rt_calloc(*n + 1, sizeof(char *));
-	for (size_t i = 0; i < *n; i++)
-		f[i] = proxy_topic_answer_filter(pc->local_prefix, pc->things[i]);
+	size_t np = c->proxy ? c->proxy->n_things : 0;
+	struct proxy_filters f = {rt_calloc(c->n_routes + np + 1, sizeof(char *)),
+	                          c->n_routes + np};
+	for (size_t i = 0; i < c->n_routes; i++)
+		f.v[i] = rt_strdup(c->routes[i].filter);
+	for (size_t i = 0; i < np; i++)
+		f.v[c->n_routes + i] =
+		    proxy_topic_answer_filter(c->proxy->local_prefix, c->proxy->things[i]);
 	return f;
+}
+
+void proxy_free_filters(struct proxy_filters *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->v[i]);
+	free(f->v);
 }
 
 void proxy_free(struct proxy *p, int timeout_ms)
@@ -599,6 +581,12 @@ void proxy_reload(struct proxy **pp, const struct proxy_config *pc, struct inbox
 	} else if (!*pp) {
 		*pp = proxy_new(pc, ib, spool, local_via_outbox, o, rt_now_ms());
 	} else {
+		struct sbuf diff;
+		sbuf_init(&diff);
+		config_proxy_restart_needed((*pp)->pc, pc, &diff);
+		if (diff.len)
+			log_warn("reload: changes to %s take effect after a restart", diff.data);
+		sbuf_clean_up(&diff);
 		proxy_reconfigure(*pp, pc);
 	}
 }

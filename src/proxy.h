@@ -18,22 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config_proxy.h"
+#include "config.h"
 #include "inbox.h"
 #include "message.h"
+#include "proxy_local.h"
 #include "spool.h"
 #include "stats.h"
-
-/* One publish to the local broker, QoS 1, not retained. */
-struct proxy_local_msg {
-	const char *topic;
-	const char *payload;
-	size_t len;
-	const char *content_type; /* NULL: none */
-	long expiry_s;            /* < 0: no Message Expiry */
-	uint64_t cookie;          /* spool record ended on delivery, 0: none */
-};
-typedef void (*proxy_local_fn)(void *ctx, const struct proxy_local_msg *m);
 
 struct proxy;
 
@@ -43,35 +33,42 @@ struct proxy *proxy_new(const struct proxy_config *pc, struct inbox *ib, struct 
 /* Disconnect every link (up to timeout_ms each) and free. */
 void proxy_free(struct proxy *p, int timeout_ms);
 
-/* The local filters the engine's client subscribes to, in addition to the
- * routes': each thing's .../executions/+/response/json. Caller frees each
- * and the array. */
-char **proxy_local_filters(const struct proxy_config *pc, size_t *n);
+/* What the engine's local client subscribes to: the routes' filters, then
+ * each proxied thing's .../executions/+/response/json. Owned: free with
+ * proxy_free_filters. */
+struct proxy_filters {
+	char **v;
+	size_t n;
+};
+struct proxy_filters proxy_filters(const struct config *c);
+void proxy_free_filters(struct proxy_filters *f);
 
-/* A message from a link (m->link != 0). Takes m. */
-void proxy_on_link_message(struct proxy *p, struct message *m, uint64_t now);
-/* A message from the local broker: 1 (taken) when it is a machine's
- * answer on a proxied thing's topic, else 0 (m left to the caller). */
-int proxy_on_local_message(struct proxy *p, struct message *m, uint64_t now);
-/* A spool entry found at start: 0 not the proxy's, 1 taken, -1 the
- * proxy's but of no use any more (the caller ends it). */
-int proxy_resume(struct proxy *p, const struct spool_entry *e, uint64_t now, int64_t wall_now);
+/* A message the inbox handed over: 1 when it was the proxy's (taken: an
+ * event or publish of a link, or a machine's answer on a proxied thing's
+ * topic), else 0 (m left to the caller). p may be NULL (no proxy: a link's
+ * late event is dropped). */
+int proxy_take_message(struct proxy *p, struct message *m, uint64_t now);
+/* A spool entry found at start: 1 when it was the proxy's (resumed, or
+ * ended in spool when of no use any more), 0 when not. p may be NULL. */
+int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry *e, uint64_t now,
+                 int64_t wall_now);
 
 /* Connect due links (paced), forward requests made durable, send due
- * updates, forget what ended. Call after the spool's sync. Returns ms
- * until it wants to run again. */
-uint64_t proxy_run(struct proxy *p, uint64_t now);
+ * updates, forget what ended. Call after the spool's sync. p may be NULL. */
+void proxy_run(struct proxy *p, uint64_t now);
+/* ms until proxy_run wants to run again (UINT64_MAX: p is NULL). */
+uint64_t proxy_wait_ms(const struct proxy *p);
 /* A new configuration (SIGHUP): links of removed things close, new things
  * get links; the others are not touched. */
 void proxy_reconfigure(struct proxy *p, const struct proxy_config *pc);
-/* Whether any link came up since the last call (for TCP_NODELAY). */
-int proxy_take_link_up(struct proxy *p);
-
-void proxy_counts(const struct proxy *p, struct stats_proxy *out);
+/* The counts now, or NULL when p is NULL (nothing rendered); valid until
+ * the next call of a proxy function. */
+const struct stats_proxy *proxy_stats(struct proxy *p);
 
 struct outbox;
-/* The engine's start and reload: *pp is started when pc appears (local
- * publishes through the outbox), reconfigured, or stopped when pc is gone. */
+/* The engine's start, reload and stop: *pp is started when pc appears
+ * (local publishes through the outbox), reconfigured (keys that need a
+ * restart are logged), or stopped when pc is NULL. */
 void proxy_reload(struct proxy **pp, const struct proxy_config *pc, struct inbox *ib,
                   struct spool *spool, struct outbox *o);
 

@@ -6,10 +6,15 @@
 #ifndef CMDGATE_PROXY_PRIV_H
 #define CMDGATE_PROXY_PRIV_H
 
-#include "proxy.h"
+#include "config_proxy.h"
+#include "inbox.h"
+#include "message.h"
+#include "proxy_local.h"
 #include "proxy_exec.h"
 #include "proxy_link.h"
 #include "ratectl.h"
+#include "spool.h"
+#include "stats.h"
 
 /* A request made durable this turn, forwarded after the spool sync. */
 struct proxy_fwd {
@@ -46,6 +51,7 @@ struct proxy {
 	int scan;         /* a link came up: look at every execution */
 	uint64_t scan_at; /* the next full look (timeouts, backoffs, forgetting) */
 	struct stats_proxy n;
+	uint64_t wait_ms; /* from the last proxy_run */
 };
 
 /* proxy_links.c */
@@ -59,6 +65,18 @@ uint64_t proxy_links_tick(struct proxy *p, uint64_t now);
 void proxy_links_on_event(struct proxy *p, struct message *m, uint64_t now);
 /* The link an event is for (by id), or NULL (a link since removed). */
 struct proxy_link *proxy_link_by_id(const struct proxy *p, uint64_t id);
+
+/* Link changes (proxy_links.c). */
+void proxy_reconfigure(struct proxy *p, const struct proxy_config *pc);
+/* Whether any link came up since the last call (for TCP_NODELAY). */
+int proxy_take_link_up(struct proxy *p);
+
+/* proxy_table.c: the executions by thing and executionId */
+struct proxy_exec *proxy_table_find(const struct proxy *p, const char *thing, const char *id);
+struct proxy_exec *proxy_table_add(struct proxy *p, const char *thing, const char *id, uint64_t now,
+                                   long timeout_s);
+/* Off the table (not freed). */
+void proxy_table_remove(struct proxy *p, struct proxy_exec *ex);
 
 /* proxy.c */
 /* The link of thing went down: its updates in flight are sent again. */

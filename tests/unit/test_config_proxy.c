@@ -182,14 +182,14 @@ static void reload_changes_things_only(void **s)
 	struct config *none = load_text(MIN, err);
 	struct sbuf out;
 	sbuf_init(&out);
-	config_restart_needed(a, b, &out);
+	config_proxy_restart_needed(a->proxy, b->proxy, &out);
 	assert_string_equal(out.data, "");
 	assert_true(config_proxy_has_thing(b->proxy, "m2"));
 	assert_false(config_proxy_has_thing(a->proxy, "m2"));
-	config_restart_needed(a, c, &out);
+	config_proxy_restart_needed(a->proxy, c->proxy, &out);
 	assert_string_equal(out.data, "proxy.endpoint, proxy.keepalive");
 	sbuf_reset(&out);
-	config_restart_needed(a, none, &out); /* the engine stops the proxy */
+	config_proxy_restart_needed(a->proxy, none->proxy, &out); /* the engine stops the proxy */
 	assert_string_equal(out.data, "");
 	sbuf_clean_up(&out);
 	config_free(a);

@@ -94,6 +94,7 @@ static const struct config_option options[] = {
     STR("gateway.spool_dir", gateway.spool_dir, "", 0),
     INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),
     INT("gateway.follow_max_s", gateway.follow_max_s, 1, 604800, 3600, 1),
+    INT("gateway.follow_poll_ms", gateway.follow_poll_ms, 100, 2000, 1000, 1),
     GRP("log"),
     STR("log.level", log.level, "info", 1),
     STR("log.format", log.format, "text", 1),

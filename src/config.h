@@ -49,7 +49,8 @@ struct config {
 		double per_thing_rate;
 		char *spool_dir;
 		long spool_max;
-		long follow_max_s; /* how long an execution is followed */
+		long follow_max_s;   /* how long an execution is followed */
+		long follow_poll_ms; /* the polls' back-off step (SPEC 8) */
 	} gateway;
 	struct {
 		char *level, *format;

@@ -31,19 +31,11 @@
 #define TOKEN_SEEN    "proxy:seen"
 #define TOKEN_REQUEST "proxy:request"
 #define TOKEN_ANSWER  "proxy:answer"
-/* The whole table is looked at when something there comes due, but at
- * most every SCAN_MIN_MS and at least every SCAN_MAX_MS; what a message
- * touched is looked at in the same turn. */
-#define SCAN_MIN_MS 50
-#define SCAN_MAX_MS 1000
 
 static void forget(struct proxy *p, struct proxy_exec *ex)
 {
 	proxy_table_remove(p, ex);
-	if (ex->dirty)
-		for (size_t i = 0; i < p->n_dirty; i++)
-			if (p->dirty[i] == ex)
-				p->dirty[i] = NULL;
+	timer_disarm(p->timers, &ex->task.timer);
 	if (p->spool && ex->spool_seq)
 		spool_done(p->spool, ex->spool_seq);
 	p->n.waiting -= ex->n_updates;
@@ -51,17 +43,10 @@ static void forget(struct proxy *p, struct proxy_exec *ex)
 	free(ex);
 }
 
-/* ex is to be looked at in this turn's proxy_run. */
-static void touch(struct proxy *p, struct proxy_exec *ex)
+/* ex is looked at in this turn's timers (after the spool's sync). */
+static void touch(struct proxy *p, struct proxy_exec *ex, uint64_t now)
 {
-	if (ex->dirty)
-		return;
-	if (p->n_dirty == p->cap_dirty) {
-		p->cap_dirty = p->cap_dirty ? 2 * p->cap_dirty : 64;
-		p->dirty = rt_realloc(p->dirty, p->cap_dirty * sizeof(*p->dirty));
-	}
-	ex->dirty = 1;
-	p->dirty[p->n_dirty++] = ex;
+	timer_arm(p->timers, &ex->task.timer, now);
 }
 
 /* ---- local publishes ---------------------------------------------------- */
@@ -124,6 +109,7 @@ static void queue_forward(struct proxy *p, const struct proxy_topic *t, const st
 	else
 		p->fwd_head = f;
 	p->fwd_tail = f;
+	timer_arm(p->timers, &p->fwd_wake.timer, 0); /* after this turn's spool sync */
 }
 
 static void on_request(struct proxy *p, const struct proxy_topic *t, struct message *m,
@@ -137,6 +123,7 @@ static void on_request(struct proxy *p, const struct proxy_topic *t, struct mess
 	long expiry = m->has_expiry ? (long)m->expiry_s : -1;
 	struct proxy_exec *ex = proxy_table_add(p, t->thing, t->execution_id, now, expiry);
 	ex->delivered_ms = m->received_ms;
+	timer_arm(p->timers, &ex->task.timer, ex->forget_ms);
 	int64_t wall = rt_wall_ms();
 	int64_t forget_wall = wall + (int64_t)(ex->forget_ms - now);
 	spool_record(p, TOKEN_SEEN, m->topic, wall, forget_wall, 0, NULL, "", 0, &ex->spool_seq);
@@ -154,9 +141,12 @@ static void free_fwd(struct proxy_fwd *f)
 	free(f);
 }
 
-/* After the spool sync: hand the requests to the local broker. */
-static void forward_ready(struct proxy *p, uint64_t now)
+/* The forwarding timer, run after the spool sync: hand the requests to
+ * the local broker. */
+static void forward_ready(struct timer_task *k, uint64_t now, void *ctx)
 {
+	(void)ctx;
+	struct proxy *p = container_of(k, struct proxy, fwd_wake);
 	struct proxy_fwd *f = p->fwd_head;
 	p->fwd_head = p->fwd_tail = NULL;
 	while (f) {
@@ -216,7 +206,7 @@ static void take_answer(struct proxy *p, const struct proxy_topic *t, const stru
 	sbuf_clean_up(&body);
 	proxy_exec_answer(ex, u, now);
 	p->n.waiting++;
-	touch(p, ex);
+	touch(p, ex, now);
 	log_debug("proxy: %s: execution %s: answer %s taken", t->thing, t->execution_id,
 	          proxy_status_name(st));
 }
@@ -265,7 +255,7 @@ static void on_verdict(struct proxy *p, const struct proxy_topic *t, const struc
 	if (v == PXV_RETRY) {
 		log_info("proxy: %s: execution %s: AWS says %s; sending again", t->thing,
 		         t->execution_id, code);
-		p->scan_at = p->scan_at < ex->next_ms ? p->scan_at : ex->next_ms;
+		timer_arm(p->timers, &ex->task.timer, ex->next_ms);
 		return;
 	}
 	if (v == PXV_RELAY_ACCEPTED) {
@@ -294,7 +284,7 @@ static void on_verdict(struct proxy *p, const struct proxy_topic *t, const struc
 	if (proxy_exec_forgettable(ex, now) && ex->final_accepted)
 		ended(p, ex, now);
 	else
-		touch(p, ex); /* the next update may go */
+		touch(p, ex, now); /* the next update may go */
 }
 
 static void on_link_message(struct proxy *p, struct message *m, uint64_t now)
@@ -338,7 +328,14 @@ void proxy_link_went_down(struct proxy *p, const char *thing, uint64_t now)
 		for (struct proxy_exec *ex = p->buckets[i]; ex; ex = ex->next)
 			if (strcmp(ex->thing, thing) == 0)
 				proxy_exec_link_lost(ex, now);
-	p->scan = 1;
+}
+
+void proxy_link_came_up(struct proxy *p, const char *thing, uint64_t now)
+{
+	for (size_t i = 0; i < p->n_buckets; i++)
+		for (struct proxy_exec *ex = p->buckets[i]; ex; ex = ex->next)
+			if (strcmp(ex->thing, thing) == 0 && ex->head)
+				touch(p, ex, now);
 }
 
 static void send_update(struct proxy *p, struct proxy_exec *ex, uint64_t now)
@@ -364,79 +361,44 @@ static void send_update(struct proxy *p, struct proxy_exec *ex, uint64_t now)
 	sbuf_clean_up(&topic);
 }
 
-/* Send ex's update when due, forget ex when it ended; returns when ex
- * next needs a look (UINT64_MAX: forgotten, or waiting for its link,
- * whose return looks at everything). */
-static uint64_t look(struct proxy *p, struct proxy_exec *ex, uint64_t now)
+/* An execution's timer: send its update when due, forget it when it
+ * ended, else wait for its next time. An update due while its link is down
+ * waits unarmed: the link's return looks again (proxy_link_came_up). */
+void proxy_exec_due(struct timer_task *k, uint64_t now, void *ctx)
 {
+	(void)ctx;
+	struct proxy_exec *ex = container_of(k, struct proxy_exec, task);
+	struct proxy *p = ex->owner;
 	if (proxy_exec_send_due(ex, now))
 		send_update(p, ex, now);
 	if (proxy_exec_forgettable(ex, now)) {
-		if (ex->final_accepted)
+		if (ex->final_accepted) {
 			ended(p, ex, now);
-		else {
+		} else {
 			log_info("proxy: thing=%s execution=%s status=%s ended without a final "
 			         "answer (timeout)",
 			         ex->thing, ex->id, proxy_status_name(ex->last_status));
 			forget(p, ex);
 		}
-		return UINT64_MAX;
+		return;
 	}
 	uint64_t t = proxy_exec_next_ms(ex);
-	return t <= now ? UINT64_MAX : t;
-}
-
-static uint64_t scan(struct proxy *p, uint64_t now)
-{
-	uint64_t next = UINT64_MAX;
-	for (size_t i = 0; i < p->n_buckets; i++)
-		for (struct proxy_exec *ex = p->buckets[i], *nx; ex; ex = nx) {
-			nx = ex->next;
-			uint64_t t = look(p, ex, now);
-			next = t < next ? t : next;
-		}
-	return next;
-}
-
-void proxy_run(struct proxy *p, uint64_t now)
-{
-	if (!p)
-		return;
-	forward_ready(p, now);
-	uint64_t wait = proxy_links_tick(p, now);
-	if (proxy_take_link_up(p))
-		mqtt_tcp_nodelay_all();
-	for (size_t i = 0; i < p->n_dirty; i++) {
-		struct proxy_exec *ex = p->dirty[i];
-		if (!ex)
-			continue;
-		ex->dirty = 0;
-		uint64_t t = look(p, ex, now);
-		p->scan_at = t < p->scan_at ? t : p->scan_at;
-	}
-	p->n_dirty = 0;
-	if (p->scan || now >= p->scan_at) {
-		p->scan = 0;
-		uint64_t next = scan(p, now);
-		uint64_t lo = now + SCAN_MIN_MS, hi = now + SCAN_MAX_MS;
-		p->scan_at = next < lo ? lo : next > hi ? hi : next;
-	}
-	uint64_t until = p->scan_at > now ? p->scan_at - now : 0;
-	p->wait_ms = until < wait ? until : wait;
-}
-
-uint64_t proxy_wait_ms(const struct proxy *p)
-{
-	return p ? p->wait_ms : UINT64_MAX;
+	if (t > now)
+		timer_arm(p->timers, &k->timer, t);
 }
 
 /* ---- start, resume, stop ------------------------------------------------ */
 
 struct proxy *proxy_new(const struct proxy_config *pc, struct inbox *ib, struct spool *spool,
-                        proxy_local_fn local, void *local_ctx, uint64_t now)
+                        struct timer_heap *timers, proxy_local_fn local, void *local_ctx,
+                        uint64_t now)
 {
 	struct proxy *p = rt_calloc(1, sizeof(*p));
 	p->pc = pc;
+	p->timers = timers;
+	timer_task_init(&p->fwd_wake, forward_ready);
+	timer_task_init(&p->links_wake, proxy_links_due);
+	timer_arm(timers, &p->links_wake.timer, now);
 	p->inbox = ib;
 	p->spool = spool;
 	p->local = local;
@@ -463,6 +425,7 @@ static void resume_answer(struct proxy *p, const struct proxy_topic *t, const st
 	u->sent_before = 1; /* it may have left before the restart */
 	proxy_exec_answer(ex, u, now);
 	p->n.waiting++;
+	touch(p, ex, now);
 }
 
 int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry *e, uint64_t now,
@@ -481,7 +444,6 @@ int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry 
 		spool_done(spool, e->seq);
 		return 1;
 	}
-	p->scan = 1;
 	if (strcmp(token, TOKEN_ANSWER) == 0) {
 		resume_answer(p, &t, e, now);
 		return 1;
@@ -494,6 +456,7 @@ int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry 
 		ex->forget_ms = now + (uint64_t)(left > 0 ? left : 0);
 		ex->spool_seq = e->seq;
 		ex->delivered_ms = now;
+		timer_arm(p->timers, &ex->task.timer, ex->forget_ms);
 		return 1;
 	}
 	/* a request the local broker never took: forwarded now */
@@ -543,15 +506,17 @@ void proxy_free(struct proxy *p, int timeout_ms)
 	if (!p)
 		return;
 	proxy_links_remove_all(p, timeout_ms);
+	timer_disarm(p->timers, &p->fwd_wake.timer);
+	timer_disarm(p->timers, &p->links_wake.timer);
 	for (size_t i = 0; i < p->n_buckets; i++)
 		while (p->buckets[i]) {
 			struct proxy_exec *ex = p->buckets[i];
 			p->buckets[i] = ex->next;
+			timer_disarm(p->timers, &ex->task.timer);
 			proxy_exec_clean_up(ex);
 			free(ex);
 		}
 	free(p->buckets);
-	free(p->dirty);
 	while (p->fwd_head) {
 		struct proxy_fwd *f = p->fwd_head;
 		p->fwd_head = f->next;
@@ -571,15 +536,15 @@ static void local_via_outbox(void *ctx, const struct proxy_local_msg *m)
 }
 
 void proxy_reload(struct proxy **pp, const struct proxy_config *pc, struct inbox *ib,
-                  struct spool *spool, struct outbox *o)
+                  struct spool *spool, struct outbox *o, struct timer_heap *timers)
 {
 	if (!pc) {
 		if (*pp)
-			log_info("proxy: the proxy section is gone; closing every link");
+			log_info("proxy: closing %zu link(s)", (*pp)->n_links);
 		proxy_free(*pp, 1000);
 		*pp = NULL;
 	} else if (!*pp) {
-		*pp = proxy_new(pc, ib, spool, local_via_outbox, o, rt_now_ms());
+		*pp = proxy_new(pc, ib, spool, timers, local_via_outbox, o, rt_now_ms());
 	} else {
 		struct sbuf diff;
 		sbuf_init(&diff);

@@ -8,6 +8,10 @@
  *   local answer --check--> spool, queue --(link up)--> AWS
  *   AWS verdict --proxy_exec rules--> local accepted/rejected, once
  *
+ * Everything it waits for is a timer on the engine loop's heap, run after
+ * the turn's spool sync: each execution's next update, re-send, backoff or
+ * forgetting; the requests to forward; the links' next connect.
+ *
  * Local publishes go out through the engine (proxy_local_fn: its outbox,
  * which holds them while the local broker is away); a forwarded request's
  * spool record ends when the broker has it (the outbox cookie).
@@ -24,12 +28,15 @@
 #include "proxy_local.h"
 #include "spool.h"
 #include "stats.h"
+#include "timer.h"
 
 struct proxy;
 
-/* pc is borrowed (the engine's configuration; proxy_reconfigure swaps it). */
+/* pc is borrowed (the engine's configuration; a reload swaps it). Its
+ * timers go on the engine loop's heap (timer_task entries). */
 struct proxy *proxy_new(const struct proxy_config *pc, struct inbox *ib, struct spool *spool,
-                        proxy_local_fn local, void *local_ctx, uint64_t now);
+                        struct timer_heap *timers, proxy_local_fn local, void *local_ctx,
+                        uint64_t now);
 /* Disconnect every link (up to timeout_ms each) and free. */
 void proxy_free(struct proxy *p, int timeout_ms);
 
@@ -53,14 +60,6 @@ int proxy_take_message(struct proxy *p, struct message *m, uint64_t now);
 int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry *e, uint64_t now,
                  int64_t wall_now);
 
-/* Connect due links (paced), forward requests made durable, send due
- * updates, forget what ended. Call after the spool's sync. p may be NULL. */
-void proxy_run(struct proxy *p, uint64_t now);
-/* ms until proxy_run wants to run again (UINT64_MAX: p is NULL). */
-uint64_t proxy_wait_ms(const struct proxy *p);
-/* A new configuration (SIGHUP): links of removed things close, new things
- * get links; the others are not touched. */
-void proxy_reconfigure(struct proxy *p, const struct proxy_config *pc);
 /* The counts now, or NULL when p is NULL (nothing rendered); valid until
  * the next call of a proxy function. */
 const struct stats_proxy *proxy_stats(struct proxy *p);
@@ -70,6 +69,6 @@ struct outbox;
  * (local publishes through the outbox), reconfigured (keys that need a
  * restart are logged), or stopped when pc is NULL. */
 void proxy_reload(struct proxy **pp, const struct proxy_config *pc, struct inbox *ib,
-                  struct spool *spool, struct outbox *o);
+                  struct spool *spool, struct outbox *o, struct timer_heap *timers);
 
 #endif

@@ -28,6 +28,7 @@
 
 #include "proxy_answer.h"
 #include "proxy_topic.h"
+#include "timer.h"
 
 /* How long an execution is remembered after its timeout (SPEC 9: 60 s). */
 #define PROXY_GRACE_MS 60000
@@ -66,7 +67,8 @@ struct proxy_exec {
 	unsigned retries; /* DataConflict / RequestThrottled in a row */
 	int final_accepted;
 	enum proxy_status last_status; /* of the last accepted update */
-	int dirty;                     /* the owner's: on its list of executions to look at */
+	struct timer_task task;        /* the owner's: armed at proxy_exec_next_ms */
+	void *owner;
 };
 
 /* What to do with AWS's verdict. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mqtt.h"
 #include "proxy_priv.h"
 #include "runtime.h"
 
@@ -58,7 +59,7 @@ void proxy_links_remove_all(struct proxy *p, int timeout_ms)
 		remove_link(p, p->links, timeout_ms);
 }
 
-uint64_t proxy_links_tick(struct proxy *p, uint64_t now)
+static uint64_t connect_due(struct proxy *p, uint64_t now)
 {
 	uint64_t next = UINT64_MAX;
 	for (struct proxy_link *l = p->links; l; l = l->next) {
@@ -92,6 +93,7 @@ void proxy_reconfigure(struct proxy *p, const struct proxy_config *pc)
 			log_info("proxy: %s is proxied from now on", pc->things[i]);
 			proxy_links_add(p, pc->things[i]);
 		}
+	timer_arm(p->timers, &p->links_wake.timer, rt_now_ms());
 	p->n.configured = p->n_links;
 	ratectl_set_max(&p->connects, pc->connect_rate, rt_now_ms());
 }
@@ -101,11 +103,12 @@ static void link_event(struct proxy *p, struct proxy_link *l, struct message *m,
 	int was_up = l->state == LINK_UP;
 	proxy_link_on_event(l, m->link_event, now, rt_random_u32());
 	int up = l->state == LINK_UP;
+	timer_arm(p->timers, &p->links_wake.timer, now);
 	if (up && !was_up) {
 		p->n_up++;
 		p->link_came_up = 1;
-		p->scan = 1; /* answers that waited for the link */
 		log_info("proxy: %s: link up%s%s", l->thing, m->len ? "; " : "", m->payload);
+		proxy_link_came_up(p, l->thing, now);
 	} else if (!up && was_up) {
 		p->n_up--;
 		log_warn("proxy: %s: link lost (%s); reconnecting", l->thing, m->payload);
@@ -123,9 +126,14 @@ void proxy_links_on_event(struct proxy *p, struct message *m, uint64_t now)
 		link_event(p, l, m, now);
 }
 
-int proxy_take_link_up(struct proxy *p)
+void proxy_links_due(struct timer_task *k, uint64_t now, void *ctx)
 {
-	int up = p->link_came_up;
+	(void)ctx;
+	struct proxy *p = container_of(k, struct proxy, links_wake);
+	if (p->link_came_up)
+		mqtt_tcp_nodelay_all();
 	p->link_came_up = 0;
-	return up;
+	uint64_t wait = connect_due(p, now);
+	if (wait != UINT64_MAX)
+		timer_arm(p->timers, &k->timer, now + wait);
 }

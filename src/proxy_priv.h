@@ -46,20 +46,20 @@ struct proxy {
 	struct proxy_exec **buckets;
 	size_t n_buckets, n_execs;
 	struct proxy_fwd *fwd_head, *fwd_tail;
-	struct proxy_exec **dirty; /* touched this turn: looked at in proxy_run */
-	size_t n_dirty, cap_dirty;
-	int scan;         /* a link came up: look at every execution */
-	uint64_t scan_at; /* the next full look (timeouts, backoffs, forgetting) */
+	/* the engine's loop: one timer per execution (its next update, re-send
+	 * or forgetting), one for the requests to forward, one for the links */
+	struct timer_heap *timers;
+	struct timer_task fwd_wake, links_wake;
 	struct stats_proxy n;
-	uint64_t wait_ms; /* from the last proxy_run */
 };
 
 /* proxy_links.c */
 struct proxy_link *proxy_find_link(const struct proxy *p, const char *thing);
 void proxy_links_add(struct proxy *p, const char *thing);
 void proxy_links_remove_all(struct proxy *p, int timeout_ms);
-/* Connect due links while the bucket allows; ms until the next try. */
-uint64_t proxy_links_tick(struct proxy *p, uint64_t now);
+/* The links' timer: connect due links while the bucket allows, TCP_NODELAY
+ * after connects, armed again for the next try. */
+void proxy_links_due(struct timer_task *k, uint64_t now, void *ctx);
 /* A link's own event (up, down, failed); events of a removed link are
  * ignored. */
 void proxy_links_on_event(struct proxy *p, struct message *m, uint64_t now);
@@ -68,8 +68,6 @@ struct proxy_link *proxy_link_by_id(const struct proxy *p, uint64_t id);
 
 /* Link changes (proxy_links.c). */
 void proxy_reconfigure(struct proxy *p, const struct proxy_config *pc);
-/* Whether any link came up since the last call (for TCP_NODELAY). */
-int proxy_take_link_up(struct proxy *p);
 
 /* proxy_table.c: the executions by thing and executionId */
 struct proxy_exec *proxy_table_find(const struct proxy *p, const char *thing, const char *id);
@@ -79,7 +77,11 @@ struct proxy_exec *proxy_table_add(struct proxy *p, const char *thing, const cha
 void proxy_table_remove(struct proxy *p, struct proxy_exec *ex);
 
 /* proxy.c */
-/* The link of thing went down: its updates in flight are sent again. */
+/* An execution's timer (timer_fn). */
+void proxy_exec_due(struct timer_task *k, uint64_t now, void *ctx);
+/* The link of thing went down (its updates in flight are sent again when
+ * it is back) or came up (what waited for it goes now). */
 void proxy_link_went_down(struct proxy *p, const char *thing, uint64_t now);
+void proxy_link_came_up(struct proxy *p, const char *thing, uint64_t now);
 
 #endif

@@ -51,6 +51,8 @@ struct proxy_exec *proxy_table_add(struct proxy *p, const char *thing, const cha
 		grow(p);
 	struct proxy_exec *ex = rt_malloc(sizeof(*ex));
 	proxy_exec_init(ex, thing, id, now, timeout_s);
+	timer_task_init(&ex->task, proxy_exec_due);
+	ex->owner = p;
 	size_t h = hash(thing, id, p->n_buckets);
 	ex->next = p->buckets[h];
 	p->buckets[h] = ex;

@@ -139,6 +139,7 @@ static struct request *request_new(const struct admit_env *env, struct message *
 	r->msg = m;
 	translated_init(&r->tr);
 	attempt_init(&r->at);
+	timer_task_init(&r->wake, NULL); /* the engine sets what to do */
 	r->deadline_ms = m->received_ms + (uint64_t)env->cfg->gateway.deadline_ms;
 	if (res) { /* resumed: keep the original deadline */
 		int64_t left = res->deadline_wall_ms - m->received_wall_ms;

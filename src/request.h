@@ -16,6 +16,7 @@
 #include "message.h"
 #include "reply.h"
 #include "spool_format.h"
+#include "timer.h"
 #include "translate.h"
 
 enum req_state { RS_QUEUED, RS_FLIGHT, RS_HELD };
@@ -42,7 +43,10 @@ struct request {
 	char *reply_accepted, *reply_rejected; /* owned topics, NULL: nowhere */
 	struct translated tr;
 	uint64_t deadline_ms, next_try_ms; /* monotonic */
-	uint64_t sent_ms;                  /* when its last call started */
+	/* on the engine's timers while waiting or held: at the deadline, or at
+	 * next_try_ms when that is earlier (then at the deadline again) */
+	struct timer_task wake;
+	uint64_t sent_ms; /* when its last call started */
 	struct attempt_state at;
 	uint64_t cred_generation;
 	struct http_call call;

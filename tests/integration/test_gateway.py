@@ -13,6 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import (AKID, CMDGATE, SECRET, TOKEN, Device, FakeAws, Gateway, Mosquitto,  # noqa
                      config, free_port, make_pki, wait_for)
 
@@ -22,17 +23,7 @@ BROKER = None
 AWS = None
 
 
-def setUpModule():
-    global TMP, PKI, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-it-")
-    PKI = make_pki(TMP)
-    BROKER = Mosquitto(TMP, PKI)
-    AWS = FakeAws(TMP, PKI)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-it-", pki=True, broker_pki=True, aws_pki=True)
 
 
 class GatewayCase(unittest.TestCase):
@@ -818,7 +809,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

@@ -51,6 +51,9 @@ struct config {
 		long spool_max;
 		long follow_max_s;   /* how long an execution is followed */
 		long follow_poll_ms; /* the polls' back-off step (SPEC 8) */
+
+		long per_thing_queue; /* waiting requests one thing may hold */
+		long follow_max;      /* executions followed at once */
 	} gateway;
 	struct {
 		char *level, *format;

@@ -65,6 +65,7 @@ static void reload(struct engine *e)
 	e->cfg = n;
 	struct proxy_filters f = proxy_filters(n);
 	mqtt_set_filters(e->mqtt, f.v, f.n);
+	mqtt_set_max_payload(e->mqtt, n->gateway.max_payload);
 	proxy_free_filters(&f);
 	proxy_reload(&e->proxy, n->proxy, e->inbox, e->spool, &e->outbox, &e->timers);
 	log_configure(n->log.level, n->log.format);

@@ -23,8 +23,15 @@
 
 static struct answer_env answer_env(struct engine *e)
 {
-	struct answer_env a = {&e->outbox,  &e->stats,   e->spool,
-	                       rt_now_ms(), e->follower, e->cfg->gateway.follow_max_s};
+	struct answer_env a = {
+	    .outbox = &e->outbox,
+	    .stats = &e->stats,
+	    .spool = e->spool,
+	    .now_ms = rt_now_ms(),
+	    .follower = e->follower,
+	    .follow_max_s = e->cfg->gateway.follow_max_s,
+	    .follow_max = e->cfg->gateway.follow_max,
+	};
 	return a;
 }
 

@@ -22,8 +22,14 @@ static char *dup_n(const char *s, size_t n)
 
 struct follower_options follower_options_of(const struct config *c)
 {
-	struct follower_options o = {c->control_url, c->aws.region, c->aws.follow_max_rate,
-	                             c->aws.request_timeout_ms, (size_t)c->gateway.max_inflight};
+	struct follower_options o = {
+	    .control_url = c->control_url,
+	    .region = c->aws.region,
+	    .max_rate = c->aws.follow_max_rate,
+	    .request_timeout_ms = c->aws.request_timeout_ms,
+	    .max_inflight = (size_t)c->gateway.max_inflight,
+	    .poll_ms = c->gateway.follow_poll_ms,
+	};
 	return o;
 }
 
@@ -201,7 +207,9 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 		return cg_fail(err, CG_INVALID, "executionId '%.140s' cannot be followed",
 		               in->execution_id);
 	follow_state_init(&w->st, started_ms, max_s);
-	follower_set_due(f, w, started_ms + follow_poll_delay_ms(0, rt_random_u32()));
+	w->st.poll_ms = (uint64_t)f->o.poll_ms;
+	follower_set_due(f, w,
+	                 started_ms + follow_poll_delay_ms(0, w->st.poll_ms, rt_random_u32()));
 	if (f->spool) {
 		int64_t wall = rt_wall_ms();
 		struct spool_follow rec = {.started_ms = wall,
@@ -260,7 +268,8 @@ void follower_resume(const struct spool_follow *rec, void *ctx)
 	                              ? (enum follow_status)rec->last_status
 	                              : FOLLOW_NONE;
 	follow_state_resume(&w->st, started, deadline, last);
-	follower_set_due(f, w, now + follow_poll_delay_ms(0, rt_random_u32()));
+	w->st.poll_ms = (uint64_t)f->o.poll_ms;
+	follower_set_due(f, w, now + follow_poll_delay_ms(0, w->st.poll_ms, rt_random_u32()));
 	w->spool_seq = rec->seq;
 	link_follow(f, w);
 	log_info("follow thing=%s command=%s execution=%s resumed from the spool", w->thing,

@@ -99,6 +99,9 @@ static struct stats_gauges gauges(struct engine *e)
 	follower_stats(e->follower, &e->follow_stats);
 	g.follow = follower_configured(e->cfg) ? &e->follow_stats : NULL;
 	g.proxy = proxy_stats(e->proxy);
+	if (e->mqtt) /* the status topic: links up / configured, republished on change */
+		mqtt_set_proxy_links(e->mqtt, g.proxy ? (int)g.proxy->connected : 0,
+		                     g.proxy ? (int)g.proxy->configured : -1);
 	return g;
 }
 

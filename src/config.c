@@ -151,8 +151,8 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 		const char *name = config_setting_name(s);
 		char path[256];
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
-		if (strcmp(path, "routes") == 0)
-			continue;
+		if (strcmp(path, "routes") == 0 || strcmp(path, "proxy") == 0)
+			continue; /* their own parsers */
 		const struct config_option *o = find_option(path);
 		if (!o)
 			return fail_at(err, file, s, "unknown key '%s'", path);
@@ -544,6 +544,10 @@ static struct config *load(const char *path, const char *text, char *err)
 				             c->routes[i].filter);
 				goto out;
 			}
+	if ((rc = config_proxy_parse(&cfg, path, &c->proxy, err)) ||
+	    (c->proxy && (rc = config_proxy_check_routes(c->proxy, c->routes, c->n_routes, &cfg,
+	                                                 path, err))))
+		goto out;
 	rc = CG_OK;
 out:
 	config_destroy(&cfg);
@@ -574,6 +578,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_routes; i++)
 		route_clean_up(&c->routes[i]);
 	free(c->routes);
+	config_proxy_free(c->proxy);
 	free(c->endpoint_url);
 	free(c->control_url);
 	free(c->path);
@@ -596,4 +601,5 @@ void config_restart_needed(const struct config *a, const struct config *b, struc
 			sbuf_puts(out, o->path);
 		}
 	}
+	config_proxy_restart_needed(a->proxy, b->proxy, out);
 }

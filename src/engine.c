@@ -39,6 +39,7 @@
 #include "log.h"
 #include "notify.h"
 #include "outbox.h"
+#include "proxy.h"
 #include "report.h"
 #include "request.h"
 #include "runtime.h"
@@ -71,6 +72,8 @@ struct engine {
 	struct answer_sink sink; /* where the outbox publishes */
 	struct follower *follower;
 	struct stats_follow follow_stats;
+	struct proxy *proxy; /* NULL without a proxy section (SPEC 9) */
+	struct stats_proxy proxy_counts;
 };
 
 /* ---- answers ------------------------------------------------------------ */
@@ -147,7 +150,12 @@ static void admit_inbox(struct engine *e, int late)
 	while (m) {
 		struct message *next = m->next;
 		m->next = NULL;
-		if (late && !e->spool) {
+		if (m->link || (e->proxy && proxy_on_local_message(e->proxy, m, rt_now_ms()))) {
+			if (e->proxy && m->link)
+				proxy_on_link_message(e->proxy, m, rt_now_ms());
+			else if (m->link)
+				message_free(m);
+		} else if (late && !e->spool) {
 			log_warn("stopping: too late to answer a request on %s", m->topic);
 			message_free(m);
 		} else {
@@ -184,6 +192,11 @@ static void sync_spool(struct engine *e)
 static void resume_entry(const struct spool_entry *s, void *ctx)
 {
 	struct engine *e = ctx;
+	int proxy = proxy_resume(e->proxy, s, rt_now_ms(), rt_wall_ms());
+	if (proxy < 0)
+		spool_done(e->spool, s->seq);
+	if (proxy)
+		return;
 	struct resume res;
 	struct message *m = request_message_from_spool(s, rt_wall_ms(), rt_now_ms(), &res);
 	admit(e, m, &res);
@@ -323,9 +336,10 @@ static uint64_t start_ready(struct engine *e, uint64_t now)
 	return 0;
 }
 
-static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
+static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait, uint64_t proxy_wait)
 {
 	uint64_t t = follower_next_ms(e->follower, now); /* UINT64_MAX: nothing to follow */
+	t = proxy_wait < t ? proxy_wait : t;
 	if (t > 1000)
 		t = 1000;
 	if (rate_wait && rate_wait < t)
@@ -346,12 +360,26 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 	return (int)t;
 }
 
-static char **route_filters(const struct config *c)
+/* The routes' filters, then the proxy's (SPEC 9); *n: how many. Free
+ * with free_filters. */
+static char **route_filters(const struct config *c, size_t *n)
 {
-	char **f = rt_calloc(c->n_routes + 1, sizeof(char *));
+	size_t np;
+	char **pf = proxy_local_filters(c->proxy, &np);
+	char **f = rt_calloc(c->n_routes + np + 1, sizeof(char *));
 	for (size_t i = 0; i < c->n_routes; i++)
-		f[i] = c->routes[i].filter;
+		f[i] = rt_strdup(c->routes[i].filter);
+	memcpy(f + c->n_routes, pf, np * sizeof(char *));
+	free(pf);
+	*n = c->n_routes + np;
 	return f;
+}
+
+static void free_filters(char **f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(f[i]);
+	free(f);
 }
 
 static void reload(struct engine *e)
@@ -370,9 +398,11 @@ static void reload(struct engine *e)
 	sbuf_clean_up(&diff);
 	struct config *old = e->cfg;
 	e->cfg = n;
-	char **f = route_filters(n);
-	mqtt_set_filters(e->mqtt, f, n->n_routes);
-	free(f);
+	size_t nf;
+	char **f = route_filters(n, &nf);
+	mqtt_set_filters(e->mqtt, f, nf);
+	free_filters(f, nf);
+	proxy_reload(&e->proxy, n->proxy, e->inbox, e->spool, &e->outbox);
 	log_configure(n->log.level, n->log.format);
 	fairq_set_limit(e->waiting, (unsigned)n->gateway.per_target_inflight);
 	ratectl_set_max(&e->rate, n->aws.max_rate, rt_now_ms());
@@ -457,6 +487,9 @@ static struct stats_gauges gauges(struct engine *e)
 	};
 	follower_stats(e->follower, &e->follow_stats);
 	g.follow = follower_configured(e->cfg) ? &e->follow_stats : NULL;
+	if (e->proxy)
+		proxy_counts(e->proxy, &e->proxy_counts);
+	g.proxy = e->proxy ? &e->proxy_counts : NULL;
 	return g;
 }
 
@@ -477,14 +510,16 @@ int engine_run(struct engine *e)
 {
 	char err[ERR_LEN];
 	struct mqtt_hooks hooks = {inbox_on_message, inbox_on_ready, inbox_on_delivered, e->inbox};
-	char **f = route_filters(e->cfg);
-	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, e->cfg->n_routes, &hooks, err);
-	free(f);
+	size_t nf;
+	char **f = route_filters(e->cfg, &nf);
+	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, nf, &hooks, err);
+	free_filters(f, nf);
 	if (!e->mqtt) {
 		log_error("%s", err);
 		return 1;
 	}
 	e->sink.mqtt = e->mqtt;
+	proxy_reload(&e->proxy, e->cfg->proxy, e->inbox, e->spool, &e->outbox);
 	if (e->spool)
 		spool_on_follow(e->spool, follower_resume, e->follower);
 	if (e->spool && spool_recover(e->spool, resume_entry, e, err) != CG_OK) {
@@ -514,6 +549,9 @@ int engine_run(struct engine *e)
 			break;
 		}
 		uint64_t rate_wait = start_ready(e, now);
+		uint64_t proxy_wait = e->proxy ? proxy_run(e->proxy, now) : UINT64_MAX;
+		if (e->proxy && proxy_take_link_up(e->proxy))
+			mqtt_tcp_nodelay_all();
 		if (!e->draining)
 			follower_run(e->follower, now);
 		e->outbox.window = (size_t)mqtt_send_window(e->mqtt);
@@ -521,8 +559,8 @@ int engine_run(struct engine *e)
 		tend(e, &rc, now);
 		mqtt_tick(e->mqtt, now);
 		fflush(stderr); /* log lines are written once per loop turn, not per line */
-		http_client_run(e->http, inbox_fd(e->inbox), next_timeout(e, now, rate_wait),
-		                on_done, e);
+		http_client_run(e->http, inbox_fd(e->inbox),
+		                next_timeout(e, now, rate_wait, proxy_wait), on_done, e);
 		inbox_clear_wake(e->inbox);
 	}
 	admit_inbox(e, 0); /* arrivals during the drain: spooled, or answered Unavailable */
@@ -539,6 +577,8 @@ int engine_run(struct engine *e)
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
 	e->mqtt = e->sink.mqtt = NULL;
+	proxy_free(e->proxy, 1000);
+	e->proxy = NULL;
 	admit_inbox(e, 1);
 	sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,

@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "inbox.h"
 #include "log.h"
+#include "proxy_link.h"
 
 #ifndef CMDGATE_VERSION
 #define CMDGATE_VERSION "0.0.0"
@@ -103,6 +104,11 @@ int main(int argc, char **argv)
 	struct config *cfg = config_load(path, err);
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (proxy_link_check_files(cfg->proxy, err) != CG_OK) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		config_free(cfg);
 		return EXIT_CONFIG;
 	}
 	if (check) {

@@ -50,7 +50,7 @@
 #define CMDGATE_VERSION "0.0.0"
 #endif
 
-static void tcp_nodelay_all(void)
+void mqtt_tcp_nodelay_all(void)
 {
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
@@ -110,7 +110,7 @@ static void publish_status(struct mqtt *m, const char *state)
 /* CONNACK accepted (MQTT version, session present): publish status, subscribe. */
 static void connected(struct mqtt *m, int session_present)
 {
-	tcp_nodelay_all();
+	mqtt_tcp_nodelay_all();
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 0;
 	m->retry_at_ms = 0;

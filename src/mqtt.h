@@ -110,4 +110,9 @@ int mqtt_send_window(struct mqtt *m);
  * (the session, with its subscriptions, stays at the broker). */
 void mqtt_stop(struct mqtt *m, int timeout_ms);
 
+/* TCP_NODELAY on every TCP socket of the process (Paho 1.3 leaves Nagle
+ * on and exposes no socket handle): after a connect, of this client or of
+ * a proxy link. */
+void mqtt_tcp_nodelay_all(void);
+
 #endif

@@ -128,7 +128,13 @@ class Commands:
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.connect_async(host, int(port), keepalive=30)
+        # a persistent session: answers a link sends while this client is
+        # reconnecting (the broker restarted) are queued for it, as AWS's
+        # service never misses one
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect_async(host, int(port), keepalive=30, clean_start=False,
+                                  properties=props)
         self.client.reconnect_delay_set(0.1, 1)
         self.client.loop_start()
 

@@ -54,6 +54,7 @@ CONNECT_RE = re.compile(r"^(\d+): New client connected from \S+ as (\S+) "
                         r"\(p(\d+), c(\d+), k(\d+)(?:, u'([^']*)')?\)")
 SUB_HEAD_RE = re.compile(r"^(\d+): Received SUBSCRIBE from (\S+)$")
 SUB_LINE_RE = re.compile(r"^(\d+): \t(\S+) \(QoS (\d)\)$")
+GONE_RE = re.compile(r"^(\d+): Client (\S+) (?:disconnected|closed its connection|has exceeded timeout)")
 DENIED_RE = re.compile(r"^(\d+): Denied PUBLISH from (\S+) .*'([^']*)'")
 
 
@@ -247,6 +248,11 @@ class IotCore:
     def links(self, thing):
         """The connects made as thing (through a certificate)."""
         return [c for c in self.connections() if c["client_id"] == thing and c["user"] != ADMIN]
+
+    def disconnects(self, client_id):
+        """How many times client_id's connection ended (by either side)."""
+        return sum(1 for x in self.log_text().splitlines()
+                   if (m := GONE_RE.match(x)) and m.group(2) == client_id)
 
     def subscriptions(self, client_id):
         """Every (filter, qos) client_id subscribed to, in order."""

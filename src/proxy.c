@@ -207,8 +207,7 @@ static void take_answer(struct proxy *p, const struct proxy_topic *t, const stru
 	proxy_exec_answer(ex, u, now);
 	p->n.waiting++;
 	touch(p, ex, now);
-	log_debug("proxy: %s: execution %s: answer %s taken", t->thing, t->execution_id,
-	          proxy_status_name(st));
+	log_debug("proxy: %s: execution %s: answer taken", t->thing, t->execution_id);
 }
 
 static int on_local_message(struct proxy *p, struct message *m, uint64_t now)

@@ -108,7 +108,8 @@ class IotCore:
     """The stand-in endpoint. attach: {certificate CN: [thing, ...]}; the
     gateway certificate (CN GATEWAY_CN) is attached to `things`."""
 
-    def __init__(self, tmp, things=(), port=None, admin_port=None, max_connections=-1):
+    def __init__(self, tmp, things=(), port=None, admin_port=None, max_connections=-1,
+                 log_all=True):
         self.dir = os.path.join(tmp, f"iotcore-{time.time_ns()}")
         os.makedirs(self.dir)
         self.pki = Pki(os.path.join(self.dir, "pki"))
@@ -119,6 +120,7 @@ class IotCore:
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
         self.max_connections = max_connections
+        self.log_all = log_all  # every packet (tests) or connections only (bench)
         self.proc = None
         self.logpath = os.path.join(self.dir, "mosquitto.log")
         self._write_conf()
@@ -165,7 +167,8 @@ class IotCore:
         lines = ["per_listener_settings false", "allow_anonymous true", f"acl_file {acl}",
                  "persistence true", f"persistence_location {store}",
                  "set_tcp_nodelay true", "max_queued_messages 100000",
-                 "max_inflight_messages 100", "log_type all", "log_timestamp true",
+                 "max_inflight_messages 100", "log_timestamp true",
+                 "log_type all" if self.log_all else "log_type notice",
                  f"log_dest file {self.logpath}", "connection_messages true",
                  # the plain listener: the commands service (AWS itself)
                  f"listener {self.admin_port} 127.0.0.1",
@@ -330,3 +333,38 @@ def commands_state(aws_url):
 
 def execution(aws_url, exec_id):
     return commands_state(aws_url)["executions"].get(exec_id)
+
+
+def main():
+    """Run the stand-in until SIGTERM/SIGINT, for scripts/demo.sh and bench:
+    writes a JSON file with its endpoint, admin address and file paths."""
+    import argparse
+    import json
+    import signal
+    p = argparse.ArgumentParser(description="The local AWS IoT Core stand-in")
+    p.add_argument("--dir", required=True, help="a directory for its CA, certificates and store")
+    p.add_argument("--things", default="", help="comma-separated things the gateway certificate is attached to")
+    p.add_argument("--identity-dir", default="", help="also issue one certificate per thing here")
+    p.add_argument("--info", required=True, help="where to write the JSON description")
+    p.add_argument("--quiet", action="store_true", help="log connections only, not every packet")
+    a = p.parse_args()
+    things = [t for t in a.things.split(",") if t]
+    core = IotCore(a.dir, things=things, log_all=not a.quiet)
+    if a.identity_dir:
+        core.identity_dir(a.identity_dir, things)
+    info = {"endpoint": core.endpoint, "admin": core.admin, "ca_file": core.ca,
+            "cert_file": core.cert, "key_file": core.key, "log": core.logpath,
+            "identity_dir": a.identity_dir, "pid": core.proc.pid}
+    with open(a.info + ".tmp", "w") as f:
+        json.dump(info, f)
+    os.rename(a.info + ".tmp", a.info)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *x: done.set())
+    signal.signal(signal.SIGINT, lambda *x: done.set())
+    while not done.wait(1):
+        pass
+    core.stop()
+
+
+if __name__ == "__main__":
+    main()

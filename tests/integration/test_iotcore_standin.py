@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
+PASSES = "plain"  # no gateway runs here: nothing for the sanitizers to see
 TMP = CORE = AWS = None
 THINGS = ["press-1", "press-2", "robot-1"]
 
@@ -338,8 +339,4 @@ class StandIn(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    import urllib.parse  # noqa: F401
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    __import__("harness").main()

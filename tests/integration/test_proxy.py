@@ -330,12 +330,13 @@ class AnswerPath(Case):
         m.wait_verdicts(e, 1)
         m.answer(e, {"status": "REJECTED", "statusReason": {"reasonCode": "BUSY"}})
         m.wait_verdicts(e, 2)
-        ok = wait_for(lambda: [x for x in self.gw.text().splitlines()
-                               if e in x and t in x and "REJECTED" in x], 5)
-        self.assertTrue(ok, self.gw.text()[-2000:])
+        # thing, executionId, final status and latency, on one line, once
+        def ends():
+            return [x for x in self.gw.text().splitlines()
+                    if e in x and t in x and "REJECTED" in x and "latency" in x.lower()]
+        self.assertTrue(wait_for(ends, 5), self.gw.text()[-2000:])
         time.sleep(0.3)
-        self.assertEqual(len([x for x in self.gw.text().splitlines()
-                              if e in x and "REJECTED" in x]), 1)
+        self.assertEqual(len(ends()), 1, ends())
 
 
 class Prefix(unittest.TestCase):

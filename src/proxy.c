@@ -163,8 +163,9 @@ static void forward_ready(struct timer_task *k, uint64_t now, void *ctx)
 			                            f->content_type, left,       f->seq};
 			p->local(p->local_ctx, &m);
 			p->n.delivered++;
-			log_debug("proxy: %s: execution %s forwarded to %s", f->thing, f->id,
-			          f->topic);
+			log_debug("proxy: %s: execution %s forwarded to %s (%llu ms after it came)",
+			          f->thing, f->id, f->topic,
+			          (unsigned long long)(now - f->received_ms));
 		}
 		free_fwd(f);
 		f = next;

@@ -180,8 +180,9 @@ static void take_answer(struct proxy *p, const struct proxy_topic *t, const stru
 	struct sbuf body;
 	sbuf_init(&body);
 	enum proxy_status st;
-	struct proxy_answer_error why;
-	if (proxy_answer_check(m->payload, m->len, &body, &st, &why) != CG_OK) {
+	struct proxy_answer_error why = {"InvalidRequest",
+	                                 "payload: larger than gateway.max_payload"};
+	if (m->oversize || proxy_answer_check(m->payload, m->len, &body, &st, &why) != CG_OK) {
 		log_warn("proxy: %s: execution %s: answer refused: %s: %s", t->thing,
 		         t->execution_id, why.code, why.message);
 		struct sbuf r;

@@ -286,17 +286,22 @@ struct proxy_link *proxy_link_new(const struct proxy_config *pc, const char *thi
 	return l;
 }
 
+void proxy_link_begin_disconnect(struct proxy_link *l, int timeout_ms)
+{
+	if (!MQTTAsync_isConnected(l->paho->client))
+		return;
+	MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+	d.timeout = timeout_ms;
+	MQTTAsync_disconnect(l->paho->client, &d);
+}
+
 void proxy_link_free(struct proxy_link *l, int timeout_ms)
 {
 	if (!l)
 		return;
-	if (MQTTAsync_isConnected(l->paho->client)) {
-		MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
-		d.timeout = timeout_ms;
-		MQTTAsync_disconnect(l->paho->client, &d);
-		for (int i = 0; i < timeout_ms / 10 && MQTTAsync_isConnected(l->paho->client); i++)
-			usleep(10000);
-	}
+	proxy_link_begin_disconnect(l, timeout_ms);
+	for (int i = 0; i < timeout_ms / 10 && MQTTAsync_isConnected(l->paho->client); i++)
+		usleep(10000);
 	free_paho(l->paho);
 	free(l->thing);
 	free(l);

@@ -48,6 +48,8 @@ struct proxy_link {
  * Paho refuses the options. */
 struct proxy_link *proxy_link_new(const struct proxy_config *pc, const char *thing, uint64_t id,
                                   struct inbox *ib, char *err);
+/* Start disconnecting (many links close at once: begin each, then free). */
+void proxy_link_begin_disconnect(struct proxy_link *l, int timeout_ms);
 /* Disconnect (waiting up to timeout_ms) and free. No callback runs after. */
 void proxy_link_free(struct proxy_link *l, int timeout_ms);
 

@@ -55,6 +55,8 @@ static void remove_link(struct proxy *p, struct proxy_link *l, int timeout_ms)
 
 void proxy_links_remove_all(struct proxy *p, int timeout_ms)
 {
+	for (struct proxy_link *l = p->links; l; l = l->next)
+		proxy_link_begin_disconnect(l, timeout_ms);
 	while (p->links)
 		remove_link(p, p->links, timeout_ms);
 }

@@ -27,7 +27,11 @@ long proxy_expiry_left(long expiry_s, uint64_t received_ms, uint64_t now)
 	if (expiry_s < 0)
 		return -1;
 	uint64_t total = (uint64_t)expiry_s * 1000;
+	/* Some time has always passed since the broker stamped expiry_s (and
+	 * the clock counts whole ms): at least 1 ms, so a request that came
+	 * with 1 s is expired, and 30 s become 29, on every machine alike. */
 	uint64_t gone = now > received_ms ? now - received_ms : 0;
+	gone = gone ? gone : 1;
 	if (gone >= total)
 		return 0;
 	return (long)((total - gone) / 1000);

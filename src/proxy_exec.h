@@ -87,7 +87,8 @@ void proxy_exec_init(struct proxy_exec *ex, const char *thing, const char *id, u
 
 /*
  * The Message Expiry to republish with: expiry_s (as received, at
- * received_ms) less the time since, in whole seconds rounded down. Returns
+ * received_ms) less the time since (at least 1 ms: time has always passed
+ * since the broker counted it), in whole seconds rounded down. Returns
  * -1 when the request had none (expiry_s < 0), 0 when less than a second
  * is left (expired: not forwarded).
  */

@@ -362,14 +362,15 @@ static void expiry_is_whole_seconds_left_rounded_down(void **s)
 {
 	(void)s;
 	assert_int_equal(proxy_expiry_left(-1, 0, 5000), -1);
-	assert_int_equal(proxy_expiry_left(30, 1000, 1000), 30);
+	assert_int_equal(proxy_expiry_left(30, 1000, 1000), 29); /* some time always passed */
 	assert_int_equal(proxy_expiry_left(30, 1000, 1001), 29);
+	assert_int_equal(proxy_expiry_left(1, 1000, 1000), 0); /* 1 s as received: expired */
 	assert_int_equal(proxy_expiry_left(30, 1000, 29000), 2);
 	assert_int_equal(proxy_expiry_left(30, 1000, 30000), 1);
 	assert_int_equal(proxy_expiry_left(30, 1000, 30001), 0); /* 999 ms: expired */
 	assert_int_equal(proxy_expiry_left(30, 1000, 31000), 0);
 	assert_int_equal(proxy_expiry_left(0, 1000, 1000), 0);
-	assert_int_equal(proxy_expiry_left(2, 1000, 500), 2); /* clock never goes back */
+	assert_int_equal(proxy_expiry_left(2, 1000, 500), 1); /* clock never goes back */
 }
 
 int main(void)

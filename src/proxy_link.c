@@ -26,6 +26,8 @@
 #define CONNECT_TIMEOUT_S 10
 #define RECONNECT_BASE_MS 1000
 #define RECONNECT_CAP_MS  16000
+/* AWS IoT Core takes one CONNECT per second per client id. */
+#define CONNECT_GAP_MS 1000
 
 struct proxy_link_paho {
 	MQTTAsync client;
@@ -318,11 +320,14 @@ static void schedule_retry(struct proxy_link *l, uint64_t now, uint32_t rnd)
 	l->failures++;
 	l->retry_at_ms =
 	    now + backoff_equal_jitter(l->failures, RECONNECT_BASE_MS, RECONNECT_CAP_MS, rnd);
+	if (l->connect_ms && l->retry_at_ms < l->connect_ms + CONNECT_GAP_MS)
+		l->retry_at_ms = l->connect_ms + CONNECT_GAP_MS;
 }
 
 void proxy_link_connect(struct proxy_link *l, uint64_t now)
 {
 	l->state = LINK_CONNECTING;
+	l->connect_ms = now;
 	int rc = MQTTAsync_connect(l->paho->client, &l->paho->conn);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_warn("proxy: %s: connect failed: %s", l->thing, MQTTAsync_strerror(rc));

@@ -40,6 +40,7 @@ struct proxy_link {
 	enum proxy_link_state state;
 	unsigned failures;    /* attempts since last up */
 	uint64_t retry_at_ms; /* IDLE: not before */
+	uint64_t connect_ms;  /* the last CONNECT sent */
 	uint64_t up_since_ms;
 	struct proxy_link_paho *paho; /* proxy_link.c's */
 };

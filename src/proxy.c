@@ -73,14 +73,10 @@ static void spool_record(struct proxy *p, const char *token, const char *topic, 
 	e.received_ms = received;
 	e.deadline_ms = deadline;
 	e.qos = qos;
-	e.token = token;
-	e.token_len = strlen(token);
-	e.topic = topic;
-	e.topic_len = strlen(topic);
-	e.response_topic = rt ? rt : "";
-	e.response_topic_len = rt ? strlen(rt) : 0;
-	e.payload = payload;
-	e.payload_len = len;
+	e.token = view_of_str(token);
+	e.topic = view_of_str(topic);
+	e.response_topic = view_of_str(rt);
+	e.payload = view_of(payload, len);
 	spool_add(p->spool, &e);
 	*seq = e.seq;
 }
@@ -421,7 +417,7 @@ static void resume_answer(struct proxy *p, const struct proxy_topic *t, const st
 	if (!ex)
 		ex = proxy_table_add(p, t->thing, t->execution_id, now, -1);
 	struct proxy_update *u =
-	    proxy_update_new(e->payload, e->payload_len, (enum proxy_status)e->qos, now);
+	    proxy_update_new(e->payload.ptr, e->payload.len, (enum proxy_status)e->qos, now);
 	u->spool_seq = e->seq;
 	u->sent_before = 1; /* it may have left before the restart */
 	proxy_exec_answer(ex, u, now);
@@ -432,11 +428,11 @@ static void resume_answer(struct proxy *p, const struct proxy_topic *t, const st
 int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry *e, uint64_t now,
                  int64_t wall_now)
 {
-	if (e->token_len < 6 || memcmp(e->token, "proxy:", 6) != 0)
+	if (e->token.len < 6 || memcmp(e->token.ptr, "proxy:", 6) != 0)
 		return 0;
 	char token[32], topic[512];
-	snprintf(token, sizeof(token), "%.*s", (int)e->token_len, e->token);
-	snprintf(topic, sizeof(topic), "%.*s", (int)e->topic_len, e->topic);
+	snprintf(token, sizeof(token), "%.*s", (int)e->token.len, e->token.ptr);
+	snprintf(topic, sizeof(topic), "%.*s", (int)e->topic.len, e->topic.ptr);
 	struct proxy_topic t;
 	enum proxy_topic_kind k = proxy_topic_parse(PROXY_AWS_PREFIX, topic, &t);
 	if (!p || k == PROXY_T_NONE) {
@@ -462,11 +458,11 @@ int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry 
 	}
 	/* a request the local broker never took: forwarded now */
 	struct message m = {0};
-	m.payload = (char *)e->payload;
-	m.len = e->payload_len;
+	m.payload = (char *)e->payload.ptr;
+	m.len = e->payload.len;
 	char ct[256];
-	snprintf(ct, sizeof(ct), "%.*s", (int)e->response_topic_len, e->response_topic);
-	m.content_type = e->response_topic_len ? ct : NULL;
+	snprintf(ct, sizeof(ct), "%.*s", (int)e->response_topic.len, e->response_topic.ptr);
+	m.content_type = e->response_topic.len ? ct : NULL;
 	int64_t age = wall_now - e->received_ms;
 	uint64_t received = now - (uint64_t)(age > 0 && (uint64_t)age < now ? age : 0);
 	queue_forward(p, &t, &m, (long)e->deadline_ms, received, e->seq);
@@ -531,8 +527,13 @@ void proxy_free(struct proxy *p, int timeout_ms)
  * when the broker has it. */
 static void local_via_outbox(void *ctx, const struct proxy_local_msg *m)
 {
+	struct mqtt_out out = {.topic = m->topic,
+	                       .payload = view_of(m->payload, m->len),
+	                       .qos = 1,
+	                       .content_type = m->content_type,
+	                       .expiry_s = m->expiry_s > 0 ? (uint32_t)m->expiry_s : 0};
 	char err[ERR_LEN];
-	if (outbox_put(ctx, m->topic, m->payload, m->len, 1, NULL, 0, m->cookie, err) < 0)
+	if (outbox_put(ctx, &out, m->cookie, err) < 0)
 		log_error("proxy: %s", err);
 }
 

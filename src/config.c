@@ -9,6 +9,7 @@
 #include "config_priv.h"
 #include "follow.h"
 #include "runtime.h"
+#include "url.h"
 
 #include <libconfig.h>
 #include <stdarg.h>
@@ -140,8 +141,8 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 		const char *name = config_setting_name(s);
 		char path[256];
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
-		if (strcmp(path, "routes") == 0)
-			continue;
+		if (strcmp(path, "routes") == 0 || strcmp(path, "proxy") == 0)
+			continue; /* their own parsers */
 		const struct config_option *o = find_option(path);
 		if (!o)
 			return fail_at(err, file, s, "unknown key '%s'", path);
@@ -329,11 +330,11 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 	const char *urls[2][2] = {{"aws.endpoint", c->aws.endpoint},
 	                          {"aws.control_endpoint", c->aws.control_endpoint}};
 	for (int i = 0; i < 2; i++)
-		if (*urls[i][1] && strncmp(urls[i][1], "https://", 8) &&
-		    strncmp(urls[i][1], "http://", 7))
+		if (*urls[i][1] && !url_is_endpoint(urls[i][1]))
 			return fail_at(err, file, AT(urls[i][0]),
-			               "%s \"%s\" must be an https:// (or http://) URL", urls[i][0],
-			               urls[i][1]);
+			               "%s \"%s\" must be an https:// (or http://) URL with a host "
+			               "and no user name",
+			               urls[i][0], urls[i][1]);
 #undef AT
 	c->control_url = *c->aws.control_endpoint ? without_trailing_slash(c->aws.control_endpoint)
 	                                          : follow_default_endpoint(c->aws.region);
@@ -400,7 +401,8 @@ static struct config *load(const char *path, const char *text, char *err)
 			goto out;
 	if ((rc = config_parse_routes(c, &cfg, path, err)) ||
 	    (rc = check_globals(c, &cfg, path, err)) ||
-	    (rc = check_client_topics(c, &cfg, path, err)))
+	    (rc = check_client_topics(c, &cfg, path, err)) ||
+	    (rc = config_proxy_load(&cfg, path, c->routes, c->n_routes, &c->proxy, err)))
 		goto out;
 	config_setting_t *list = config_lookup(&cfg, "routes");
 	for (size_t i = 0; i < c->n_routes; i++) {
@@ -449,6 +451,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_routes; i++)
 		route_clean_up(&c->routes[i]);
 	free(c->routes);
+	config_proxy_free(c->proxy);
 	free(c->endpoint_url);
 	free(c->control_url);
 	free(c->path);

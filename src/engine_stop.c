@@ -54,7 +54,6 @@ void engine_abort_flight(struct engine *e)
 	while (e->flight.head) {
 		struct request *r = e->flight.head;
 		reqlist_remove(&e->flight, r);
-		http_abort(e->http, &r->call);
 		keep_or_refuse(e, r, "stopped before AWS answered; retry with the same id");
 	}
 	drop_waiting(e); /* retries scheduled while draining */

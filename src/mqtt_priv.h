@@ -45,6 +45,10 @@ struct mqtt {
 	uint64_t retry_at_ms;       /* 0: no attempt scheduled */
 
 	atomic_int connected;
+	/* the status topic's "proxy" member (SPEC 9): links up and configured,
+	 * configured < 0 without a proxy; since: the last connect (time_t) */
+	atomic_int proxy_up, proxy_configured;
+	atomic_llong since;
 	atomic_int send_window; /* publishes Paho can have in flight (Receive Maximum) */
 	atomic_int stopping;
 	atomic_long max_payload; /* gateway.max_payload: checked before copying */

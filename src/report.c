@@ -26,7 +26,9 @@ static void publish_json(const struct config *c, struct mqtt *m, const struct st
 		log_warn("stats not published: %s", err);
 	} else {
 		stats_render_json(s, g, &b);
-		if (!m || mqtt_publish(m, topic.data, b.data, b.len, 1, 1, NULL, 0, err) != CG_OK)
+		struct mqtt_out out = {
+		    .topic = topic.data, .payload = view_of(b.data, b.len), .qos = 1, .retain = 1};
+		if (!m || mqtt_publish(m, &out, 0, err) != MQTT_OUT_TAKEN)
 			log_warn("stats not published: %s", m ? err : "not connected");
 	}
 	sbuf_clean_up(&topic);
@@ -73,14 +75,18 @@ void report_stats(const struct config *c, struct mqtt *m, struct cred_provider *
 
 void report_status(const struct stats *s, const struct stats_gauges *g)
 {
-	char line[240];
+	char line[320], proxy[80] = "";
+	if (g->proxy)
+		snprintf(proxy, sizeof(proxy), "; proxy links %llu/%llu up",
+		         (unsigned long long)g->proxy->connected,
+		         (unsigned long long)g->proxy->configured);
 	snprintf(line, sizeof(line),
 	         "STATUS=mqtt %s; %llu in flight, %llu waiting, %llu replies waiting; %llu "
-	         "accepted, %llu rejected, %llu retries",
+	         "accepted, %llu rejected, %llu retries%s",
 	         g->mqtt_connected ? "connected" : "disconnected", (unsigned long long)g->inflight,
 	         (unsigned long long)g->queue, (unsigned long long)g->replies_waiting,
 	         (unsigned long long)s->accepted, (unsigned long long)stats_rejected(s),
-	         (unsigned long long)s->retries);
+	         (unsigned long long)s->retries, proxy);
 	notify_send(line);
 }
 

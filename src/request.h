@@ -12,7 +12,6 @@
 #include "attempt.h"
 #include "config.h"
 #include "fairq.h"
-#include "http.h"
 #include "message.h"
 #include "reply.h"
 #include "spool_format.h"
@@ -20,6 +19,8 @@
 #include "translate.h"
 
 enum req_state { RS_QUEUED, RS_FLIGHT, RS_HELD };
+
+struct aws_call; /* aws_call.h: the engine's handle for a request's calls */
 
 /* What a request resumed from the spool keeps from before the restart. */
 struct resume {
@@ -48,8 +49,7 @@ struct request {
 	struct timer_task wake;
 	uint64_t sent_ms; /* when its last call started */
 	struct attempt_state at;
-	uint64_t cred_generation;
-	struct http_call call;
+	struct aws_call *call; /* NULL until its first call; the engine frees it */
 };
 
 /* The engine's lists of started requests (flight, held). */

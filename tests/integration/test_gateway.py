@@ -1,6 +1,7 @@
 """Integration tests: docs/protocol.md and docs/running.md against a real mosquitto, the
 local AWS endpoint (which verifies every signature) and build/cmdgate."""
 import calendar
+import hashlib
 import json
 import os
 import re
@@ -106,10 +107,12 @@ class Accepted(GatewayCase):
         self.assertRegex(r1["clientToken"], uuid)
         self.assertNotEqual(r1["clientToken"], r2["clientToken"])
 
-    def test_explicit_client_token_is_used(self):
-        r, _ = self.dev.request(self.thing(), "c1", {"clientToken": "my-token-1"})
-        self.assertEqual(r["clientToken"], "my-token-1")
-        self.assertEqual(AWS.calls()[0]["clientToken"], "my-token-1")
+    def test_explicit_client_token_is_bound_to_its_thing_and_command(self):
+        t = self.thing()
+        r, _ = self.dev.request(t, "c1", {"clientToken": "my-token-1"})
+        want = hashlib.sha256(f"token\n{t}\nc1\nmy-token-1".encode()).hexdigest()
+        self.assertEqual(r["clientToken"], want)
+        self.assertEqual(AWS.calls()[0]["clientToken"], want)
 
     def test_reply_uses_the_request_qos(self):
         t = self.thing()
@@ -119,18 +122,19 @@ class Accepted(GatewayCase):
 
     def test_mqtt5_response_topic_and_correlation_data(self):
         corr = bytes([0, 1, 2, 255, 254, 10])
-        self.dev.c.subscribe("replies/#", qos=1)
-        time.sleep(0.1)
-        self.dev.publish(f"commands/{self.thing()}/c1/start", {"id": "x"},
-                         response_topic="replies/dev-9", correlation=corr)
-        got = self.dev.wait_reply("replies/dev-9")
+        t = self.thing()
+        self.dev.publish(f"commands/{t}/c1/start", {"id": "x"},
+                         response_topic=f"commands/{t}/replies/dev-9", correlation=corr)
+        got = self.dev.wait_reply(f"commands/{t}/replies/dev-9")
         self.assertEqual(json.loads(got[-1].payload)["status"], "accepted")
         self.assertEqual(got[-1].properties.CorrelationData, corr)
 
-    def test_wildcard_response_topic_falls_back_to_reply_topic(self):
+    def test_wildcard_response_topic_is_forbidden_on_the_reply_topic(self):
         t = self.thing()
-        r, m = self.dev.request(t, "c1", {}, response_topic="replies/+")
-        self.assertEqual(m.topic, f"commands/{t}/c1/start/accepted")
+        r, m = self.dev.request(t, "c1", {}, response_topic=f"commands/{t}/+")
+        self.assertEqual(m.topic, f"commands/{t}/c1/start/rejected")
+        self.assertEqual(r["code"], "Forbidden")
+        self.assertEqual(AWS.calls(), [])
 
     def test_mqtt311_device(self):
         d = Device(BROKER.port, version=4)
@@ -526,8 +530,8 @@ class MqttVariants(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
     def test_ssl_broker_with_verification(self):
-        conf = config(BROKER.tls_port, AWS.url, mqtt_extra=f'ca_file = "{PKI["ca"]}";')
-        conf = conf.replace("tcp://127.0.0.1", "ssl://localhost")
+        conf = config(BROKER.tls_port, AWS.url, mqtt_extra=f'ca_file = "{PKI["ca"]}";',
+                      uri=f"ssl://localhost:{BROKER.tls_port}")
         gw = Gateway(TMP, conf)
         dev = Device(BROKER.port)
         try:
@@ -538,7 +542,7 @@ class MqttVariants(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
     def test_ssl_broker_with_unknown_ca_is_not_trusted(self):
-        conf = config(BROKER.tls_port, AWS.url).replace("tcp://127.0.0.1", "ssl://localhost")
+        conf = config(BROKER.tls_port, AWS.url, uri=f"ssl://localhost:{BROKER.tls_port}")
         gw = Gateway(TMP, conf, wait_ready=False)
         try:
             self.assertTrue(wait_for(lambda: "connect failed" in gw.text(), 10))
@@ -548,7 +552,7 @@ class MqttVariants(unittest.TestCase):
 
     def test_status_topic_is_retained_online_then_offline(self):
         cid = f"st-{time.time_ns()}"
-        conf = config(BROKER.port, AWS.url).replace('client_id = "gw-', f'client_id = "{cid}-x')
+        conf = config(BROKER.port, AWS.url, mqtt_extra=f'client_id = "{cid}-x{time.time_ns()}";')
         gw = Gateway(TMP, conf)
         try:
             watcher = Device(BROKER.port, subscribe=("cmdgate/#",))
@@ -686,8 +690,7 @@ class Lifecycle(unittest.TestCase):
         self.assertNotIn(" debug ", text)
 
     def test_json_log_format(self):
-        conf = config(BROKER.port, AWS.url).replace('log: { level = "debug"; }',
-                                                    'log: { level = "info"; format = "json"; }')
+        conf = config(BROKER.port, AWS.url, level="info", log_extra='format = "json";')
         gw = Gateway(TMP, conf, wait_ready=False)
         try:
             self.assertTrue(wait_for(lambda: "ready: subscribed" in gw.text(), 10))

@@ -31,7 +31,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-import harness  # noqa: E402
 from harness import FakeAws, Gateway, Mosquitto, config, wait_for  # noqa: E402
 import iotcore  # noqa: E402
 from iotcore import commands_control, commands_state  # noqa: E402
@@ -124,6 +123,22 @@ class Machines:
         self.c.publish(t, b'{"status":"SUCCEEDED","result":{"ok":{"b":true}}}', qos=1)
 
 
+class Tap:
+    """A subscriber on the stand-in itself (as AWS's admin): when each
+    request left the stand-in's broker, so the hop that is not cmdgate's can
+    be told apart."""
+
+    def __init__(self, core):
+        self.seen = {}
+        self.c = mqtt.Client(client_id=f"bench-tap-{os.getpid()}", protocol=mqtt.MQTTv5)
+        self.c.username_pw_set(iotcore.ADMIN)
+        self.c.on_message = lambda c, u, m: self.seen.setdefault(m.topic.split("/")[5], time.time())
+        self.c.connect("127.0.0.1", core.admin_port, 60)
+        self.c.loop_start()
+        self.c.subscribe("$aws/commands/things/+/executions/+/request/#", 1)
+        time.sleep(0.3)
+
+
 def links_up(core, things, since=0):
     """How many of things connected after log line `since` (by count)."""
     conns = core.connections()[since:]
@@ -182,6 +197,7 @@ def main():
 
         # latency at RATE executions/s
         m = Machines(broker.port)
+        tap = Tap(core)
         n = int(a.rate * a.seconds)
         ids = []
         start = time.time()
@@ -194,12 +210,15 @@ def main():
             ids.append(r["executionId"])
         wait_for(lambda: all(x in m.verdict for x in ids), 30, 0.1)
         st = commands_state(aws.url)["executions"]
-        req_ms, ans_ms, loop_ms = [], [], []
+        req_ms, ans_ms, loop_ms, tap_ms, hop_ms = [], [], [], [], []
         for x in ids:
             ex = st.get(x)
             if not ex or x not in m.delivered:
                 continue
             req_ms.append((m.delivered[x] - ex["publishes"][0]) * 1000)
+            if x in tap.seen:
+                tap_ms.append((tap.seen[x] - ex["publishes"][0]) * 1000)
+                hop_ms.append((m.delivered[x] - tap.seen[x]) * 1000)
             ups = [u for u in ex["updates"] if u.get("verdict") == "accepted"]
             if ups and x in m.answered:
                 ans_ms.append((ups[0]["answered"] - m.answered[x]) * 1000)
@@ -209,6 +228,11 @@ def main():
                        "accepted": len(ans_ms),
                        "request_publish_to_local_delivery_ms": {"p50": round(pct(req_ms, 50), 2),
                                                                 "p99": round(pct(req_ms, 99), 2)},
+                       "request_publish_to_a_stand_in_subscriber_ms": {"p50": round(pct(tap_ms, 50), 2),
+                                                                       "p99": round(pct(tap_ms, 99), 2)},
+                       "stand_in_subscriber_to_local_delivery_ms": {"p50": round(pct(hop_ms, 50), 2),
+                                                                    "p99": round(pct(hop_ms, 99), 2)},
+                       "loadavg_1min": os.getloadavg()[0],
                        "answer_to_aws_accepted_ms": {"p50": round(pct(ans_ms, 50), 2),
                                                      "p99": round(pct(ans_ms, 99), 2)},
                        "answer_to_machine_sees_verdict_ms": {"p50": round(pct(loop_ms, 50), 2),
@@ -240,6 +264,7 @@ def main():
                           "lost": len(batch) - len(accepted), "all_verdicts_s": drained}
         print("stand-in restart:", json.dumps(out["restart"]), flush=True)
         m.c.loop_stop()
+        tap.c.loop_stop()
     finally:
         for g in gws:
             g.stop()

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from harness import AKID, SECRET, FakeAws, wait_for  # noqa: E402
 import fake_aws  # noqa: E402  (its SigV4, to sign as a client would)
 import iotcore  # noqa: E402
-from iotcore import commands_control, commands_state, execution  # noqa: E402
+from iotcore import commands_control, execution  # noqa: E402
 
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402

@@ -7,7 +7,6 @@ thing's topics) and the Commands service in tests/fake_aws.py
 (tests/fake_commands.py: AWS's update rules, every update recorded). Links,
 durability, reload, versions, --check, stats and the whole loop are in
 test_proxy_ops.py. Every wait is bounded."""
-import base64
 import os
 import sys
 import time
@@ -142,6 +141,17 @@ class RequestPath(Case):
         time.sleep(0.3)
         self.assertEqual(len(W.execution(e)["publishes"]), 3)
         self.assertEqual(len(m.requests(e)), 1)
+
+
+    def test_an_execution_is_forgotten_once_its_final_answer_is_accepted(self):
+        t, m = self.thing()
+        e = W.run(t)
+        m.wait_request(e)
+        m.answer(e, {"status": "SUCCEEDED"})
+        m.wait_verdicts(e)
+        time.sleep(0.2)
+        W.control(redeliver=e)  # a delivery after the end is a new one
+        self.assertTrue(wait_for(lambda: len(m.requests(e)) == 2, 5), len(m.requests(e)))
 
 
 BAD = [  # (answer, field the message must name)

@@ -19,7 +19,6 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_kit import Gateway, Machine, World, json, main, wait_for  # noqa: E402
 import harness  # noqa: E402
-import iotcore  # noqa: E402
 
 W = None
 
@@ -42,14 +41,29 @@ def spool_dir():
 class AwsLinkDown(unittest.TestCase):
     def test_answer_taken_while_the_aws_link_is_down_10s_goes_out_when_it_returns_once(self):
         t, = W.things(1)
-        gw = W.gateway([t], gateway_extra=f'spool_dir = "{spool_dir()}";')
+        prom = os.path.join(W.tmp, f"down-{time.time_ns()}.prom")
+        gw = W.gateway([t], gateway_extra=f'spool_dir = "{spool_dir()}";',
+                       extra=f'stats: {{ file = "{prom}"; interval = 1; }};')
         m = Machine(W.broker.port, t)
+
+        def gauge(name):
+            try:
+                with open(prom) as f:
+                    got = re.search(rf"^{name} (\S+)$", f.read(), re.M)
+            except FileNotFoundError:
+                return None
+            return float(got.group(1)) if got else None
         try:
             e = W.run(t, timeout_s=120)
             m.wait_request(e)
             W.core.stop()
             m.answer(e, {"status": "SUCCEEDED", "result": {"pos": {"s": "open"}}})
-            time.sleep(10)  # the scenario: AWS unreachable for 10 s
+            # the scenario: AWS unreachable for 10 s; the answer waits, counted
+            self.assertTrue(wait_for(lambda: gauge("cmdgate_proxy_answers_waiting") == 1
+                                     and gauge("cmdgate_proxy_things_connected") == 0, 8),
+                            (gauge("cmdgate_proxy_answers_waiting"),
+                             gauge("cmdgate_proxy_things_connected")))
+            time.sleep(10)
             self.assertEqual(W.updates(e), [])
             self.assertEqual(m.verdicts(e), [])
             W.core.start()
@@ -64,6 +78,41 @@ class AwsLinkDown(unittest.TestCase):
             # the link is back for new executions too
             e2 = W.run(t)
             m.wait_request(e2)
+        finally:
+            m.close()
+            gw.stop()
+
+
+class LinksAndSessions(unittest.TestCase):
+    def test_connects_are_paced_at_connect_rate(self):
+        things = W.things(12)
+        t0 = time.time()
+        gw = W.gateway(things, connect_rate=4.0)
+        try:
+            took = time.time() - t0
+            times = sorted(W.core.links(t)[0]["time"] for t in things)
+            # 12 connects at 4/s (a burst of at most one second's worth): the
+            # last is 2 s or more after the first; the log counts whole seconds
+            self.assertGreaterEqual(times[-1] - times[0], 1, times)
+            self.assertGreaterEqual(took, 1.5)
+            self.assertLess(took, 10)
+        finally:
+            gw.stop()
+
+    def test_executions_started_while_the_gateway_was_away_arrive_when_it_returns(self):
+        t, = W.things(1)
+        gw = W.gateway([t])
+        m = Machine(W.broker.port, t)
+        try:
+            self.assertEqual(gw.stop(), 0)
+            self.assertTrue(wait_for(lambda: W.core.disconnects(t) >= 1, 5))
+            payload = b'{"op":"queued at AWS"}'
+            e = W.run(t, payload, timeout_s=120)  # AWS keeps it in the link's session
+            time.sleep(1.1)  # AWS takes one connect per second per client id
+            gw = W.gateway([t], wait_links=False)
+            got = m.wait_request(e, 15)
+            self.assertEqual(got.payload, payload)
+            self.assertEqual(W.core.links(t)[-1]["clean"], False)
         finally:
             m.close()
             gw.stop()
@@ -91,6 +140,7 @@ class Durability(unittest.TestCase):
             gw.proc.wait(5)
             gw.killed = True
             gw.stop()
+            time.sleep(1.1)  # AWS takes one connect per second per client id
             gw = Gateway(W.tmp, W.conf([t], gateway_extra=gx, update_timeout_ms=5000))
             W.wait_links([t], gw, connects={t: 2})
             us = W.wait_updates(lost, 2, 15)
@@ -322,6 +372,8 @@ class Visibility(unittest.TestCase):
             self.assertTrue(ok, metrics())
             docs = [json.loads(x.payload) for x in dev.replies("cmdgate/") if x.topic.endswith("/stats")]
             self.assertTrue(docs and isinstance(docs[-1].get("proxy"), dict), docs[-1:])
+            st = [json.loads(x.payload) for x in dev.replies("cmdgate/") if x.topic.endswith("/status")]
+            self.assertTrue(st and "2" in json.dumps(st[-1].get("proxy")), st[-1:])
             seen = []
             end = time.time() + 5
             while time.time() < end and not any("STATUS=" in x and "prox" in x for x in seen):
@@ -381,6 +433,18 @@ class WholeLoop(unittest.TestCase):
 class ZzStandIn(unittest.TestCase):
     def test_no_link_touched_another_things_topics(self):
         self.assertEqual(W.core.violations(), [])
+
+    def test_no_key_or_certificate_content_in_any_log(self):
+        secrets = set()
+        for path in (W.core.key, W.core.cert):
+            with open(path) as f:
+                secrets |= {x for x in f.read().splitlines() if len(x) > 20}
+        self.assertTrue(secrets)
+        for g in harness.STARTED:
+            text = g.text()
+            self.assertNotIn("-----BEGIN", text, g.logpath)
+            for x in secrets:
+                self.assertNotIn(x, text, g.logpath)
 
 
 class ZzEveryGatewayRun(harness.EveryGatewayRun):

@@ -109,7 +109,8 @@ static struct stats_gauges gauges(struct engine *e)
 static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 {
 	if (inbox_take_ready(e->inbox)) {
-		log_info("ready: subscribed to %zu filter(s)", e->cfg->n_routes);
+		log_info("ready: subscribed to %zu filter(s)",
+		         e->cfg->n_routes + (e->cfg->proxy ? e->cfg->proxy->n_things : 0));
 		notify_send("READY=1");
 		rc->last_status_ms = 0;
 	}

@@ -29,6 +29,16 @@ AWS's rules:
     RequestThrottled, ...), `drop` (no verdict), `apply_then_drop` (applied,
     verdict lost) or `delay_ms`, `times` times, for a thing or an execution.
 
+Where AWS's documentation is silent, the choices made here (so a test that
+leans on them leans on a guess): the accepted payload is
+{"executionId": ...}; CREATED from a device is InvalidStateTransition; an
+update for an execution this thing does not have is ResourceNotFound; an
+unknown member in an update is InvalidRequest (AWS may ignore it: SPEC 9
+says the gateway drops them, so strictness here proves it does); the
+default execution timeout is 60 s; raw payloads go out as
+application/octet-stream unless the test names a content type; thing
+groups are not fanned out.
+
 GetCommandExecution (fake_aws) then reports what the device said: status,
 statusReason, and result in its upper-case `S`/`B`/`BIN` shape.
 

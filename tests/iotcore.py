@@ -31,11 +31,22 @@ splits that rule in two:
     in violations(). Like AWS's connect limit of one per second per client
     id, two connects of one client id within one log second are recorded too.
 
+Also from the log: each link's protocol, clean start flag, keepalive and
+certificate (connections()), its subscriptions with their QoS
+(subscriptions()), and its disconnects. Mosquitto grants a SUBSCRIBE to
+another thing's topics (and then delivers nothing), where AWS refuses it:
+violations() records such subscriptions too.
+
 What it cannot know: the rest of the IoT policy language (conditions,
-variables other than the client id), AWS's own limits on topic length,
-payload (128 KB) and in-flight messages, its throttling of connects and
-publishes per account, session expiry beyond mosquitto's, and anything about
-the real endpoint's certificate chain (Amazon Root CA) or ALPN.
+policy variables other than the thing name); the session expiry a link
+asks for (mosquitto 2.0.11 does not log it; only its effect, a kept
+session, is visible) and AWS's own cap on it; AWS's limits on payload size
+(128 KB), publishes per second per connection, subscriptions per
+connection, unacknowledged QoS 1 messages and keepalive below 30 s;
+connects closer than one second across a log-second boundary; the real
+endpoint's certificate chain (Amazon Root CA), SNI and ALPN; and what AWS
+itself puts in the parts of the protocol its documentation leaves open
+(see tests/fake_commands.py).
 
 Persistence is on: stop()/start() keep sessions, subscriptions and queued
 QoS 1 messages, as AWS keeps a persistent session across its own restarts.

@@ -53,9 +53,10 @@ class World:
 
     # ---- the gateway ------------------------------------------------------
 
-    def proxy_section(self, things, **kw):
+    def proxy_section(self, names, **kw):
+        """The proxy section for names; kw overrides or adds keys (None drops one)."""
         keys = {"endpoint": self.core.endpoint, "ca_file": self.core.ca,
-                "cert_file": self.core.cert, "key_file": self.core.key, "things": list(things),
+                "cert_file": self.core.cert, "key_file": self.core.key, "things": list(names),
                 "update_timeout_ms": 1000, "keepalive": 30, "connect_rate": 50.0}
         keys.update(kw)
         parts = []
@@ -70,15 +71,15 @@ class World:
                 parts.append(f"{k} = {v};")
         return "proxy: { " + " ".join(parts) + " };\n"
 
-    def conf(self, things, routes="", mqtt_extra="", gateway_extra="", extra="", **proxy):
-        return config(self.broker.port, self.aws.url, routes + self.proxy_section(things, **proxy) + extra,
+    def conf(self, names, routes="", mqtt_extra="", gateway_extra="", extra="", **proxy):
+        return config(self.broker.port, self.aws.url, routes + self.proxy_section(names, **proxy) + extra,
                       mqtt_extra=mqtt_extra, gateway_extra=gateway_extra,
                       aws_extra=f'control_endpoint = "{self.aws.url}";')
 
-    def gateway(self, things, wait_links=True, **kw):
-        gw = Gateway(self.tmp, self.conf(things, **kw))
+    def gateway(self, names, wait_links=True, **kw):
+        gw = Gateway(self.tmp, self.conf(names, **kw))
         if wait_links:
-            self.wait_links(things, gw)
+            self.wait_links(names, gw)
         return gw
 
     def link_up(self, thing, connects=1):

@@ -169,6 +169,42 @@ class Durability(unittest.TestCase):
             gw.stop()
 
 
+    def test_an_answer_waiting_for_the_aws_link_survives_sigkill(self):
+        t, = W.things(1)
+        gx = f'spool_dir = "{spool_dir()}";'
+        prom = os.path.join(W.tmp, f"wait-{time.time_ns()}.prom")
+        extra = f'stats: {{ file = "{prom}"; interval = 1; }};'
+        gw = W.gateway([t], gateway_extra=gx, extra=extra)
+        m = Machine(W.broker.port, t)
+        try:
+            e = W.run(t, timeout_s=120)
+            m.wait_request(e)
+            W.core.stop()
+            m.answer(e, {"status": "FAILED", "statusReason": {"reasonCode": "NO_PART"}})
+            waiting = re.compile(r"^cmdgate_proxy_answers_waiting 1$", re.M)
+            self.assertTrue(wait_for(lambda: os.path.exists(prom) and
+                                     waiting.search(open(prom).read()), 8))
+            gw.proc.send_signal(signal.SIGKILL)
+            gw.proc.wait(5)
+            gw.killed = True
+            gw.stop()
+            gw = Gateway(W.tmp, W.conf([t], gateway_extra=gx))
+            time.sleep(1.1)  # AWS takes one connect per second per client id
+            W.core.start()
+            us = W.wait_updates(e, 1, 40)
+            self.assertEqual(json.loads(us[0]["raw"])["statusReason"], {"reasonCode": "NO_PART"})
+            v = m.wait_verdicts(e, 1, 10)
+            time.sleep(1.5)
+            self.assertEqual(len(W.updates(e)), 1, W.updates(e))
+            self.assertEqual(len(m.verdicts(e)), 1)
+            self.assertTrue(v[0].topic.endswith("/response/accepted/json"))
+        finally:
+            if not W.core.proc:
+                W.core.start()
+            m.close()
+            gw.stop()
+
+
 class LocalMachineOffline(unittest.TestCase):
     def test_a_request_reaches_an_offline_machine_from_its_persistent_session(self):
         t, = W.things(1)
@@ -222,6 +258,27 @@ class Reload(unittest.TestCase):
         finally:
             for x in (ma, mb, mc, dev):
                 x.close()
+            gw.stop()
+
+
+    def test_sighup_rereads_things_file(self):
+        a, b = W.things(2)
+        tf = os.path.join(W.tmp, f"things-{time.time_ns()}.txt")
+        with open(tf, "w") as f:
+            f.write(f"# proxied presses\n{a}\n")
+        gw = W.gateway([a], things=None, things_file=tf)
+        mb = Machine(W.broker.port, b)
+        try:
+            with open(tf, "w") as f:
+                f.write(f"{a}\n\n{b}\n")
+            before = len(W.core.links(a))
+            gw.signal(signal.SIGHUP)
+            W.wait_links([b], gw)
+            e = W.run(b)
+            mb.wait_request(e)
+            self.assertEqual(len(W.core.links(a)), before)
+        finally:
+            mb.close()
             gw.stop()
 
 

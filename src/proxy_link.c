@@ -134,16 +134,18 @@ static void on_sub5(void *ctx, MQTTAsync_successData5 *r)
 	subscribed(ctx, refused);
 }
 
+/* A SUBSCRIBE that failed because the connection went is no answer: the
+ * lost connection is reported (on_lost) and the next connect subscribes. */
 static void on_sub_failed3(void *ctx, MQTTAsync_failureData *r)
 {
-	(void)r;
-	subscribed(ctx, PROXY_LINK_FILTERS);
+	if (!r || r->code != MQTTASYNC_OPERATION_INCOMPLETE)
+		subscribed(ctx, PROXY_LINK_FILTERS);
 }
 
 static void on_sub_failed5(void *ctx, MQTTAsync_failureData5 *r)
 {
-	(void)r;
-	subscribed(ctx, PROXY_LINK_FILTERS);
+	if (!r || r->code != MQTTASYNC_OPERATION_INCOMPLETE)
+		subscribed(ctx, PROXY_LINK_FILTERS);
 }
 
 static void subscribe_all(struct proxy_link_paho *p)

@@ -116,8 +116,15 @@ static void link_event(struct proxy *p, struct proxy_link *l, struct message *m,
 		log_warn("proxy: %s: link lost (%s); reconnecting", l->thing, m->payload);
 		proxy_link_went_down(p, l->thing, now);
 	} else if (m->link_event == PROXY_LINK_FAILED) {
-		log_warn("proxy: %s: connect failed: %s; next try in %llu ms", l->thing, m->payload,
-		         (unsigned long long)(l->retry_at_ms - now));
+		/* hundreds of links failing together (AWS away) must not flood
+		 * the log: the first failure, then every tenth */
+		enum log_level lvl =
+		    l->failures == 1 || l->failures % 10 == 0 ? CG_LOG_WARN : CG_LOG_DEBUG;
+		if (atomic_load_explicit(&log_threshold, memory_order_relaxed) >= (int)lvl)
+			log_msg(lvl,
+			        "proxy: %s: connect failed (%u in a row): %s; next try in %llu ms",
+			        l->thing, l->failures, m->payload,
+			        (unsigned long long)(l->retry_at_ms - now));
 	}
 }
 

@@ -359,6 +359,23 @@ void config_proxy_restart_needed(const struct proxy_config *a, const struct prox
 	}
 }
 
+struct proxy_config *config_proxy_link_part(const struct proxy_config *p)
+{
+	struct proxy_config *c = rt_calloc(1, sizeof(*c));
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const char *from = (const char *)p + keys[i].off;
+		char *to = (char *)c + keys[i].off;
+		if (keys[i].type == PK_STR)
+			*(char **)to = rt_strdup(keys[i].reloadable ? "" : *(char *const *)from);
+		else if (keys[i].type == PK_INT)
+			*(long *)to = *(const long *)from;
+		else
+			*(double *)to = *(const double *)from;
+	}
+	c->uri = rt_strdup(p->uri);
+	return c;
+}
+
 int config_proxy_has_thing(const struct proxy_config *p, const char *thing)
 {
 	for (size_t i = 0; p && i < p->n_things; i++)

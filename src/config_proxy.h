@@ -51,6 +51,11 @@ void config_proxy_identity(const struct proxy_config *p, const char *thing, char
  * the engine's reload logs them with the rest (config_restart_needed). */
 void config_proxy_restart_needed(const struct proxy_config *a, const struct proxy_config *b,
                                  struct sbuf *out);
+/* A copy of what a link is made from (endpoint, identity, version,
+ * session_expiry, keepalive; no things): links added by a reload use the
+ * values the proxy started with, as the other links do. Free with
+ * config_proxy_free. */
+struct proxy_config *config_proxy_link_part(const struct proxy_config *p);
 /* Whether thing is in p's list. */
 int config_proxy_has_thing(const struct proxy_config *p, const char *thing);
 

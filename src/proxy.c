@@ -392,6 +392,7 @@ struct proxy *proxy_new(const struct proxy_config *pc, struct inbox *ib, struct 
 {
 	struct proxy *p = rt_calloc(1, sizeof(*p));
 	p->pc = pc;
+	p->links_pc = config_proxy_link_part(pc);
 	p->timers = timers;
 	timer_task_init(&p->fwd_wake, forward_ready);
 	timer_task_init(&p->links_wake, proxy_links_due);
@@ -514,6 +515,7 @@ void proxy_free(struct proxy *p, int timeout_ms)
 			free(ex);
 		}
 	free(p->buckets);
+	config_proxy_free(p->links_pc);
 	while (p->fwd_head) {
 		struct proxy_fwd *f = p->fwd_head;
 		p->fwd_head = f->next;
@@ -550,7 +552,7 @@ void proxy_reload(struct proxy **pp, const struct proxy_config *pc, struct inbox
 	} else {
 		struct sbuf diff;
 		sbuf_init(&diff);
-		config_proxy_restart_needed((*pp)->pc, pc, &diff);
+		config_proxy_restart_needed((*pp)->links_pc, pc, &diff);
 		if (diff.len)
 			log_warn("reload: changes to %s take effect after a restart", diff.data);
 		sbuf_clean_up(&diff);

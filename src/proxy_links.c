@@ -31,7 +31,7 @@ struct proxy_link *proxy_link_by_id(const struct proxy *p, uint64_t id)
 void proxy_links_add(struct proxy *p, const char *thing)
 {
 	char err[ERR_LEN];
-	struct proxy_link *l = proxy_link_new(p->pc, thing, ++p->next_link_id, p->inbox, err);
+	struct proxy_link *l = proxy_link_new(p->links_pc, thing, ++p->next_link_id, p->inbox, err);
 	if (!l) {
 		log_error("%s", err);
 		return;

@@ -31,7 +31,8 @@ struct proxy_fwd {
 };
 
 struct proxy {
-	const struct proxy_config *pc;
+	const struct proxy_config *pc; /* the current configuration's */
+	struct proxy_config *links_pc; /* what links are made from: as at start */
 	struct inbox *inbox;
 	struct spool *spool;
 	proxy_local_fn local;

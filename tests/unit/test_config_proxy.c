@@ -191,6 +191,15 @@ static void reload_changes_things_only(void **s)
 	sbuf_reset(&out);
 	config_proxy_restart_needed(a->proxy, none->proxy, &out); /* the engine stops the proxy */
 	assert_string_equal(out.data, "");
+	/* links added by a reload are made as at start: the link part keeps
+	 * the start values, without the reloadable keys */
+	struct proxy_config *lp = config_proxy_link_part(a->proxy);
+	assert_string_equal(lp->uri, a->proxy->uri);
+	assert_string_equal(lp->cert_file, "/c.pem");
+	assert_int_equal(lp->n_things, 0);
+	config_proxy_restart_needed(lp, c->proxy, &out);
+	assert_string_equal(out.data, "proxy.endpoint, proxy.keepalive");
+	config_proxy_free(lp);
 	sbuf_clean_up(&out);
 	config_free(a);
 	config_free(b);

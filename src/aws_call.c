@@ -147,9 +147,14 @@ enum cg_err aws_call_start(struct aws_client *c, struct aws_endpoint *ep,
 	struct sbuf path, url;
 	sbuf_init(&path);
 	sbuf_init(&url);
-	sbuf_printf(&path, "%s%s", ep->prefix, s->path);
-	sbuf_printf(&url, "%s%s%s%s", ep->origin, path.data, s->query ? "?" : "",
-	            s->query ? s->query : "");
+	sbuf_puts(&path, ep->prefix); /* appended, not printed: this runs for every call */
+	sbuf_puts(&path, s->path);
+	sbuf_puts(&url, ep->origin);
+	sbuf_append(&url, path.data, path.len);
+	if (s->query) {
+		sbuf_putc(&url, '?');
+		sbuf_puts(&url, s->query);
+	}
 	struct http_request rq = {
 	    .method = s->method,
 	    .url = url.data,

@@ -115,7 +115,12 @@ static struct curl_slist *signed_headers(struct aws_endpoint *ep, const struct a
 	h[nh++] = (struct sigv4_header){"x-amz-date", amz_date};
 	if (cred->session_token && *cred->session_token)
 		h[nh++] = (struct sigv4_header){"x-amz-security-token", cred->session_token};
-	struct sigv4_request sr = {s->method, path, s->query, h, nh, hash};
+	struct sigv4_request sr = {.method = s->method,
+	                           .path = path,
+	                           .query = s->query,
+	                           .headers = h,
+	                           .n_headers = nh,
+	                           .payload_hash = hash};
 	struct sbuf authz;
 	sbuf_init(&authz);
 	sigv4_authorize(&sr, cred, ep->region, ep->service, amz_date, &ep->keys, &authz);

@@ -76,6 +76,11 @@ void mqtt_free_filters(char **filters, size_t n);
 void mqtt_rcv_connecting(int on);
 
 /* mqtt_pub.c */
+/* Add o's MQTT 5 properties (Correlation Data, Response Topic, Content
+ * Type, Message Expiry Interval) to props; none on MQTT 3.1.1 (version 4).
+ * The values are views into o. */
+struct mqtt_out;
+void mqtt_pub_properties(MQTTProperties *props, const struct mqtt_out *o, int version);
 /* Make m the process's client for delivery callbacks: 0, or -1 if there is one. */
 int mqtt_pub_attach(struct mqtt *m);
 /* After MQTTAsync_destroy: no delivery callback can run any more. */

@@ -24,6 +24,7 @@
 #include "inbox.h"
 #include "mqtt.h"
 #include "outbox.h"
+#include "proxy.h"
 #include "ratectl.h"
 #include "reply.h"
 #include "request.h"
@@ -55,6 +56,7 @@ struct engine {
 	 * polls, the send rates' next token, the outbox's next look */
 	struct timer_heap timers;
 	struct timer_task rate_wake, outbox_wake;
+	struct proxy *proxy; /* NULL without a proxy section (SPEC 9) */
 };
 
 /* StartCommandExecution (the IoT Jobs data plane) */

@@ -41,7 +41,8 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 		log_debug("request token=%s message=%s", r->tr.client_token, o->message);
 	sbuf_clean_up(&idtext);
 	sbuf_clean_up(&json);
-	request_free(r);
+	if (!r->settle.active) /* else the engine keeps r to settle its call */
+		request_free(r);
 }
 
 /* Hand an accepted execution of a following route to the follower. */

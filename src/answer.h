@@ -43,7 +43,9 @@ enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err);
 int answer_follow_publish(void *ctx, const char *topic, const char *payload, size_t len, int qos,
                           const void *corr, size_t corr_len, uint64_t cookie);
 
-/* Each takes r (it must be on no list and hold no fairq slot). */
+/* Each takes r (it must be on no list and hold no fairq slot), except a
+ * request settling its call (r->settle.active, settler.h): answered, it stays
+ * the caller's, slot and spool entry included. */
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id);
 void answer_gateway(const struct answer_env *env, struct request *r, enum gw_code c,
                     const char *msg);

@@ -48,7 +48,8 @@ struct config {
 		double per_thing_rate;
 		char *spool_dir;
 		long spool_max;
-		long follow_max_s; /* how long an execution is followed */
+		long follow_max_s;  /* how long an execution is followed */
+		long settle_max_ms; /* how long a call of unknown fate is settled */
 	} gateway;
 	struct {
 		char *level, *format;

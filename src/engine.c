@@ -26,6 +26,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -42,6 +43,7 @@
 #include "report.h"
 #include "request.h"
 #include "runtime.h"
+#include "settler.h"
 #include "spool.h"
 #include "stats.h"
 
@@ -82,18 +84,50 @@ static struct answer_env answer_env(struct engine *e)
 	return a;
 }
 
+static struct settle_env settle_env(struct engine *e)
+{
+	struct settle_env s = {e->waiting, e->spool, &e->stats, e->cfg->gateway.settle_max_ms,
+	                       rt_now_ms()};
+	return s;
+}
+
+static void hold(struct engine *e, struct request *r, uint64_t at);
+
+/* r is about to be answered: 1 when it is settling already (no second
+ * answer; held again or ended here). Else *keep: r stays after its answer
+ * to settle its call (settler.h), or its target's next may start. */
+static int settled_or_kept(struct engine *e, struct request *r, int *keep)
+{
+	struct settle_env se = settle_env(e);
+	if (r->settle.active) {
+		if (settler_again(&se, r, e->draining))
+			hold(e, r, r->next_try_ms);
+		return 1;
+	}
+	*keep = settler_begin(&se, r);
+	return 0;
+}
+
 static void finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg)
 {
 	struct answer_env a = answer_env(e);
-	fairq_release(e->waiting, &r->fq); /* the target's next may start */
+	int keep;
+	if (settled_or_kept(e, r, &keep))
+		return;
 	answer_gateway(&a, r, c, msg);
+	if (keep)
+		hold(e, r, r->next_try_ms);
 }
 
 static void finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
 {
 	struct answer_env a = answer_env(e);
-	fairq_release(e->waiting, &r->fq);
+	int keep;
+	if (settled_or_kept(e, r, &keep))
+		return;
 	answer_aws(&a, r, ae);
+	if (keep)
+		hold(e, r, r->next_try_ms);
 }
 
 /* ---- admission ---------------------------------------------------------- */
@@ -106,7 +140,14 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 	struct request *r;
 	enum gw_code code = GW_INTERNAL_ERROR;
 	char err[ERR_LEN] = "";
-	switch (request_admit(&env, m, res, &r, &code, err)) {
+	enum admit_verdict v = request_admit(&env, m, res, &r, &code, err);
+	if (v != ADMIT_QUEUE && res && res->answered) { /* answered before the restart */
+		log_warn("spool: token=%s can no longer be settled: %s", r->tr.client_token, err);
+		spool_done(e->spool, r->spool_seq);
+		request_free(r);
+		return;
+	}
+	switch (v) {
 	case ADMIT_DROP:
 		log_warn("no route for topic %s; dropped", m->topic);
 		if (e->spool && r->spool_seq)
@@ -136,6 +177,10 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 	}
 	r->state = RS_QUEUED;
 	r->fq.deadline_ms = r->deadline_ms;
+	if (res) {
+		struct settle_env se = settle_env(e);
+		settler_resumed(&se, r, res->answered);
+	}
 	fairq_push(e->waiting, r->target, &r->fq);
 }
 
@@ -193,6 +238,10 @@ static void resume_entry(const struct spool_entry *s, void *ctx)
 
 static void launch(struct engine *e, struct request *r, uint64_t now)
 {
+	if (settler_due(r, now)) {
+		finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
+		return;
+	}
 	struct call_env env = {e->http,
 	                       e->creds,
 	                       &e->keys,
@@ -228,8 +277,10 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	struct awserr ae;
 	struct call_result res;
 	call_read(r, &ae, &res);
-	struct attempt_policy p = {(unsigned)e->cfg->aws.max_attempts, RETRY_BASE_MS, RETRY_CAP_MS,
-	                           e->draining};
+	settle_note(&r->settle, &res);
+	/* settling calls are bounded by gateway.settle_max_ms alone */
+	struct attempt_policy p = {r->settle.active ? UINT_MAX : (unsigned)e->cfg->aws.max_attempts,
+	                           RETRY_BASE_MS, RETRY_CAP_MS, e->draining};
 	struct attempt_decision d;
 	attempt_decide(&r->at, &p, &res, now, r->deadline_ms, rt_random_u32(), &d);
 	int throttled = res.aws && res.aws->throttled;
@@ -237,6 +288,11 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	    ratectl_log_due(&e->rate, now))
 		log_warn("AWS is throttling: send rate cut to %.1f calls/s",
 		         ratectl_rate(&e->rate));
+	if (r->settle.active && settle_is_final(&d)) {
+		struct settle_env se = settle_env(e);
+		settler_end(&se, r, settle_outcome_of(&d, e->draining), &d);
+		return;
+	}
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
@@ -396,6 +452,11 @@ static void reload(struct engine *e)
  * answered Unavailable without one (0). */
 static int keep_or_refuse(struct engine *e, struct request *r, const char *why)
 {
+	if (r->settle.active) { /* answered already; the spool keeps it */
+		struct settle_env se = settle_env(e);
+		settler_end(&se, r, SETTLE_STOPPED, NULL);
+		return 1;
+	}
 	if (e->spool && r->spool_seq) {
 		log_debug("stopping: token=%s stays in the spool", r->tr.client_token);
 		fairq_release(e->waiting, &r->fq);

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "message.h"
 #include "reply.h"
+#include "settle.h"
 #include "spool_format.h"
 #include "translate.h"
 
@@ -25,6 +26,7 @@ struct resume {
 	uint64_t seq;             /* its spool entry */
 	int64_t deadline_wall_ms; /* the original deadline */
 	char token[CLIENT_TOKEN_MAX + 1];
+	int answered; /* its reply was delivered; resumed only to settle its call */
 };
 
 /* fq is the first member: a struct fq_item * from the fair queue is the
@@ -44,6 +46,7 @@ struct request {
 	uint64_t deadline_ms, next_try_ms; /* monotonic */
 	uint64_t sent_ms;                  /* when its last call started */
 	struct attempt_state at;
+	struct settle_state settle; /* whether its call's fate is unknown (settle.h) */
 	uint64_t cred_generation;
 	struct http_call call;
 };

@@ -29,6 +29,14 @@ struct spool {
 	off_t size;
 	spool_follow_fn follow_cb;
 	void *follow_ctx;
+	struct settling *settling; /* entries kept to settle their call */
+	size_t n_settling, cap_settling;
+};
+
+/* An entry whose call is being settled: its reply's DONE becomes ANSWERED. */
+struct settling {
+	uint64_t seq;
+	int answered;
 };
 
 /* A STATUS record seen at recovery; sorted by seq, then file order. */
@@ -117,6 +125,7 @@ void spool_close(struct spool *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	sbuf_clean_up(&s->batch);
+	free(s->settling);
 	free(s->path);
 	free(s->tmp_path);
 	free(s->dir);
@@ -160,8 +169,8 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		return cg_fail(err, CG_IO, "spool: cannot read %s: %s", s->path, strerror(errno));
 	}
 	/* pass 1: DONE set and the end of the trusted part */
-	size_t cap = 64, ndone = 0, pos = 0, end, nstat = 0, cap_stat = 0;
-	uint64_t *done = rt_malloc(cap * sizeof(*done));
+	size_t cap = 64, ndone = 0, pos = 0, end, nstat = 0, cap_stat = 0, nans = 0, cap_ans = 0;
+	uint64_t *done = rt_malloc(cap * sizeof(*done)), *ans = NULL;
 	struct status_rec *stat = NULL;
 	enum spool_type t;
 	struct spool_entry e;
@@ -181,6 +190,12 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 			stat[nstat++].status = f.last_status;
 			continue;
 		}
+		if (t == SPOOL_ANSWERED) {
+			if (nans == cap_ans)
+				ans = rt_realloc(ans, (cap_ans = cap_ans ? 2 * cap_ans : 64) * sizeof(*ans));
+			ans[nans++] = e.seq;
+			continue;
+		}
 		if (t != SPOOL_DONE)
 			continue;
 		if (ndone == cap)
@@ -193,6 +208,8 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		         "skipped",
 		         s->path, end, data.len);
 	qsort(done, ndone, sizeof(*done), cmp_u64);
+	if (nans)
+		qsort(ans, nans, sizeof(*ans), cmp_u64);
 	if (nstat)
 		qsort(stat, nstat, sizeof(*stat), cmp_status);
 	/* pass 2: live entries, handed back and rewritten */
@@ -216,9 +233,13 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 			continue;
 		}
 		spool_encode_add(&fresh, &e);
+		e.answered = nans && bsearch(&e.seq, ans, nans, sizeof(*ans), cmp_u64) != NULL;
+		if (e.answered)
+			spool_encode_answered(&fresh, e.seq);
 		cb(&e, ctx);
 	}
 	free(done);
+	free(ans);
 	free(stat);
 	enum cg_err out = CG_OK;
 	int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -251,11 +272,59 @@ void spool_add(struct spool *s, struct spool_entry *e)
 	s->live++;
 }
 
-void spool_done(struct spool *s, uint64_t seq)
+static struct settling *settling_find(struct spool *s, uint64_t seq)
+{
+	for (size_t i = 0; i < s->n_settling; i++)
+		if (s->settling[i].seq == seq)
+			return &s->settling[i];
+	return NULL;
+}
+
+static void settling_remove(struct spool *s, struct settling *x)
+{
+	*x = s->settling[--s->n_settling];
+}
+
+static void write_done(struct spool *s, uint64_t seq)
 {
 	spool_encode_done(&s->batch, seq);
 	if (s->live)
 		s->live--;
+}
+
+void spool_done(struct spool *s, uint64_t seq)
+{
+	struct settling *x = settling_find(s, seq);
+	if (!x) {
+		write_done(s, seq);
+	} else if (!x->answered) { /* the reply is out; the entry stays to settle */
+		x->answered = 1;
+		spool_encode_answered(&s->batch, seq);
+		s->batch_adds = 1;
+	}
+}
+
+void spool_settle_hold(struct spool *s, uint64_t seq, int answered)
+{
+	if (settling_find(s, seq))
+		return;
+	if (s->n_settling == s->cap_settling) {
+		s->cap_settling = s->cap_settling ? 2 * s->cap_settling : 8;
+		s->settling = rt_realloc(s->settling, s->cap_settling * sizeof(*s->settling));
+	}
+	s->settling[s->n_settling].seq = seq;
+	s->settling[s->n_settling++].answered = answered;
+}
+
+void spool_settle_end(struct spool *s, uint64_t seq)
+{
+	struct settling *x = settling_find(s, seq);
+	if (!x)
+		return;
+	int answered = x->answered;
+	settling_remove(s, x);
+	if (answered) /* else the reply's delivery writes the DONE */
+		write_done(s, seq);
 }
 
 enum cg_err spool_flush(struct spool *s, int sync, char *err)

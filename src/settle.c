@@ -10,8 +10,8 @@ void settle_note(struct settle_state *st, const struct call_result *res)
 			st->unknown = 1;
 	} else if (res->http_status >= 500) {
 		st->unknown = 1;
-	} else if (res->http_status < 300 || (res->http_status != 429 &&
-	                                      res->http_status != 401 && res->http_status != 403)) {
+	} else if (res->http_status < 300 || (res->http_status != 429 && res->http_status != 401 &&
+	                                      res->http_status != 403)) {
 		st->unknown = 0; /* 2xx, or a 4xx about the body that any repeat gets too */
 	}
 }

@@ -59,9 +59,8 @@ static void describe(const struct request *r, enum settle_outcome o,
 {
 	char err[ERR_LEN], exec_id[256];
 	out[0] = '\0';
-	if (o == SETTLE_ACCEPTED &&
-	    awserr_execution_id(r->call.body.data, r->call.body.len, exec_id, sizeof(exec_id),
-	                        err) == CG_OK)
+	if (o == SETTLE_ACCEPTED && awserr_execution_id(r->call.body.data, r->call.body.len,
+	                                                exec_id, sizeof(exec_id), err) == CG_OK)
 		snprintf(out, n, " executionId=%s", exec_id);
 	else if (d && d->kind == AT_ANSWER_AWS)
 		snprintf(out, n, " code=%s httpStatus=%d", d->aws->code, d->aws->http_status);

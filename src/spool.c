@@ -192,7 +192,8 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 		}
 		if (t == SPOOL_ANSWERED) {
 			if (nans == cap_ans)
-				ans = rt_realloc(ans, (cap_ans = cap_ans ? 2 * cap_ans : 64) * sizeof(*ans));
+				ans = rt_realloc(ans, (cap_ans = cap_ans ? 2 * cap_ans : 64) *
+				                          sizeof(*ans));
 			ans[nans++] = e.seq;
 			continue;
 		}

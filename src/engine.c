@@ -26,7 +26,6 @@
 #include "engine.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -73,6 +72,7 @@ struct engine {
 	struct answer_sink sink; /* where the outbox publishes */
 	struct follower *follower;
 	struct stats_follow follow_stats;
+	struct settle_env settle; /* calls of unknown fate (settler.h) */
 };
 
 /* ---- answers ------------------------------------------------------------ */
@@ -84,50 +84,18 @@ static struct answer_env answer_env(struct engine *e)
 	return a;
 }
 
-static struct settle_env settle_env(struct engine *e)
-{
-	struct settle_env s = {e->waiting, e->spool, &e->stats, e->cfg->gateway.settle_max_ms,
-	                       rt_now_ms()};
-	return s;
-}
-
-static void hold(struct engine *e, struct request *r, uint64_t at);
-
-/* r is about to be answered: 1 when it is settling already (no second
- * answer; held again or ended here). Else *keep: r stays after its answer
- * to settle its call (settler.h), or its target's next may start. */
-static int settled_or_kept(struct engine *e, struct request *r, int *keep)
-{
-	struct settle_env se = settle_env(e);
-	if (r->settle.active) {
-		if (settler_again(&se, r, e->draining))
-			hold(e, r, r->next_try_ms);
-		return 1;
-	}
-	*keep = settler_begin(&se, r);
-	return 0;
-}
-
 static void finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg)
 {
 	struct answer_env a = answer_env(e);
-	int keep;
-	if (settled_or_kept(e, r, &keep))
-		return;
-	answer_gateway(&a, r, c, msg);
-	if (keep)
-		hold(e, r, r->next_try_ms);
+	if (!settler_on_answer(&e->settle, r, e->draining)) /* releases the target's slot */
+		answer_gateway(&a, r, c, msg);
 }
 
 static void finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
 {
 	struct answer_env a = answer_env(e);
-	int keep;
-	if (settled_or_kept(e, r, &keep))
-		return;
-	answer_aws(&a, r, ae);
-	if (keep)
-		hold(e, r, r->next_try_ms);
+	if (!settler_on_answer(&e->settle, r, e->draining))
+		answer_aws(&a, r, ae);
 }
 
 /* ---- admission ---------------------------------------------------------- */
@@ -140,14 +108,7 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 	struct request *r;
 	enum gw_code code = GW_INTERNAL_ERROR;
 	char err[ERR_LEN] = "";
-	enum admit_verdict v = request_admit(&env, m, res, &r, &code, err);
-	if (v != ADMIT_QUEUE && res && res->answered) { /* answered before the restart */
-		log_warn("spool: token=%s can no longer be settled: %s", r->tr.client_token, err);
-		spool_done(e->spool, r->spool_seq);
-		request_free(r);
-		return;
-	}
-	switch (v) {
+	switch (request_admit(&env, m, res, &r, &code, err)) {
 	case ADMIT_DROP:
 		log_warn("no route for topic %s; dropped", m->topic);
 		if (e->spool && r->spool_seq)
@@ -155,7 +116,8 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 		request_free(r);
 		return;
 	case ADMIT_ANSWER:
-		finish_gateway(e, r, code, err);
+		if (!settler_unadmitted(&e->settle, r, res))
+			finish_gateway(e, r, code, err);
 		return;
 	case ADMIT_QUEUE:
 		break;
@@ -177,10 +139,7 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 	}
 	r->state = RS_QUEUED;
 	r->fq.deadline_ms = r->deadline_ms;
-	if (res) {
-		struct settle_env se = settle_env(e);
-		settler_resumed(&se, r, res->answered);
-	}
+	settler_queued(&e->settle, r, res);
 	fairq_push(e->waiting, r->target, &r->fq);
 }
 
@@ -263,23 +222,14 @@ static void launch(struct engine *e, struct request *r, uint64_t now)
 	}
 }
 
-static void hold(struct engine *e, struct request *r, uint64_t at)
-{
-	http_call_free(&r->call);
-	r->next_try_ms = at;
-	r->state = RS_HELD;
-	reqlist_push(&e->held, r);
-}
-
 /* Carry out attempt_decide's decision for r, whose call finished. */
 static void after_call(struct engine *e, struct request *r, uint64_t now)
 {
 	struct awserr ae;
 	struct call_result res;
 	call_read(r, &ae, &res);
-	settle_note(&r->settle, &res);
 	/* settling calls are bounded by gateway.settle_max_ms alone */
-	struct attempt_policy p = {r->settle.active ? UINT_MAX : (unsigned)e->cfg->aws.max_attempts,
+	struct attempt_policy p = {r->settle.active ? ~0u : (unsigned)e->cfg->aws.max_attempts,
 	                           RETRY_BASE_MS, RETRY_CAP_MS, e->draining};
 	struct attempt_decision d;
 	attempt_decide(&r->at, &p, &res, now, r->deadline_ms, rt_random_u32(), &d);
@@ -288,11 +238,8 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	    ratectl_log_due(&e->rate, now))
 		log_warn("AWS is throttling: send rate cut to %.1f calls/s",
 		         ratectl_rate(&e->rate));
-	if (r->settle.active && settle_is_final(&d)) {
-		struct settle_env se = settle_env(e);
-		settler_end(&se, r, settle_outcome_of(&d, e->draining), &d);
+	if (settler_after_call(&e->settle, r, &res, &d, e->draining))
 		return;
-	}
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
@@ -324,7 +271,7 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		e->stats.retries++;
 		break;
 	}
-	hold(e, r, d.at_ms);
+	request_hold(&e->held, r, d.at_ms);
 }
 
 static void on_done(struct http_call *call, void *ctx)
@@ -402,14 +349,6 @@ static int next_timeout(struct engine *e, uint64_t now, uint64_t rate_wait)
 	return (int)t;
 }
 
-static char **route_filters(const struct config *c)
-{
-	char **f = rt_calloc(c->n_routes + 1, sizeof(char *));
-	for (size_t i = 0; i < c->n_routes; i++)
-		f[i] = c->routes[i].filter;
-	return f;
-}
-
 static void reload(struct engine *e)
 {
 	char err[ERR_LEN];
@@ -426,7 +365,7 @@ static void reload(struct engine *e)
 	sbuf_clean_up(&diff);
 	struct config *old = e->cfg;
 	e->cfg = n;
-	char **f = route_filters(n);
+	char **f = request_filters(n);
 	mqtt_set_filters(e->mqtt, f, n->n_routes);
 	free(f);
 	log_configure(n->log.level, n->log.format);
@@ -446,17 +385,12 @@ static void reload(struct engine *e)
 	log_info("configuration reloaded from %s (%zu routes)", n->path, n->n_routes);
 }
 
-/* Requests not yet started: kept in the spool for the next start, or
- * answered Unavailable without one. */
 /* At shutdown: r stays in the spool for the next start (1), or is
  * answered Unavailable without one (0). */
 static int keep_or_refuse(struct engine *e, struct request *r, const char *why)
 {
-	if (r->settle.active) { /* answered already; the spool keeps it */
-		struct settle_env se = settle_env(e);
-		settler_end(&se, r, SETTLE_STOPPED, NULL);
+	if (settler_stop(&e->settle, r))
 		return 1;
-	}
 	if (e->spool && r->spool_seq) {
 		log_debug("stopping: token=%s stays in the spool", r->tr.client_token);
 		fairq_release(e->waiting, &r->fq);
@@ -538,7 +472,7 @@ int engine_run(struct engine *e)
 {
 	char err[ERR_LEN];
 	struct mqtt_hooks hooks = {inbox_on_message, inbox_on_ready, inbox_on_delivered, e->inbox};
-	char **f = route_filters(e->cfg);
+	char **f = request_filters(e->cfg);
 	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, e->cfg->n_routes, &hooks, err);
 	free(f);
 	if (!e->mqtt) {
@@ -636,6 +570,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
 	outbox_init(&e->outbox, 1, answer_publish, &e->sink); /* window: each turn */
 	stats_init(&e->stats, rt_wall_s());
+	e->settle = (struct settle_env){e->waiting, &e->held, e->spool, &e->stats, &e->cfg};
 	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
 	struct follower_options fo = follower_options_of(cfg);
 	e->follower = follower_new(&fo, e->http, e->creds, e->spool, answer_follow_publish,

@@ -59,6 +59,22 @@ void request_free(struct request *r)
 	free(r);
 }
 
+void request_hold(struct reqlist *held, struct request *r, uint64_t at_ms)
+{
+	http_call_free(&r->call);
+	r->next_try_ms = at_ms;
+	r->state = RS_HELD;
+	reqlist_push(held, r);
+}
+
+char **request_filters(const struct config *c)
+{
+	char **f = rt_calloc(c->n_routes + 1, sizeof(char *));
+	for (size_t i = 0; i < c->n_routes; i++)
+		f[i] = c->routes[i].filter;
+	return f;
+}
+
 void reqlist_push(struct reqlist *l, struct request *r)
 {
 	r->next = NULL;

@@ -59,6 +59,11 @@ struct reqlist {
 
 void reqlist_push(struct reqlist *l, struct request *r);
 void reqlist_remove(struct reqlist *l, struct request *r);
+/* r waits on held to be called again at at_ms (its finished call freed). */
+void request_hold(struct reqlist *held, struct request *r, uint64_t at_ms);
+/* The routes' request topic filters, NULL-terminated (an array to free;
+ * the strings are c's). */
+char **request_filters(const struct config *c);
 
 enum admit_verdict {
 	ADMIT_QUEUE,  /* valid: queue it */

@@ -15,42 +15,18 @@
 #define SETTLE_BASE_MS 100
 #define SETTLE_CAP_MS  5000
 
-static void become_settling(const struct settle_env *env, struct request *r, int answered)
+static void become_settling(const struct settle_env *env, struct request *r, int answered,
+                            uint64_t now)
 {
 	r->settle.unknown = 1;
 	r->settle.active = 1;
-	r->settle.began_ms = env->now_ms;
+	r->settle.began_ms = now;
 	r->settle.calls = 0;
 	attempt_init(&r->at);
-	r->deadline_ms = env->now_ms + (uint64_t)env->max_ms;
+	r->deadline_ms = now + (uint64_t)(*env->cfg)->gateway.settle_max_ms;
 	if (env->spool && r->spool_seq)
 		spool_settle_hold(env->spool, r->spool_seq, answered);
 	env->stats->settle.settling++;
-}
-
-int settler_begin(const struct settle_env *env, struct request *r)
-{
-	if (!r->settle.unknown) {
-		fairq_release(env->waiting, &r->fq); /* the target's next may start */
-		return 0;
-	}
-	become_settling(env, r, 0);
-	r->next_try_ms =
-	    env->now_ms + backoff_full_jitter(1, SETTLE_BASE_MS, SETTLE_CAP_MS, rt_random_u32());
-	log_info("settle thing=%s token=%s: the call's fate is unknown; the target's next request "
-	         "waits until AWS answers a repeat (at most %ld ms)",
-	         r->thing, r->tr.client_token, env->max_ms);
-	return 1;
-}
-
-int settler_again(const struct settle_env *env, struct request *r, int draining)
-{
-	if (!draining && env->now_ms + SETTLE_RETRY_MS < r->deadline_ms) {
-		r->next_try_ms = env->now_ms + SETTLE_RETRY_MS;
-		return 1;
-	}
-	settler_end(env, r, draining ? SETTLE_STOPPED : SETTLE_ABANDONED, NULL);
-	return 0;
 }
 
 /* What AWS said, for the log line. */
@@ -68,10 +44,8 @@ static void describe(const struct request *r, enum settle_outcome o,
 		snprintf(out, n, " last=\"%.200s\"", d->message ? d->message : "");
 }
 
-void settler_end(const struct settle_env *env, struct request *r, enum settle_outcome o,
-                 const struct attempt_decision *d)
+static void count(struct stats_settle *s, const struct request *r, enum settle_outcome o)
 {
-	struct stats_settle *s = &env->stats->settle;
 	if (s->settling)
 		s->settling--;
 	s->calls += r->settle.calls;
@@ -81,30 +55,94 @@ void settler_end(const struct settle_env *env, struct request *r, enum settle_ou
 		s->refused++;
 	else if (o == SETTLE_ABANDONED)
 		s->abandoned++;
+}
+
+/* The settling of r ends with o (d: the last call's decision, or NULL). */
+static void end(const struct settle_env *env, struct request *r, enum settle_outcome o,
+                const struct attempt_decision *d)
+{
+	count(&env->stats->settle, r, o);
 	char what[400];
 	describe(r, o, d, what, sizeof(what));
-	unsigned long long ms = env->now_ms - r->settle.began_ms;
+	unsigned long long ms = rt_now_ms() - r->settle.began_ms;
 	if (o == SETTLE_ABANDONED) /* the target's order is no longer known to hold */
 		log_warn("settled thing=%s token=%s settled=%s calls=%u ms=%llu%s", r->thing,
 		         r->tr.client_token, settle_outcome_name(o), r->settle.calls, ms, what);
 	else
 		log_info("settled thing=%s token=%s settled=%s calls=%u ms=%llu%s", r->thing,
 		         r->tr.client_token, settle_outcome_name(o), r->settle.calls, ms, what);
-	fairq_release(env->waiting, &r->fq);
+	fairq_release(env->waiting, &r->fq); /* the target's next may start */
 	if (env->spool && r->spool_seq && o != SETTLE_STOPPED)
 		spool_settle_end(env->spool, r->spool_seq);
 	r->settle.active = 0;
 	request_free(r);
 }
 
-void settler_resumed(const struct settle_env *env, struct request *r, int answered)
+int settler_on_answer(const struct settle_env *env, struct request *r, int draining)
 {
+	uint64_t now = rt_now_ms();
+	if (r->settle.active) { /* a settling call could not start, or time is up */
+		if (!draining && now + SETTLE_RETRY_MS < r->deadline_ms)
+			request_hold(env->held, r, now + SETTLE_RETRY_MS);
+		else
+			end(env, r, draining ? SETTLE_STOPPED : SETTLE_ABANDONED, NULL);
+		return 1;
+	}
+	if (!r->settle.unknown) {
+		fairq_release(env->waiting, &r->fq); /* the target's next may start */
+		return 0;
+	}
+	become_settling(env, r, 0, now);
+	request_hold(env->held, r,
+	             now + backoff_full_jitter(1, SETTLE_BASE_MS, SETTLE_CAP_MS, rt_random_u32()));
+	log_info("settle thing=%s token=%s: the call's fate is unknown; the target's next request "
+	         "waits until AWS answers a repeat (at most %ld ms)",
+	         r->thing, r->tr.client_token, (*env->cfg)->gateway.settle_max_ms);
+	return 0;
+}
+
+int settler_after_call(const struct settle_env *env, struct request *r,
+                       const struct call_result *res, const struct attempt_decision *d,
+                       int draining)
+{
+	settle_note(&r->settle, res);
+	if (!r->settle.active || !settle_is_final(d))
+		return 0;
+	end(env, r, settle_outcome_of(d, draining), d);
+	return 1;
+}
+
+int settler_stop(const struct settle_env *env, struct request *r)
+{
+	if (!r->settle.active)
+		return 0;
+	end(env, r, SETTLE_STOPPED, NULL);
+	return 1;
+}
+
+int settler_unadmitted(const struct settle_env *env, struct request *r, const struct resume *res)
+{
+	if (!res || !res->answered)
+		return 0; /* answered now, as any request */
+	log_warn("spool: token=%s, answered before the restart, cannot be admitted again; its "
+	         "call is not settled",
+	         r->tr.client_token);
+	if (env->spool && r->spool_seq)
+		spool_done(env->spool, r->spool_seq);
+	request_free(r);
+	return 1;
+}
+
+void settler_queued(const struct settle_env *env, struct request *r, const struct resume *res)
+{
+	if (!res)
+		return;
 	r->fq.deadline_ms = UINT64_MAX; /* never expires unstarted: settler_due */
-	if (!answered) {
+	if (!res->answered) {
 		r->settle.unknown = 1;
 		return;
 	}
-	become_settling(env, r, 1);
+	become_settling(env, r, 1, rt_now_ms());
 	log_info("settle thing=%s token=%s: answered before the restart; its call is settled "
 	         "before the target's next request starts",
 	         r->thing, r->tr.client_token);

@@ -22,7 +22,8 @@ static void become_settling(const struct settle_env *env, struct request *r, int
 	r->settle.active = 1;
 	r->settle.began_ms = now;
 	r->settle.calls = 0;
-	attempt_init(&r->at);
+	/* r->at stays: the answer about to go out reads its last failure, and
+	 * the settling calls' backoff goes on from the attempts made */
 	r->deadline_ms = now + (uint64_t)(*env->cfg)->gateway.settle_max_ms;
 	if (env->spool && r->spool_seq)
 		spool_settle_hold(env->spool, r->spool_seq, answered);

@@ -73,6 +73,8 @@ step "delivery and order" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignor
 step "account quota" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_quota.py
 step "following executions" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_follow.py
 step "restart keeps the session" env CMDGATE=build/cmdgate timeout 300 $PYTHON -W ignore tests/integration/test_restart.py
+step "settling calls of unknown fate" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_settle.py
+step "fault campaign" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_campaign.py
 step "other brokers (RabbitMQ, ejabberd, aedes)" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_brokers.py
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
@@ -88,13 +90,14 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 	step "durability and faults (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_durability.py
 	step "delivery and order (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_delivery.py
 	step "following executions (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_follow.py
+	step "settling calls of unknown fate (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_settle.py
 	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 	# ThreadSanitizer: the integration suite again; a report fails the run
 	# (EveryGatewayRun looks for "Sanitizer" in every gateway's log).
 	scripts/build.sh build-tsan -DENABLE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug ||
 		{ echo "0 passed, 1 failed"; exit 1; }
 	export TSAN_OPTIONS=second_deadlock_stack=1:exitcode=86
-	for t in test_gateway test_credentials test_operations test_durability test_delivery test_follow; do
+	for t in test_gateway test_credentials test_operations test_durability test_delivery test_follow test_settle; do
 		step "$t (ThreadSanitizer)" env CMDGATE=build-tsan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/$t.py
 	done
 	unset TSAN_OPTIONS

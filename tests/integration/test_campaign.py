@@ -159,6 +159,9 @@ def check(devs, executions):
     fig["duplicates"] = sum(len(v) - 1 for v in by_token.values())
     id_of = {tok: rid for rid, tok in token_of.items()}
     fig["executions"] = len(executions)
+    # created by a call the endpoint held past the gateway's timeout: the
+    # gateway had given that call up, and settled the request afterwards
+    fig["executions_by_held_call"] = sum(1 for e in executions if e.get("frozen"))
     fig["executions_of_unknown_id"] = len([t for t in by_token if t not in id_of])
     # per target: creation order against first-publish order
     latest = {}

@@ -102,6 +102,11 @@ class Settle(unittest.TestCase):
                 self.assertEqual(b["status"], "accepted", b)
                 execs = self.check_order(thing, a["clientToken"], b["clientToken"], gw.text())
                 self.assertEqual(b["executionId"], execs[b["clientToken"]])
+                # the endpoint's view: the settling call created A (the held
+                # ones found it there), so the gateway's "accepted" was "created"
+                made_by = {c["clientToken"]: c.get("frozen_ms") for c in AWS.calls()
+                           if c.get("outcome") == "started"}
+                self.assertFalse(made_by[a["clientToken"]])
                 # the device repeats A (same id): accepted, with the execution settling made
                 again, _ = dev.request(thing, "go", {"id": f"A{run}"})
                 self.assertEqual(again["status"], "accepted", again)

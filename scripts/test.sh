@@ -9,6 +9,11 @@
 #   6. valgrind: 1,000 requests through the gateway, no leak
 #   7. where users run it: the .deb under a real systemd, the image under
 #      podman, arm64 and armhf builds tested under qemu-user
+# After step 1 the steps run at once (scripts/ptest.py: up to
+# CMDGATE_TEST_JOBS, default cores + 1), each after what it needs; each
+# step's whole output is in build/test-logs/. Every tests/integration/test_*.py
+# runs in the three passes unless its line PASSES = "..." names fewer.
+# CMDGATE_SOAK=1 runs the repetition loops in full (README, "Testing").
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,36 +21,15 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh || { echo "scripts/deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export PYTHON=/usr/bin/python3
-passed=0
-failed=0
-step() { # step NAME COMMAND...
-	local name=$1
-	shift
-	echo "=== $name"
-	local out
-	out=$("$@" 2>&1)
-	local rc=$?
-	echo "$out" | tail -n 25
-	# count what the runners report
-	local p f
-	p=$(echo "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' | awk '{s+=$1} END {print s+0}')
-	f=$(echo "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' | awk '{s+=$1} END {print s+0}')
-	local line
-	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
-	if [ -n "$line" ]; then
-		p=$((p + ${line%% passed*}))
-		f=$((f + $(echo "$line" | sed 's/.*, \([0-9]*\) failed/\1/')))
-	fi
-	if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-	# a step that reports no test at all (no summary line, or "0 passed,
-	# 0 failed") proved nothing: it fails, whatever its exit status
-	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
-		echo "--- $name: no summary line (or no test run) counts as a failure"
-		f=1
-	fi
-	passed=$((passed + p))
-	failed=$((failed + f))
-	echo "--- $name: rc=$rc"
+mkdir -p build
+plan=$(mktemp)
+trap 'rm -f "$plan"' EXIT
+# step NAME AFTER TIMEOUT_S WEIGHT ESTIMATE_S KIND COMMAND... (scripts/ptest.py)
+step() {
+	local name=$1 after=$2 timeout=$3 weight=$4 est=$5 kind=$6
+	shift 6
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$after" "$timeout" "$weight" "$est" "$kind" \
+		"$(printf '%q ' "$@")" >> "$plan"
 }
 
 run_units() { # run_units BUILD_DIR
@@ -61,58 +45,48 @@ run_units() { # run_units BUILD_DIR
 	done
 	return $rc
 }
+export -f run_units
 
-scripts/build.sh build || { echo "0 passed, 1 failed"; exit 1; }
-step "unit tests" run_units build
-step "layering: no circle in src/, no file over 600 lines" $PYTHON tests/layering_check.py
-step "integration tests" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_gateway.py
-step "credential sources" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_credentials.py
-step "operations" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_operations.py
-step "durability and faults" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_durability.py
-step "delivery and order" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_delivery.py
-step "account quota" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_quota.py
-step "following executions" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_follow.py
-step "restart keeps the session" env CMDGATE=build/cmdgate timeout 300 $PYTHON -W ignore tests/integration/test_restart.py
-step "settling calls of unknown fate" env CMDGATE=build/cmdgate timeout 600 $PYTHON -W ignore tests/integration/test_settle.py
-step "fault campaign" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_campaign.py
-step "other brokers (RabbitMQ, ejabberd, aedes)" env CMDGATE=build/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_brokers.py
+it() { # it MODULE BUILD_DIR -> the module against BUILD_DIR/cmdgate
+	echo env CMDGATE="$2/cmdgate" "$PYTHON" -W ignore "tests/integration/$1.py"
+}
+asan_env=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
+	LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+tsan_env=(TSAN_OPTIONS=second_deadlock_stack=1:exitcode=86)
+
+# name                                  after       timeout weight est  kind
+step "build" - 900 2 20 build scripts/build.sh build
+step "unit tests" build 300 1 5 count bash -c 'run_units build'
+step "layering: no circle in src/, no file over 600 lines" - 120 1 1 count $PYTHON tests/layering_check.py
+for m in $($PYTHON scripts/ptest.py --modules plain); do
+	step "$m" build 900 1 60 count $(it "$m" build)
+done
 
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
-	scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug ||
-		{ echo "0 passed, 1 failed"; exit 1; }
-	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86
-	export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
-	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-	step "unit tests (sanitizers)" run_units build-asan
-	step "integration tests (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_gateway.py
-	step "credential sources (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_credentials.py
-	step "operations (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_operations.py
-	step "durability and faults (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_durability.py
-	step "delivery and order (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_delivery.py
-	step "following executions (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_follow.py
-	step "settling calls of unknown fate (sanitizers)" env CMDGATE=build-asan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/test_settle.py
-	unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+	step "build (sanitizers)" build 900 2 60 build \
+		scripts/build.sh build-asan -DENABLE_SANITIZERS=ON -DCMAKE_BUILD_TYPE=Debug
+	step "unit tests (sanitizers)" "build (sanitizers)" 600 1 15 count env "${asan_env[@]}" bash -c 'run_units build-asan'
+	for m in $($PYTHON scripts/ptest.py --modules asan); do
+		step "$m (sanitizers)" "build (sanitizers)" 1200 1 90 count env "${asan_env[@]}" $(it "$m" build-asan)
+	done
 	# ThreadSanitizer: the integration suite again; a report fails the run
 	# (EveryGatewayRun looks for "Sanitizer" in every gateway's log).
-	scripts/build.sh build-tsan -DENABLE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug ||
-		{ echo "0 passed, 1 failed"; exit 1; }
-	export TSAN_OPTIONS=second_deadlock_stack=1:exitcode=86
-	for t in test_gateway test_credentials test_operations test_durability test_delivery test_follow test_settle; do
-		step "$t (ThreadSanitizer)" env CMDGATE=build-tsan/cmdgate timeout 900 $PYTHON -W ignore tests/integration/$t.py
+	step "build (ThreadSanitizer)" build 900 2 60 build \
+		scripts/build.sh build-tsan -DENABLE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+	for m in $($PYTHON scripts/ptest.py --modules tsan); do
+		step "$m (ThreadSanitizer)" "build (ThreadSanitizer)" 1200 1 90 count env "${tsan_env[@]}" $(it "$m" build-tsan)
 	done
-	unset TSAN_OPTIONS
 fi
-step "systemd unit" bash tests/service_check.sh
-step "Debian package" bash tests/package_check.sh
-step "fuzzing (libFuzzer, ASan+UBSan, 60 s each)" bash scripts/fuzz.sh
-step "valgrind: 1000 requests" timeout 600 $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
+step "systemd unit" - 300 1 5 count bash tests/service_check.sh
+step "Debian package" - 600 2 40 count bash tests/package_check.sh
+step "fuzzing (libFuzzer, ASan+UBSan, 60 s each)" - 900 1 300 count bash scripts/fuzz.sh
+step "valgrind: 1000 requests" build 600 1 120 count $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
 # Where users run it (tests/deploy/, scripts/cross.sh): roots, images and
 # sysroots are cached under build/, so a second run takes about a minute.
-step "real systemd (nspawn): the .deb as a service" timeout 900 bash tests/deploy/systemd_test.sh
-step "container (podman): the Dockerfile's image" timeout 1200 bash tests/deploy/container_test.sh
-step "ARM: arm64 cross build, tests under qemu, .deb" timeout 1200 bash scripts/cross.sh arm64
-step "ARM: armhf cross build, tests under qemu, .deb" timeout 1200 bash scripts/cross.sh armhf
+step "real systemd (nspawn): the .deb as a service" - 900 1 60 count bash tests/deploy/systemd_test.sh
+step "container (podman): the Dockerfile's image" - 1200 2 120 count bash tests/deploy/container_test.sh
+step "ARM: arm64 cross build, tests under qemu, .deb" - 1200 2 150 count bash scripts/cross.sh arm64
+step "ARM: armhf cross build, tests under qemu, .deb" - 1200 2 150 count bash scripts/cross.sh armhf
 
-echo
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+$PYTHON scripts/ptest.py "$plan"

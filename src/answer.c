@@ -6,7 +6,8 @@
 #include "jsonw.h"
 #include "log.h"
 
-static void answer(const struct answer_env *env, struct request *r, const struct outcome *o)
+/* Publish r's reply and log its line; r stays r's caller's. */
+static void reply(const struct answer_env *env, struct request *r, const struct outcome *o)
 {
 	uint64_t latency_ms = env->now_ms - r->msg->received_ms;
 	stats_record(env->stats, o->accepted ? NULL : o->code, latency_ms * 1000);
@@ -41,6 +42,11 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 		log_debug("request token=%s message=%s", r->tr.client_token, o->message);
 	sbuf_clean_up(&idtext);
 	sbuf_clean_up(&json);
+}
+
+static void answer(const struct answer_env *env, struct request *r, const struct outcome *o)
+{
+	reply(env, r, o);
 	if (!r->settle.active) /* else the engine keeps r to settle its call */
 		request_free(r);
 }
@@ -76,15 +82,45 @@ int answer_follow_publish(void *ctx, const char *topic, const char *payload, siz
 	return rc < 0 ? -1 : 0;
 }
 
+/* SPEC 5: with gateway.follow_max executions followed, one more ends at
+ * once with its one final message (status null, code Overloaded, after the
+ * accepted reply), so memory and polls stay bounded whatever devices start. */
+static void refuse_follow(const struct answer_env *env, struct request *r, const char *execution_id)
+{
+	struct sbuf topic, id, msg;
+	sbuf_init(&topic);
+	sbuf_init(&id);
+	sbuf_init(&msg);
+	if (r->tr.id)
+		jsonw_value(&id, r->tr.id);
+	if (follow_topic_finish(r->follow_topic, execution_id, &topic, NULL) == CG_OK) {
+		follow_render_end(&msg, r->tr.id ? id.data : NULL, execution_id, FOLLOW_NONE,
+		                  "Overloaded", 1);
+		log_warn("follow thing=%s execution=%s: %zu executions are followed "
+		         "(gateway.follow_max); ended at once",
+		         r->thing, execution_id, follower_active(env->follower));
+		answer_follow_publish(env->outbox, topic.data, msg.data, msg.len, r->msg->qos,
+		                      r->msg->correlation, r->msg->correlation_len, 0);
+	}
+	sbuf_clean_up(&msg);
+	sbuf_clean_up(&id);
+	sbuf_clean_up(&topic);
+}
+
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id)
 {
-	if (env->follower && r->follow_topic)
+	int followed = env->follower && r->follow_topic;
+	int refused = followed && follower_active(env->follower) >= (size_t)env->follow_max;
+	if (followed && !refused)
 		follow(env, r, execution_id);
 	struct outcome o = {.accepted = 1,
 	                    .execution_id = execution_id,
 	                    .id = r->tr.id,
 	                    .client_token = r->tr.client_token};
-	answer(env, r, &o);
+	reply(env, r, &o);
+	if (refused)
+		refuse_follow(env, r, execution_id);
+	request_free(r);
 }
 
 void answer_gateway(const struct answer_env *env, struct request *r, enum gw_code c,

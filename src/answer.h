@@ -27,6 +27,7 @@ struct answer_env {
 	uint64_t now_ms;
 	struct follower *follower; /* accepted requests of following routes go there */
 	long follow_max_s;
+	long follow_max; /* gateway.follow_max: executions followed at once */
 };
 
 /* Where the outbox hands replies over. */

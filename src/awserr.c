@@ -1,5 +1,6 @@
 /* awserr: error shapes of the AWS restJson1 protocol, and their meaning. */
 #include "awserr.h"
+#include "sigv4.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -98,7 +99,10 @@ int awserr_http_date(const char *s, time_t *out)
 	for (int i = 0; i < 12; i++)
 		if (strcasecmp(mon, months[i]) == 0)
 			tm.tm_mon = i;
-	if (tm.tm_mon < 0 || day < 1 || day > 31 || h > 23 || m > 59 || sec > 60)
+	/* SPEC section 5: only a date between the years 2000 and 2200 corrects the
+	 * clock; anything else from a hostile endpoint is ignored */
+	if (tm.tm_mon < 0 || day < 1 || day > 31 || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 ||
+	    sec > 60 || year < SIGV4_YEAR_MIN || year > SIGV4_YEAR_MAX)
 		return -1;
 	tm.tm_mday = day;
 	tm.tm_year = year - 1900;

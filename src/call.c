@@ -41,7 +41,9 @@ enum cg_err call_start(const struct call_env *env, struct request *r, uint64_t n
 		return rc;
 	r->cred_generation = cred.generation;
 	char amz_date[SIGV4_DATE_LEN + 1];
-	sigv4_format_date(rt_wall_s() + env->skew_s, amz_date);
+	if (sigv4_format_date(rt_wall_s() + env->skew_s, amz_date) != 0)
+		return cg_fail(err, CG_INTERNAL, "the clock (corrected by %lds) is out of range",
+		               (long)env->skew_s);
 	char hash[65];
 	sigv4_sha256_hex(r->tr.body.data, r->tr.body.len, hash);
 	struct sigv4_header h[4] = {

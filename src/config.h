@@ -48,8 +48,12 @@ struct config {
 		double per_thing_rate;
 		char *spool_dir;
 		long spool_max;
-		long follow_max_s;  /* how long an execution is followed */
-		long settle_max_ms; /* how long a call of unknown fate is settled */
+		long follow_max_s;   /* how long an execution is followed */
+		long follow_poll_ms; /* the polls' back-off step (SPEC 8) */
+
+		long per_thing_queue; /* waiting requests one thing may hold */
+		long follow_max;      /* executions followed at once */
+		long settle_max_ms;   /* how long a call of unknown fate is settled */
 	} gateway;
 	struct {
 		char *level, *format;

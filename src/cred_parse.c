@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "runtime.h"
+#include "url.h"
 
 static void free_secret(char **s)
 {
@@ -176,35 +177,14 @@ enum cg_err cred_parse_iot(const char *body, size_t len, struct credentials *out
 
 int cred_container_uri_allowed(const char *uri)
 {
-	if (strncasecmp(uri, "https://", 8) == 0)
-		return uri[8] != '\0';
-	if (strncasecmp(uri, "http://", 7) != 0)
+	char scheme[16], host[256];
+	if (url_scheme_host(uri, scheme, sizeof(scheme), host, sizeof(host)) != 0)
 		return 0;
-	const char *h = uri + 7;
-	const char *end = h + strcspn(h, "/?#");
-	char host[256];
-	size_t n = (size_t)(end - h);
-	if (n == 0 || n >= sizeof(host))
-		return 0;
-	memcpy(host, h, n);
-	host[n] = '\0';
-	if (host[0] == '[') { /* [::1]:port */
-		char *close = strchr(host, ']');
-		if (!close)
-			return 0;
-		*close = '\0';
-		return strcmp(host + 1, "::1") == 0;
-	}
-	char *colon = strchr(host, ':');
-	if (colon)
-		*colon = '\0';
-	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "169.254.170.2") == 0 ||
-	    strcmp(host, "169.254.170.23") == 0)
+	if (strcmp(scheme, "https") == 0)
 		return 1;
-	unsigned a, b, c, d;
-	char tail;
-	return sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
-	       c < 256 && d < 256;
+	return strcmp(scheme, "http") == 0 &&
+	       (url_host_is_loopback(host) || strcmp(host, "169.254.170.2") == 0 ||
+	        strcmp(host, "169.254.170.23") == 0);
 }
 
 time_t cred_refresh_at(time_t now, time_t exp, uint32_t rnd)

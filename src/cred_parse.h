@@ -37,7 +37,8 @@ enum cg_err cred_parse_iot(const char *body, size_t len, struct credentials *out
 int cred_parse_time(const char *s, time_t *out);
 
 /* Whether the container provider may use this full URI: https anywhere,
- * http only to loopback or the ECS/EKS link-local agent addresses. */
+ * http only to loopback or the ECS/EKS link-local agent addresses. The host
+ * is the one libcurl's URL parser finds (url.h), user info is not a host. */
 int cred_container_uri_allowed(const char *uri);
 
 /* When to refresh credentials that expire at exp: a few minutes ahead (at

@@ -3,7 +3,7 @@
  * a free slot are on a circular list (the ring) that fairq_pop walks; those
  * with waiting items but every slot taken are on the held list until
  * fairq_release frees a slot. A thing is forgotten by fairq_sweep once it
- * has nothing waiting, nothing started and its bucket is full again, so
+ * has nothing waiting, started or held and its bucket is full again, so
  * memory follows the number of recently active things.
  */
 #include "fairq.h"
@@ -22,6 +22,7 @@ struct fq_thing {
 	double tokens;
 	uint64_t last_ms;
 	unsigned busy; /* items popped and not released */
+	unsigned live; /* items held (fairq_hold) and not released */
 	int on_ring, held;
 	char name[];
 };
@@ -172,8 +173,23 @@ void fairq_set_limit(struct fairq *q, unsigned limit)
 	}
 }
 
+int fairq_hold(struct fairq *q, const char *thing, struct fq_item *it, unsigned max,
+               uint64_t now_ms)
+{
+	struct fq_thing *t = get(q, thing, 1, now_ms);
+	if (max && t->live >= max)
+		return 0;
+	t->live++;
+	it->holder = t;
+	return 1;
+}
+
 void fairq_release(struct fairq *q, struct fq_item *it)
 {
+	if (it->holder) {
+		it->holder->live--;
+		it->holder = NULL;
+	}
 	struct fq_thing *t = it->owner;
 	if (!t || !t->busy)
 		return;
@@ -295,7 +311,8 @@ void fairq_sweep(struct fairq *q, double rate, uint64_t now_ms)
 		while (*p) {
 			struct fq_thing *t = *p;
 			double tokens = t->tokens + (double)(now_ms - t->last_ms) * rate / 1000.0;
-			if (!t->on_ring && !t->held && !t->busy && (rate <= 0 || tokens >= burst)) {
+			if (!t->on_ring && !t->held && !t->busy && !t->live &&
+			    (rate <= 0 || tokens >= burst)) {
 				*p = t->hnext;
 				free(t);
 			} else {

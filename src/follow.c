@@ -93,11 +93,13 @@ void follow_answer_clean_up(struct follow_answer *a)
 	a->status_reason = a->result = NULL;
 }
 
-uint64_t follow_poll_delay_ms(unsigned polls_done, uint32_t rnd)
+uint64_t follow_poll_delay_ms(unsigned polls_done, uint64_t step_ms, uint32_t rnd)
 {
-	uint64_t base = FOLLOW_FIRST_POLL_MS;
+	if (step_ms == 0)
+		step_ms = FOLLOW_POLL_STEP_MS;
+	uint64_t base = step_ms / 2;
 	if (polls_done > 0) {
-		base = 1000;
+		base = step_ms;
 		for (unsigned i = 1; i < polls_done && base < FOLLOW_POLL_CAP_MS; i++)
 			base *= 2;
 		if (base > FOLLOW_POLL_CAP_MS)
@@ -128,7 +130,7 @@ void follow_state_resume(struct follow_state *st, uint64_t started_ms, uint64_t 
 static void schedule(struct follow_state *st, uint64_t now, uint32_t rnd, struct follow_step *out)
 {
 	st->polls++;
-	out->next_poll_ms = now + follow_poll_delay_ms(st->polls, rnd);
+	out->next_poll_ms = now + follow_poll_delay_ms(st->polls, st->poll_ms, rnd);
 	if (out->next_poll_ms > st->deadline_ms)
 		out->next_poll_ms = st->deadline_ms;
 }

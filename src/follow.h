@@ -36,7 +36,7 @@
 
 #define FOLLOW_DEFAULT_TOPIC      "commands/{thing}/{command}/executions/{execution}"
 #define FOLLOW_NO_RESPONSE        "$NO_RESPONSE_FROM_DEVICE"
-#define FOLLOW_FIRST_POLL_MS      500
+#define FOLLOW_POLL_STEP_MS       1000
 #define FOLLOW_POLL_CAP_MS        30000
 #define FOLLOW_NOT_FOUND_GRACE_MS 15000
 #define FOLLOW_EXECUTION_ID_MAX   128
@@ -80,8 +80,10 @@ enum cg_err follow_parse_answer(const char *body, size_t len, struct follow_answ
 void follow_answer_clean_up(struct follow_answer *a);
 
 /* Delay before poll number polls_done + 1 (0: the first, counted from the
- * accepted reply). rnd: a uniformly random 32-bit number. */
-uint64_t follow_poll_delay_ms(unsigned polls_done, uint32_t rnd);
+ * accepted reply): step_ms / 2 first (gateway.follow_poll_ms, 0: 1000),
+ * then step_ms, twice that, ... up to FOLLOW_POLL_CAP_MS, less up to a
+ * quarter of jitter. rnd: a uniformly random 32-bit number. */
+uint64_t follow_poll_delay_ms(unsigned polls_done, uint64_t step_ms, uint32_t rnd);
 
 /* One follow's progress. Times are monotonic ms. */
 struct follow_state {
@@ -89,7 +91,8 @@ struct follow_state {
 	uint64_t deadline_ms;    /* started_ms + gateway.follow_max_s */
 	enum follow_status last; /* last status published (FOLLOW_NONE: none) */
 	int last_rank;
-	unsigned polls; /* polls answered or failed */
+	unsigned polls;   /* polls answered or failed */
+	uint64_t poll_ms; /* the back-off step (gateway.follow_poll_ms; 0: default) */
 	int ended;
 	/* the last poll's failure, for the final message if time runs out */
 	int failing;

@@ -42,7 +42,9 @@ enum cg_err follow_poll_start(const struct follow_poll_env *env, struct http_cal
 		return rc;
 	*cred_generation = cred.generation;
 	char amz_date[SIGV4_DATE_LEN + 1];
-	sigv4_format_date(rt_wall_s() + env->skew_s, amz_date);
+	if (sigv4_format_date(rt_wall_s() + env->skew_s, amz_date) != 0)
+		return cg_fail(err, CG_INTERNAL, "the clock (corrected by %lds) is out of range",
+		               (long)env->skew_s);
 	char hash[65];
 	sigv4_sha256_hex("", 0, hash);
 	struct sbuf full, url, authz;

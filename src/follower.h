@@ -6,9 +6,10 @@
  * hands the messages to a publish callback (the engine's outbox), records
  * follows in the spool, and counts.
  *
- * Used from the engine thread only. The engine calls, each loop turn,
- * follower_run() and folds follower_next_ms() into its wait; the rest of
- * the time the follower is passive. Polls have their own rate limiter
+ * Used from the engine thread only. The engine calls follower_run() each
+ * loop turn; each follow's next poll, next offer or deadline, and the poll
+ * rate's next token, are timers on the engine's heap, which the loop's wait
+ * comes from. The rest of the time the follower is passive. Polls have their own rate limiter
  * (aws.follow_max_rate, adaptive on throttling) and their own in-flight
  * cap, so they never take a start's budget; due polls are served
  * round-robin across targets (the target served least recently first).
@@ -33,6 +34,7 @@
 #include "http.h"
 #include "spool.h"
 #include "stats.h"
+#include "timer.h"
 
 struct follower_options {
 	const char *control_url; /* config's control_url: "https://iot.{region}.amazonaws.com" */
@@ -40,6 +42,7 @@ struct follower_options {
 	double max_rate;         /* aws.follow_max_rate: polls/s, 0 = unlimited */
 	long request_timeout_ms; /* aws.request_timeout_ms */
 	size_t max_inflight;     /* polls in flight at once */
+	long poll_ms;            /* gateway.follow_poll_ms: the polls' back-off step */
 };
 
 /* The options from a configuration (views into c). */
@@ -81,11 +84,13 @@ struct follower_counters {
 
 struct follower;
 
-/* None of the pointers is owned; http, creds and spool (NULL: no spool)
- * must outlive the follower. */
+/* None of the pointers is owned; http, creds, spool (NULL: no spool) and
+ * timers (the loop's heap: the follower's timers only wake the loop) must
+ * outlive the follower. */
 struct follower *follower_new(const struct follower_options *o, struct http_client *http,
                               struct cred_provider *creds, struct spool *spool,
-                              follower_publish_fn publish, void *ctx, uint64_t now_ms);
+                              struct timer_heap *timers, follower_publish_fn publish, void *ctx,
+                              uint64_t now_ms);
 /* Aborts polls in flight (call before http_client_free) and frees. */
 void follower_free(struct follower *f);
 /* After a reload: endpoint, rate and limits for the next polls. */
@@ -112,8 +117,6 @@ void follower_resume(const struct spool_follow *rec, void *ctx);
 /* Publish what is pending, end follows past their deadline, start due
  * polls within the rate and the in-flight cap. */
 void follower_run(struct follower *f, uint64_t now);
-/* ms until follower_run has something to do (0: now); UINT64_MAX: nothing. */
-uint64_t follower_next_ms(const struct follower *f, uint64_t now);
 
 /*
  * Stopping: polls in flight are aborted. A spooled follow stays in the

@@ -4,6 +4,7 @@
  * the same endpoint share connections. TCP_NODELAY is libcurl's default.
  */
 #include "http.h"
+#include "proxyenv.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -123,6 +124,7 @@ static void common_options(struct http_client *c, struct http_call *call, CURL *
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	proxyenv_apply(e, url, 0); /* AWS endpoints: the proxy variables, as the SDKs */
 	if (c->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
 }

@@ -8,6 +8,7 @@
 #define CMDGATE_LOG_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 enum log_level { CG_LOG_ERROR = 0, CG_LOG_WARN, CG_LOG_INFO, CG_LOG_DEBUG };
 
@@ -24,6 +25,13 @@ int log_level_parse(const char *s, enum log_level *out);
 /* Errors are flushed at once: the line reaches stderr even if the process
  * aborts right after. */
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct sbuf;
+/* Append s[0..n) as it may appear in a log line. Text (json 0): control
+ * characters (C0, DEL, C1) become \n \r \t or \xNN. Both: bytes that are not
+ * UTF-8 become \xNN, and a character cut short at the end is dropped, so
+ * the result is always valid UTF-8 (jansson refuses anything else). */
+void log_escape(struct sbuf *out, const char *s, size_t n, int json);
 
 #define log_error(...) log_msg(CG_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(CG_LOG_WARN, __VA_ARGS__)

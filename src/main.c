@@ -13,6 +13,8 @@
 #include "engine.h"
 #include "inbox.h"
 #include "log.h"
+#include "proxyenv.h"
+#include "url.h"
 
 #ifndef CMDGATE_VERSION
 #define CMDGATE_VERSION "0.0.0"
@@ -56,6 +58,21 @@ static void install_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* An http:// AWS endpoint carries signatures and session tokens in clear. */
+static void warn_cleartext(const struct config *cfg)
+{
+	const char *urls[] = {cfg->endpoint_url, cfg->control_url};
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		char scheme[16], host[256];
+		if (urls[i] &&
+		    url_scheme_host(urls[i], scheme, sizeof(scheme), host, sizeof(host)) == 0 &&
+		    strcmp(scheme, "http") == 0)
+			log_warn("the AWS endpoint %s is http://: signatures and session tokens "
+			         "travel in cleartext",
+			         urls[i]);
+	}
 }
 
 int main(int argc, char **argv)
@@ -116,10 +133,12 @@ int main(int argc, char **argv)
 	log_configure(cfg->log.level, cfg->log.format);
 	if (level)
 		log_pin_level(level); /* --log-level wins over the file, also on reload */
+	proxyenv_take();              /* before Paho reads http_proxy: never for the broker */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	install_signals();
 	log_info("cmdgate %s starting: %s, endpoint %s", CMDGATE_VERSION, cfg->mqtt.uri,
 	         cfg->endpoint_url);
+	warn_cleartext(cfg);
 	struct engine *e = engine_new(cfg, err);
 	if (!e) {
 		log_error("%s", err);

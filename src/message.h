@@ -16,6 +16,7 @@ struct message {
 	char *topic;
 	char *payload; /* NUL-terminated copy; len excludes the NUL */
 	size_t len;
+	size_t oversize; /* > 0: a payload this large arrived, over max_payload, not copied */
 	int qos;
 	char *response_topic; /* MQTT 5 Response Topic, or NULL */
 	void *correlation;    /* MQTT 5 Correlation Data, or NULL */

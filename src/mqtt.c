@@ -324,6 +324,10 @@ static void set_connect_options(struct mqtt *m, const struct mqtt_options *o)
 		MQTTProperty expiry = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
 		expiry.value.integer4 = SESSION_EXPIRY_S;
 		MQTTProperties_add(&m->connect_props, &expiry);
+		/* the broker drops a larger PUBLISH instead of sending it to us */
+		MQTTProperty maxp = {.identifier = MQTTPROPERTY_CODE_MAXIMUM_PACKET_SIZE};
+		maxp.value.integer4 = (unsigned)mqtt_max_packet_size(o->max_payload);
+		MQTTProperties_add(&m->connect_props, &maxp);
 		m->conn.connectProperties = &m->connect_props;
 		m->conn.onSuccess5 = on_connect_ok5;
 		m->conn.onFailure5 = on_connect_failed5;
@@ -369,6 +373,17 @@ static void set_connect_options(struct mqtt *m, const struct mqtt_options *o)
 	}
 }
 
+long mqtt_max_packet_size(long max_payload)
+{
+	long n = max_payload > 268435455 / 4 ? 268435455 : 4 * max_payload;
+	return n < 65536 ? 65536 : n;
+}
+
+void mqtt_set_max_payload(struct mqtt *m, long max_payload)
+{
+	atomic_store(&m->max_payload, max_payload);
+}
+
 static const char *or_empty(const char *s)
 {
 	return s ? s : "";
@@ -380,6 +395,7 @@ struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
 	struct mqtt *m = rt_calloc(1, sizeof(*m));
 	m->version = o->version == 5 ? 5 : 4;
 	m->qos = o->qos;
+	atomic_init(&m->max_payload, o->max_payload > 0 ? o->max_payload : 268435455);
 	/* MQTT 5 brokers announce their Receive Maximum in CONNACK; until then
 	 * assume Mosquitto's default. Paho's own limit for 3.1.1 is 65535. */
 	atomic_init(&m->send_window, m->version == 5 ? 20 : MQTT_SEND_WINDOW_MAX);

@@ -40,6 +40,7 @@ struct mqtt_options {
 	const char *shared_group; /* "": plain subscriptions */
 	const char *status_topic; /* template with {client_id}; "": none */
 	int max_buffered;         /* publishes Paho may hold before MQTT_LATER */
+	long max_payload;         /* larger payloads are not copied (oversize) */
 };
 
 /* The options from a struct config (its mqtt group; the buffer is sized
@@ -58,7 +59,8 @@ struct mqtt_options {
 	    .qos = (int)(cfg)->mqtt.qos,                                                           \
 	    .shared_group = (cfg)->mqtt.shared_group,                                              \
 	    .status_topic = (cfg)->mqtt.status_topic,                                              \
-	    .max_buffered = (int)((cfg)->gateway.queue_size + (cfg)->gateway.max_inflight + 16)})
+	    .max_buffered = (int)((cfg)->gateway.queue_size + (cfg)->gateway.max_inflight + 16),   \
+	    .max_payload = (cfg)->gateway.max_payload})
 
 struct mqtt;
 
@@ -71,6 +73,12 @@ struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
  * unsubscribes nothing: the broker keeps the session's subscriptions and
  * queues requests for the next start. */
 void mqtt_set_filters(struct mqtt *m, char **filters, size_t n);
+/* The MQTT 5 Maximum Packet Size announced at CONNECT for a max_payload:
+ * 4 x max_payload, at least 64 KiB, at most MQTT's 268435455 (SPEC 5). */
+long mqtt_max_packet_size(long max_payload);
+/* A reload's gateway.max_payload: payloads above it are not copied. The
+ * announced packet size stays until the next start. */
+void mqtt_set_max_payload(struct mqtt *m, long max_payload);
 /* Called from the engine loop (at least once a second): connects and
  * reconnects, with capped exponential backoff and full jitter. */
 void mqtt_tick(struct mqtt *m, uint64_t now_ms);

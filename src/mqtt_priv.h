@@ -47,6 +47,7 @@ struct mqtt {
 	atomic_int connected;
 	atomic_int send_window; /* publishes Paho can have in flight (Receive Maximum) */
 	atomic_int stopping;
+	atomic_long max_payload; /* gateway.max_payload: checked before copying */
 
 	/* read by Paho during MQTTAsync_connect, written only before the first */
 	MQTTAsync_connectOptions conn;

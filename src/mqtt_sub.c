@@ -194,8 +194,16 @@ int mqtt_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *ms
 	struct mqtt *m = ctx;
 	struct message *in = rt_calloc(1, sizeof(*in));
 	in->topic = dup_mem(topic, topic_len > 0 ? (size_t)topic_len : strlen(topic));
-	in->payload = dup_mem(msg->payload, (size_t)msg->payloadlen);
-	in->len = (size_t)msg->payloadlen;
+	size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+	if (len > (size_t)atomic_load(&m->max_payload)) {
+		/* checked before the copy: only its size travels on, to be
+		 * answered PayloadTooLarge */
+		in->payload = dup_mem("", 0);
+		in->oversize = len;
+	} else {
+		in->payload = dup_mem(msg->payload, len);
+		in->len = len;
+	}
 	in->qos = msg->qos;
 	in->received_ms = rt_now_ms();
 	in->received_wall_ms = rt_wall_ms();

@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -40,9 +41,12 @@ static void write_textfile(const struct config *c, const struct stats *s,
 	sbuf_init(&tmp);
 	stats_render_prometheus(s, g, &b);
 	sbuf_printf(&tmp, "%s.tmp.%d", c->stats.file, (int)getpid());
-	FILE *f = fopen(tmp.data, "w");
-	int ok = f && fwrite(b.data, 1, b.len, f) == b.len;
-	if (f && fclose(f) != 0)
+	/* a planted file or symlink under the temporary name is removed, never
+	 * followed: O_EXCL|O_NOFOLLOW make a new file or fail */
+	unlink(tmp.data);
+	int fd = open(tmp.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	int ok = fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len;
+	if (fd >= 0 && close(fd) != 0)
 		ok = 0;
 	if (!ok || rename(tmp.data, c->stats.file) != 0) {
 		log_warn("stats file %s not written: %s", c->stats.file, strerror(errno));

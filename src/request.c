@@ -59,22 +59,6 @@ void request_free(struct request *r)
 	free(r);
 }
 
-void request_hold(struct reqlist *held, struct request *r, uint64_t at_ms)
-{
-	http_call_free(&r->call);
-	r->next_try_ms = at_ms;
-	r->state = RS_HELD;
-	reqlist_push(held, r);
-}
-
-char **request_filters(const struct config *c)
-{
-	char **f = rt_calloc(c->n_routes + 1, sizeof(char *));
-	for (size_t i = 0; i < c->n_routes; i++)
-		f[i] = c->routes[i].filter;
-	return f;
-}
-
 void reqlist_push(struct reqlist *l, struct request *r)
 {
 	r->next = NULL;
@@ -99,11 +83,6 @@ void reqlist_remove(struct reqlist *l, struct request *r)
 		l->tail = r->prev;
 	r->next = r->prev = NULL;
 	l->n--;
-}
-
-static int topic_name_valid(const char *t)
-{
-	return t && *t && !strpbrk(t, "+#") && strlen(t) <= 65535;
 }
 
 static char *expand_or_null(const char *tmpl, const struct route_vars *v)
@@ -136,16 +115,33 @@ static const struct route *bind_route(const struct config *c, struct request *r,
 		route_vars_set(v, "command", rt->command);
 	snprintf(r->thing, sizeof(r->thing), "%.128s", route_vars_get(v, "thing"));
 	snprintf(r->command, sizeof(r->command), "%.64s", route_vars_get(v, "command"));
-	if (topic_name_valid(r->msg->response_topic)) {
-		r->reply_accepted = rt_strdup(r->msg->response_topic);
-		r->reply_rejected = rt_strdup(r->msg->response_topic);
-	} else {
-		route_vars_set(v, "status", "accepted");
-		r->reply_accepted = expand_or_null(rt->reply_topic, v);
-		route_vars_set(v, "status", "rejected");
-		r->reply_rejected = expand_or_null(rt->reply_topic, v);
-	}
+	route_vars_set(v, "status", "accepted");
+	r->reply_accepted = expand_or_null(rt->reply_topic, v);
+	route_vars_set(v, "status", "rejected");
+	r->reply_rejected = expand_or_null(rt->reply_topic, v);
 	return rt;
+}
+
+/* SPEC 4: the Response Topic is honoured only inside the route's
+ * response_topics and outside every request filter, so a device cannot make
+ * the gateway write, with its rights, into another thing's topics or its
+ * own. Called once the captured values are valid. 0: refused. */
+static int take_response_topic(const struct config *c, const struct route *rt,
+                               const struct route_vars *v, struct request *r)
+{
+	const char *t = r->msg->response_topic;
+	if (!t)
+		return 1;
+	if (!route_response_allowed(rt, v, t))
+		return 0;
+	for (size_t i = 0; i < c->n_routes; i++)
+		if (route_filter_matches(c->routes[i].filter, t))
+			return 0;
+	free(r->reply_accepted);
+	free(r->reply_rejected);
+	r->reply_accepted = rt_strdup(t);
+	r->reply_rejected = rt_strdup(t);
+	return 1;
 }
 
 static struct request *request_new(const struct admit_env *env, struct message *m,
@@ -155,6 +151,7 @@ static struct request *request_new(const struct admit_env *env, struct message *
 	r->msg = m;
 	translated_init(&r->tr);
 	attempt_init(&r->at);
+	timer_task_init(&r->wake, NULL); /* the engine sets what to do */
 	r->deadline_ms = m->received_ms + (uint64_t)env->cfg->gateway.deadline_ms;
 	if (res) { /* resumed: keep the original deadline */
 		int64_t left = res->deadline_wall_ms - m->received_wall_ms;
@@ -164,6 +161,17 @@ static struct request *request_new(const struct admit_env *env, struct message *
 	return r;
 }
 
+/* The values captured from the topic against their rules. */
+static enum cg_err captures_check(const struct route *rt, const struct route_vars *v, char *err)
+{
+	enum cg_err rc = CG_OK;
+	for (size_t i = 0; rc == CG_OK && i < v->n; i++)
+		for (size_t k = 0; k < rt->n_ph; k++)
+			if (strcmp(v->name[i], rt->ph_names[k]) == 0)
+				rc = route_check_capture(v->name[i], v->value[i], err);
+	return rc;
+}
+
 #define ADMITTED (-1)
 
 /* Validate and apply the limits: ADMITTED, or the gw_code to answer with. */
@@ -171,22 +179,24 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
                  struct request *r, const struct resume *res, char *err)
 {
 	const struct config *c = env->cfg;
+	/* decided first, so that every answer, even an early one, goes where
+	 * it may */
+	int response_ok = captures_check(rt, v, NULL) == CG_OK && take_response_topic(c, rt, v, r);
 	if (env->draining) {
 		snprintf(err, ERR_LEN, "the gateway is shutting down");
 		return (int)GW_UNAVAILABLE;
 	}
-	if (r->msg->len > (size_t)c->gateway.max_payload) {
-		snprintf(err, ERR_LEN, "payload is %zu bytes; the limit is %ld", r->msg->len,
+	size_t size = r->msg->oversize ? r->msg->oversize : r->msg->len;
+	if (r->msg->oversize || size > (size_t)c->gateway.max_payload) {
+		snprintf(err, ERR_LEN, "payload is %zu bytes; the limit is %ld", size,
 		         c->gateway.max_payload);
 		return (int)GW_PAYLOAD_TOO_LARGE;
 	}
 	struct token_ctx tc = {res, 0};
 	enum cg_err rc =
 	    translate_request(rt, v, r->msg->payload, r->msg->len, new_token, &tc, &r->tr, err);
-	for (size_t i = 0; rc == CG_OK && i < v->n; i++)
-		for (size_t k = 0; k < rt->n_ph; k++)
-			if (strcmp(v->name[i], rt->ph_names[k]) == 0)
-				rc = route_check_capture(v->name[i], v->value[i], err);
+	if (rc == CG_OK)
+		rc = captures_check(rt, v, err);
 	if (rc == CG_OK && tc.failed) {
 		r->tr.client_token[0] = '\0';
 		snprintf(err, ERR_LEN,
@@ -196,6 +206,12 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 	if (rc != CG_OK) {
 		r->tr.client_token[0] = '\0'; /* none was assigned to an invalid request */
 		return (int)GW_INVALID_REQUEST;
+	}
+	if (!response_ok) {
+		snprintf(err, ERR_LEN,
+		         "the Response Topic is outside this route's response_topics");
+		r->tr.client_token[0] = '\0';
+		return (int)GW_FORBIDDEN;
 	}
 	if (!route_command_allowed(rt, r->command)) {
 		snprintf(err, ERR_LEN, "command '%s' is not allowed on this route", r->command);
@@ -212,14 +228,21 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 	if (rt->follow && follow_topic_prepare(rt->execution_topic, v, &ft, NULL) == CG_OK)
 		r->follow_topic = sbuf_steal(&ft);
 	sbuf_clean_up(&ft);
-	if (res)
-		return ADMITTED; /* resumed: it was admitted before the restart */
+	if (res) { /* resumed: it was admitted before the restart */
+		fairq_hold(env->buckets, r->thing, &r->fq, 0, env->now_ms);
+		return ADMITTED;
+	}
 	if (env->queued >= (size_t)c->gateway.queue_size) {
 		snprintf(err, ERR_LEN, "too many requests are waiting");
 		return (int)GW_OVERLOADED;
 	}
 	if (!fairq_admit(env->buckets, r->thing, c->gateway.per_thing_rate, env->now_ms)) {
 		snprintf(err, ERR_LEN, "this thing exceeded gateway.per_thing_rate");
+		return (int)GW_OVERLOADED;
+	}
+	if (!fairq_hold(env->buckets, r->thing, &r->fq, (unsigned)c->gateway.per_thing_queue,
+	                env->now_ms)) {
+		snprintf(err, ERR_LEN, "this thing holds gateway.per_thing_queue requests");
 		return (int)GW_OVERLOADED;
 	}
 	return ADMITTED;
@@ -235,15 +258,9 @@ enum admit_verdict request_admit(const struct admit_env *env, struct message *m,
 	char *storage = NULL;
 	enum admit_verdict verdict = ADMIT_QUEUE;
 	const struct route *rt = bind_route(env->cfg, r, &v, &storage);
-	if (!rt) {
-		if (!topic_name_valid(m->response_topic)) {
-			free(storage);
-			return ADMIT_DROP;
-		}
-		r->reply_rejected = rt_strdup(m->response_topic);
-		*code = GW_INVALID_REQUEST;
-		snprintf(err, ERR_LEN, "no route for this topic");
-		return ADMIT_ANSWER;
+	if (!rt) { /* no route confines a Response Topic: nowhere to answer */
+		free(storage);
+		return ADMIT_DROP;
 	}
 	int c = check(env, rt, &v, r, res, err);
 	if (c != ADMITTED) {

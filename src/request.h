@@ -17,6 +17,7 @@
 #include "reply.h"
 #include "settle.h"
 #include "spool_format.h"
+#include "timer.h"
 #include "translate.h"
 
 enum req_state { RS_QUEUED, RS_FLIGHT, RS_HELD };
@@ -44,7 +45,10 @@ struct request {
 	char *reply_accepted, *reply_rejected; /* owned topics, NULL: nowhere */
 	struct translated tr;
 	uint64_t deadline_ms, next_try_ms; /* monotonic */
-	uint64_t sent_ms;                  /* when its last call started */
+	/* on the engine's timers while waiting or held: at the deadline, or at
+	 * next_try_ms when that is earlier (then at the deadline again) */
+	struct timer_task wake;
+	uint64_t sent_ms; /* when its last call started */
 	struct attempt_state at;
 	struct settle_state settle; /* whether its call's fate is unknown (settle.h) */
 	uint64_t cred_generation;
@@ -59,11 +63,6 @@ struct reqlist {
 
 void reqlist_push(struct reqlist *l, struct request *r);
 void reqlist_remove(struct reqlist *l, struct request *r);
-/* r waits on held to be called again at at_ms (its finished call freed). */
-void request_hold(struct reqlist *held, struct request *r, uint64_t at_ms);
-/* The routes' request topic filters, NULL-terminated (an array to free;
- * the strings are c's). */
-char **request_filters(const struct config *c);
 
 enum admit_verdict {
 	ADMIT_QUEUE,  /* valid: queue it */

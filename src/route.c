@@ -63,6 +63,9 @@ void route_clean_up(struct route *r)
 		free(r->ptypes[i].name);
 	free(r->ptypes);
 	free(r->filter);
+	for (size_t i = 0; i < r->n_response_topics; i++)
+		free(r->response_topics[i]);
+	free(r->response_topics);
 	for (size_t i = 0; i < r->n_ph; i++)
 		free(r->ph_names[i]);
 	memset(r, 0, sizeof(*r));
@@ -304,4 +307,74 @@ int route_command_allowed(const struct route *r, const char *command)
 		if (strcmp(r->commands[i], command) == 0)
 			return 1;
 	return 0;
+}
+
+int route_filter_matches(const char *filter, const char *topic)
+{
+	const char *f = filter, *t = topic;
+	/* a filter starting with a wildcard never matches a "$" topic */
+	if (*t == '$' && (*f == '+' || *f == '#'))
+		return 0;
+	for (;;) {
+		size_t fn = level_len(f), tn = level_len(t);
+		if (fn == 1 && *f == '#')
+			return 1;
+		if (!(fn == 1 && *f == '+') && (fn != tn || memcmp(f, t, fn) != 0))
+			return 0;
+		int f_last = f[fn] == '\0', t_last = t[tn] == '\0';
+		if (t_last)
+			/* "a/#" matches "a" too */
+			return f_last || strcmp(f + fn, "/#") == 0;
+		if (f_last)
+			return 0;
+		f += fn + 1;
+		t += tn + 1;
+	}
+}
+
+char *route_default_response_topic(const struct route *r)
+{
+	const char *p = r->request_topic;
+	for (;;) {
+		size_t n = level_len(p);
+		if (n == 7 && memcmp(p, "{thing}", 7) == 0) {
+			struct sbuf b;
+			sbuf_init(&b);
+			sbuf_append(&b, r->request_topic, (size_t)(p + n - r->request_topic));
+			sbuf_puts(&b, "/#");
+			return sbuf_steal(&b);
+		}
+		if (!p[n])
+			return NULL;
+		p += n + 1;
+	}
+}
+
+const char *route_response_topics_fill(struct route *r, char *bad, size_t n)
+{
+	if (!r->response_topics) {
+		char *d = route_default_response_topic(r);
+		r->response_topics = rt_calloc(2, sizeof(char *));
+		if (d)
+			r->response_topics[r->n_response_topics++] = d;
+	}
+	for (size_t i = 0; i < r->n_response_topics; i++)
+		if (route_unknown_placeholder(r, r->response_topics[i], NULL, bad, n))
+			return r->response_topics[i];
+	return NULL;
+}
+
+int route_response_allowed(const struct route *r, const struct route_vars *v, const char *topic)
+{
+	if (!topic || !*topic || strpbrk(topic, "+#") || strlen(topic) > 65535)
+		return 0;
+	int ok = 0;
+	for (size_t i = 0; i < r->n_response_topics && !ok; i++) {
+		struct sbuf f;
+		sbuf_init(&f);
+		ok = route_template_expand(r->response_topics[i], v, &f, NULL) == CG_OK &&
+		     route_filter_matches(f.data, topic);
+		sbuf_clean_up(&f);
+	}
+	return ok;
 }

@@ -52,6 +52,8 @@ struct route {
 	long execution_timeout;         /* 0: none */
 	int follow;                     /* follow each accepted execution (SPEC 8) */
 	char *execution_topic;          /* where a follow publishes; may use {execution} */
+	char **response_topics;         /* filters a Response Topic must match (SPEC 4); */
+	size_t n_response_topics;       /* NULL until set or derived by the config */
 	char *filter;                   /* derived: request_topic with '+' */
 	char *ph_names[ROUTE_VARS_MAX]; /* derived: placeholder names, in order */
 	size_t n_ph;
@@ -87,6 +89,24 @@ int route_template_uses(const char *tmpl, const char *name);
 
 /* Whether a reply topic produced from reply_tmpl could match filter_tmpl. */
 int route_reply_could_loop(const char *reply_tmpl, const char *request_tmpl);
+
+/* Whether topic name topic matches MQTT filter filter ('+', '#'). */
+int route_filter_matches(const char *filter, const char *topic);
+
+/* The default response_topics entry of r: request_topic's levels up to its
+ * {thing} level, then "/#" ("commands/{thing}/#"); NULL when r does not
+ * capture {thing}. The caller frees it. */
+char *route_default_response_topic(const struct route *r);
+
+/* Unless set, r->response_topics becomes the default (none without
+ * {thing}); returns the first entry with a placeholder r cannot fill (its
+ * name copied into bad), NULL when every one is known. */
+const char *route_response_topics_fill(struct route *r, char *bad, size_t n);
+
+/* Whether a device may have its reply published on topic: a topic name
+ * without wildcards that matches one of r's response_topics, expanded with
+ * v. The caller also checks it against every request filter. */
+int route_response_allowed(const struct route *r, const struct route_vars *v, const char *topic);
 
 enum param_type route_param_type(const struct route *r, const char *name);
 int route_command_allowed(const struct route *r, const char *command);

@@ -1,6 +1,8 @@
 /*
  * sbuf: growable string buffer. Capacity doubles; the terminating NUL is
  * always present so data can be handed to C string APIs at any moment.
+ * Growing wipes the old block before freeing it, so a secret appended to a
+ * buffer leaves no copy behind in freed heap; sbuf_wipe clears the last one.
  */
 #include "sbuf.h"
 #include "runtime.h"
@@ -52,7 +54,15 @@ void sbuf_reserve(struct sbuf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap *= 2;
-	b->data = rt_realloc(b->data, cap);
+	/* Not realloc: the old block would go back to the heap with its bytes,
+	 * and buffers here carry session tokens and signatures. */
+	char *d = rt_malloc(cap);
+	if (b->data) {
+		memcpy(d, b->data, b->len + 1);
+		OPENSSL_cleanse(b->data, b->cap);
+		free(b->data);
+	}
+	b->data = d;
 	b->cap = cap;
 }
 

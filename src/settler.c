@@ -30,6 +30,33 @@ static void become_settling(const struct settle_env *env, struct request *r, int
 	env->stats->settle.settling++;
 }
 
+int settler_begin(const struct settle_env *env, struct request *r)
+{
+	if (!r->settle.unknown)
+		return 0;
+	uint64_t now = rt_now_ms();
+	become_settling(env, r, 0, now);
+	r->next_try_ms =
+	    now + backoff_full_jitter(1, SETTLE_BASE_MS, SETTLE_CAP_MS, rt_random_u32());
+	log_info("settle thing=%s token=%s: the call's fate is unknown; the target's next request "
+	         "waits until AWS answers a repeat (at most %ld ms)",
+	         r->thing, r->tr.client_token, (*env->cfg)->gateway.settle_max_ms);
+	return 1;
+}
+
+int settler_again(const struct request *r, int draining, uint64_t now_ms, uint64_t *at_ms)
+{
+	*at_ms = now_ms + SETTLE_RETRY_MS;
+	return !draining && *at_ms < r->deadline_ms;
+}
+
+int settler_after_call(struct request *r, const struct call_result *res,
+                       const struct attempt_decision *d)
+{
+	settle_note(&r->settle, res);
+	return r->settle.active && settle_is_final(d);
+}
+
 /* What AWS said, for the log line. */
 static void describe(const struct request *r, enum settle_outcome o,
                      const struct attempt_decision *d, char *out, size_t n)
@@ -58,9 +85,8 @@ static void count(struct stats_settle *s, const struct request *r, enum settle_o
 		s->abandoned++;
 }
 
-/* The settling of r ends with o (d: the last call's decision, or NULL). */
-static void end(const struct settle_env *env, struct request *r, enum settle_outcome o,
-                const struct attempt_decision *d)
+void settler_end(const struct settle_env *env, struct request *r, enum settle_outcome o,
+                 const struct attempt_decision *d)
 {
 	count(&env->stats->settle, r, o);
 	char what[400];
@@ -72,53 +98,10 @@ static void end(const struct settle_env *env, struct request *r, enum settle_out
 	else
 		log_info("settled thing=%s token=%s settled=%s calls=%u ms=%llu%s", r->thing,
 		         r->tr.client_token, settle_outcome_name(o), r->settle.calls, ms, what);
-	fairq_release(env->waiting, &r->fq); /* the target's next may start */
 	if (env->spool && r->spool_seq && o != SETTLE_STOPPED)
 		spool_settle_end(env->spool, r->spool_seq);
 	r->settle.active = 0;
 	request_free(r);
-}
-
-int settler_on_answer(const struct settle_env *env, struct request *r, int draining)
-{
-	uint64_t now = rt_now_ms();
-	if (r->settle.active) { /* a settling call could not start, or time is up */
-		if (!draining && now + SETTLE_RETRY_MS < r->deadline_ms)
-			request_hold(env->held, r, now + SETTLE_RETRY_MS);
-		else
-			end(env, r, draining ? SETTLE_STOPPED : SETTLE_ABANDONED, NULL);
-		return 1;
-	}
-	if (!r->settle.unknown) {
-		fairq_release(env->waiting, &r->fq); /* the target's next may start */
-		return 0;
-	}
-	become_settling(env, r, 0, now);
-	request_hold(env->held, r,
-	             now + backoff_full_jitter(1, SETTLE_BASE_MS, SETTLE_CAP_MS, rt_random_u32()));
-	log_info("settle thing=%s token=%s: the call's fate is unknown; the target's next request "
-	         "waits until AWS answers a repeat (at most %ld ms)",
-	         r->thing, r->tr.client_token, (*env->cfg)->gateway.settle_max_ms);
-	return 0;
-}
-
-int settler_after_call(const struct settle_env *env, struct request *r,
-                       const struct call_result *res, const struct attempt_decision *d,
-                       int draining)
-{
-	settle_note(&r->settle, res);
-	if (!r->settle.active || !settle_is_final(d))
-		return 0;
-	end(env, r, settle_outcome_of(d, draining), d);
-	return 1;
-}
-
-int settler_stop(const struct settle_env *env, struct request *r)
-{
-	if (!r->settle.active)
-		return 0;
-	end(env, r, SETTLE_STOPPED, NULL);
-	return 1;
 }
 
 int settler_unadmitted(const struct settle_env *env, struct request *r, const struct resume *res)

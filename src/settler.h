@@ -1,11 +1,12 @@
 /*
- * settler: the engine's side of settling (settle.h has the rule). A request
- * answered while its call's fate is unknown stays: it keeps its target's
- * slot (fairq) and its spool entry, and waits on the engine's held list to
- * be called again with the same body and token -- the usual backoff and
- * send rate -- until a definite answer, gateway.settle_max_ms, or the
- * gateway stops. Then it is counted, logged ("settled=<outcome>") and
- * freed, and the target's next request may start.
+ * settler: the engine's side of settling (settle.h has the rule), the
+ * bookkeeping of a request answered while its call's fate is unknown: it
+ * stays after its reply, keeping its target's slot (fairq) and its spool
+ * entry, and the engine holds it to be called again with the same body and
+ * token -- the usual backoff and send rate -- until a definite answer,
+ * gateway.settle_max_ms, or the gateway stops. Then it is counted, logged
+ * ("settled=<outcome>") and freed, and the target's next request may start.
+ * The engine keeps its lists, slots and timers; this file touches none.
  *
  * Across a restart: the spool keeps the entry (spool_settle_hold) and marks
  * it ANSWERED once the reply is delivered; such an entry is resumed only to
@@ -20,7 +21,6 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "fairq.h"
 #include "request.h"
 #include "settle.h"
 #include "spool.h"
@@ -28,32 +28,35 @@
 
 /* Views owned by the engine. */
 struct settle_env {
-	struct fairq *waiting;
-	struct reqlist *held; /* settling requests wait here for their next call */
-	struct spool *spool;  /* NULL without one */
+	struct spool *spool; /* NULL without one */
 	struct stats *stats;
 	struct config *const *cfg; /* the engine's current one: gateway.settle_max_ms */
 };
 
-/* r is about to be answered. 0: answer it; its target's slot is released,
- * or, when its call's fate is unknown, r becomes a settling request on the
- * held list, which the answer leaves alone. 1: r is settling already: no
- * answer; it is held again, or its settling ends (abandoned, or stopped
- * when draining) and r is freed. */
-int settler_on_answer(const struct settle_env *env, struct request *r, int draining);
+/* r, not settling, is about to be answered: 1 when its call's fate is
+ * unknown and it becomes a settling request (the answer leaves it to the
+ * engine, which holds it, slot kept, to be called at r->next_try_ms until
+ * r->deadline_ms); 0: answer and release it as usual. */
+int settler_begin(const struct settle_env *env, struct request *r);
+/* A settling r could not be called (no credentials) or its time is up: 1
+ * to hold it again at *at_ms; 0: its settling must end (settler_end with
+ * abandoned, or stopped when draining). */
+int settler_again(const struct request *r, int draining, uint64_t now_ms, uint64_t *at_ms);
 /* After any call of r, whose result res led to decision d: notes what res
- * says about r's fate (settle_note), and returns 1 when r was settling and
- * d ends that (r counted, logged and freed). */
-int settler_after_call(const struct settle_env *env, struct request *r,
-                       const struct call_result *res, const struct attempt_decision *d,
-                       int draining);
-/* The gateway stops: 1 when r was settling (its spool entry stays; r freed). */
-int settler_stop(const struct settle_env *env, struct request *r);
-/* Admission of r, resumed from the spool entry res (NULL: a new arrival),
- * answered at once (not queued): 1 when r, answered before the restart,
- * takes no second answer: its entry is dropped and r freed. */
+ * says about r's fate; 1 when r is settling and d ends that (then the
+ * engine releases r and calls settler_end with settle_outcome_of(d)). */
+int settler_after_call(struct request *r, const struct call_result *res,
+                       const struct attempt_decision *d);
+/* The settling of r, released by the engine, ends with o (d: the last
+ * call's decision, or NULL): counted, logged, its spool entry done (kept
+ * when stopped), r freed. */
+void settler_end(const struct settle_env *env, struct request *r, enum settle_outcome o,
+                 const struct attempt_decision *d);
+/* r, resumed from the spool entry res (NULL: a new arrival), is answered at
+ * admission: 1 when r was answered before the restart and takes no second
+ * answer (its entry is dropped, r freed). */
 int settler_unadmitted(const struct settle_env *env, struct request *r, const struct resume *res);
-/* r, resumed from res (NULL: a new arrival), is about to be queued. */
+/* r, resumed from res (NULL: a new arrival), was just queued. */
 void settler_queued(const struct settle_env *env, struct request *r, const struct resume *res);
 /* 1 when r, at its turn, must be answered Expired (then settled) instead of
  * called: a resumed request whose deadline passed while it waited. */

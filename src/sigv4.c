@@ -21,11 +21,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sigv4_format_date(time_t t, char out[SIGV4_DATE_LEN + 1])
+int sigv4_format_date(time_t t, char out[SIGV4_DATE_LEN + 1])
 {
 	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, SIGV4_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm);
+	out[0] = '\0';
+	if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < SIGV4_YEAR_MIN ||
+	    tm.tm_year + 1900 > SIGV4_YEAR_MAX)
+		return -1;
+	/* strftime returns 0 when the text does not fit, leaving out undefined */
+	if (strftime(out, SIGV4_DATE_LEN + 1, "%Y%m%dT%H%M%SZ", &tm) != SIGV4_DATE_LEN) {
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
 }
 
 /* SHA-256 fetched once: OpenSSL 3 otherwise looks the algorithm up (with
@@ -357,10 +365,12 @@ static const unsigned char *cached_key(struct sigv4_key_cache *c,
 	sigv4_signing_key(cred->secret_access_key, date, region, service, c->key);
 	memcpy(c->date, date, 8);
 	c->date[8] = '\0';
-	snprintf(c->region, sizeof(c->region), "%s", region);
-	snprintf(c->service, sizeof(c->service), "%s", service);
+	int nr = snprintf(c->region, sizeof(c->region), "%s", region);
+	int ns = snprintf(c->service, sizeof(c->service), "%s", service);
 	c->generation = cred->generation;
-	c->valid = 1;
+	/* a name too long to keep is signed with, never matched from the cache */
+	c->valid =
+	    nr >= 0 && (size_t)nr < sizeof(c->region) && ns >= 0 && (size_t)ns < sizeof(c->service);
 	return c->key;
 }
 
@@ -368,6 +378,8 @@ void sigv4_authorize(const struct sigv4_request *req, const struct sigv4_credent
                      const char *region, const char *service, const char *amz_date,
                      struct sigv4_key_cache *cache, struct sbuf *authz)
 {
+	if (strnlen(amz_date, SIGV4_DATE_LEN + 1) != SIGV4_DATE_LEN)
+		return; /* no Authorization: AWS refuses the call, nothing is over-read */
 	struct sbuf creq, sh, sts;
 	sbuf_init(&creq);
 	sbuf_init(&sh);
@@ -393,9 +405,11 @@ void sigv4_authorize(const struct sigv4_request *req, const struct sigv4_credent
 	sbuf_append(authz, sh.data, sh.len);
 	sbuf_puts(authz, ", Signature=");
 	sbuf_puts(authz, sig);
-	sbuf_clean_up(&creq);
+	OPENSSL_cleanse(sig, sizeof(sig));
+	/* the canonical request holds the session token */
+	sbuf_wipe(&creq);
 	sbuf_clean_up(&sh);
-	sbuf_clean_up(&sts);
+	sbuf_wipe(&sts);
 }
 
 void sigv4_key_cache_clean_up(struct sigv4_key_cache *cache)

@@ -53,7 +53,12 @@ struct sigv4_key_cache {
 	unsigned char key[32];
 };
 
-void sigv4_format_date(time_t t, char out[SIGV4_DATE_LEN + 1]);
+/* The x-amz-date text of t: 0, or -1 (out "") when t is not a time AWS
+ * would accept from a sane clock (years SIGV4_YEAR_MIN..SIGV4_YEAR_MAX), so
+ * a hostile clock correction can never produce a short or unterminated date. */
+#define SIGV4_YEAR_MIN 2000
+#define SIGV4_YEAR_MAX 2199
+int sigv4_format_date(time_t t, char out[SIGV4_DATE_LEN + 1]);
 void sigv4_sha256_hex(const void *data, size_t n, char out[65]);
 
 /* Canonical request into creq, and the ';'-joined signed header names into

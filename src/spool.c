@@ -1,7 +1,18 @@
 /*
- * spool: file handling. The file only grows while requests are live; when
- * the last one is done it is truncated, and at start it is compacted, so it
- * stays about as large as the requests actually waiting.
+ * spool: file handling. The file is append-only between compactions. A
+ * compaction streams the file twice (DONE and STATUS records first, then the
+ * live ADD and FOLLOW records, rewritten to spool.log.new and renamed over
+ * spool.log), so its memory follows the live records, never the file's
+ * history. It runs at start (handing each live record back) and while
+ * running whenever the file has grown past twice its last compacted size
+ * plus COMPACT_SLACK: the file stays within a small multiple of the live
+ * requests' size, and each byte appended is copied O(1) times on average.
+ * When nothing is live the file is simply truncated.
+ *
+ * Files are reached only through a descriptor of the spool directory
+ * (openat, O_NOFOLLOW, the temporary file O_EXCL after unlinking whatever
+ * is planted there), and a directory others can write is refused: nobody
+ * else can make the gateway write through a symlink.
  */
 #include "spool.h"
 
@@ -17,16 +28,20 @@
 #include "sbuf.h"
 #include "runtime.h"
 
-#define TRUNCATE_AT (4u << 20) /* bytes; truncate once idle past this */
+#define COMPACT_SLACK (1u << 20) /* bytes a file may grow past twice its live size */
+#define READ_CHUNK    65536u
+#define SPOOL_NAME    "spool.log"
+#define TMP_NAME      "spool.log.new"
 
 struct spool {
-	char *path, *tmp_path, *dir;
-	int fd;
+	char *path, *dir;
+	int dirfd, fd;
 	struct sbuf batch;
 	int batch_adds;
 	uint64_t next_seq;
 	size_t live;
 	off_t size;
+	off_t compacted; /* the file's size after the last compaction */
 	spool_follow_fn follow_cb;
 	void *follow_ctx;
 	struct settling *settling; /* entries kept to settle their call */
@@ -97,24 +112,55 @@ static char *join(const char *dir, const char *name)
 	return sbuf_steal(&b);
 }
 
-struct spool *spool_open(const char *dir, char *err)
+/* The directory, opened: refused when others can write it (they could
+ * plant a symlink or swap a file between our checks). */
+static int open_dir(const char *dir, char *err)
 {
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		cg_fail(err, CG_IO, "spool: cannot create %s: %s", dir, strerror(errno));
-		return NULL;
+		return -1;
 	}
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		cg_fail(err, CG_IO, "spool: cannot open %s: %s", dir, strerror(errno));
+	} else if ((st.st_mode & (S_IWGRP | S_IWOTH)) ||
+	           (st.st_uid != geteuid() && st.st_uid != 0)) {
+		cg_fail(err, CG_CONFIG,
+		        "spool: %s can be written by others (mode %04o, owner %u): refused; "
+		        "make it owned by this user with mode 0700 (chmod go-w)",
+		        dir, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+	} else {
+		return fd;
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int open_log(int dirfd)
+{
+	return openat(dirfd, SPOOL_NAME, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+	              0600);
+}
+
+struct spool *spool_open(const char *dir, char *err)
+{
+	int dirfd = open_dir(dir, err);
+	if (dirfd < 0)
+		return NULL;
 	struct spool *s = rt_calloc(1, sizeof(*s));
+	s->dirfd = dirfd;
 	s->dir = rt_strdup(dir);
-	s->path = join(dir, "spool.log");
-	s->tmp_path = join(dir, "spool.log.new");
-	s->fd = open(s->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	s->path = join(dir, SPOOL_NAME);
+	sbuf_init(&s->batch);
+	s->next_seq = 1;
+	s->fd = open_log(dirfd);
 	if (s->fd < 0) {
 		cg_fail(err, CG_IO, "spool: cannot open %s: %s", s->path, strerror(errno));
 		spool_close(s);
 		return NULL;
 	}
-	sbuf_init(&s->batch);
-	s->next_seq = 1;
 	return s;
 }
 
@@ -124,145 +170,247 @@ void spool_close(struct spool *s)
 		return;
 	if (s->fd >= 0)
 		close(s->fd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
 	sbuf_clean_up(&s->batch);
 	free(s->settling);
 	free(s->path);
-	free(s->tmp_path);
 	free(s->dir);
 	free(s);
 }
 
-static int read_all(int fd, struct sbuf *out)
+/* A forward reader of a spool file: holds one record (and a read-ahead
+ * chunk) at a time, whatever the file's size. */
+struct reader {
+	int fd;
+	struct sbuf buf;
+	size_t at;    /* start of the next record in buf */
+	off_t offset; /* file offset of buf[at] */
+	off_t size;   /* the file's size when the reader started */
+};
+
+static int reader_start(struct reader *r, int fd)
 {
-	char buf[65536];
-	ssize_t n;
-	if (lseek(fd, 0, SEEK_SET) < 0)
+	struct stat st;
+	r->fd = fd;
+	r->at = 0;
+	r->offset = 0;
+	sbuf_init(&r->buf);
+	if (fstat(fd, &st) != 0 || lseek(fd, 0, SEEK_SET) < 0)
 		return -1;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		sbuf_append(out, buf, (size_t)n);
-	return n < 0 ? -1 : 0;
+	r->size = st.st_size;
+	return 0;
 }
 
-static int fsync_dir(const char *dir)
+/* At least need bytes at buf[at]: 0, or -1 at the end of the file. */
+static int reader_fill(struct reader *r, size_t need)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
+	if (r->buf.len - r->at >= need)
+		return 0;
+	memmove(r->buf.data, r->buf.data + r->at, r->buf.len - r->at);
+	r->buf.len -= r->at;
+	r->at = 0;
+	while (r->buf.len < need) {
+		size_t want = need - r->buf.len > READ_CHUNK ? need - r->buf.len : READ_CHUNK;
+		sbuf_reserve(&r->buf, want);
+		ssize_t n = read(r->fd, r->buf.data + r->buf.len, want);
+		if (n <= 0)
+			return -1;
+		r->buf.len += (size_t)n;
+	}
+	r->buf.data[r->buf.len] = '\0';
+	return 0;
 }
 
-/* Is seq among the DONE records? Linear over a sorted array. */
+/* The next record: 1, 0 at a clean end, -1 at a torn or corrupt one. Its
+ * views stay valid until the next call. */
+static int reader_next(struct reader *r, enum spool_type *t, struct spool_entry *e,
+                       struct spool_follow *f)
+{
+	if (reader_fill(r, 12) != 0)
+		return r->buf.len == r->at ? 0 : -1;
+	const unsigned char *h = (const unsigned char *)r->buf.data + r->at;
+	size_t len = (size_t)h[4] | (size_t)h[5] << 8 | (size_t)h[6] << 16 | (size_t)h[7] << 24;
+	/* a length the file cannot hold is corrupt: never allocate for it */
+	if (memcmp(h, "CGS1", 4) != 0 || (off_t)len > r->size - r->offset - 12 ||
+	    reader_fill(r, 12 + len) != 0)
+		return -1;
+	size_t pos = 0;
+	if (spool_decode_record((const unsigned char *)r->buf.data + r->at, 12 + len, &pos, t, e,
+	                        f) != 1)
+		return -1;
+	r->at += pos;
+	r->offset += (off_t)pos;
+	return 1;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
 }
 
-enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *err)
+/* What pass 1 learns: the DONE and ANSWERED sets, the STATUS records, where
+ * trust ends. */
+struct history {
+	uint64_t *done, *answered;
+	size_t ndone, cap_done, nanswered, cap_answered;
+	struct status_rec *stat;
+	size_t nstat, cap_stat;
+	off_t end;
+	int torn;
+};
+
+static void history_scan(struct spool *s, struct history *h)
 {
-	struct sbuf data;
-	sbuf_init(&data);
-	if (read_all(s->fd, &data) != 0) {
-		sbuf_clean_up(&data);
-		return cg_fail(err, CG_IO, "spool: cannot read %s: %s", s->path, strerror(errno));
-	}
-	/* pass 1: DONE set and the end of the trusted part */
-	size_t cap = 64, ndone = 0, pos = 0, end, nstat = 0, cap_stat = 0, nans = 0, cap_ans = 0;
-	uint64_t *done = rt_malloc(cap * sizeof(*done)), *ans = NULL;
-	struct status_rec *stat = NULL;
+	struct reader r;
 	enum spool_type t;
 	struct spool_entry e;
 	struct spool_follow f;
-	int rc;
-	while ((rc = spool_decode_record((unsigned char *)data.data, data.len, &pos, &t, &e, &f)) ==
-	       1) {
+	int rc = reader_start(&r, s->fd) == 0 ? 1 : -1;
+	while (rc == 1 && (rc = reader_next(&r, &t, &e, &f)) == 1) {
 		if (e.seq >= s->next_seq)
 			s->next_seq = e.seq + 1;
 		if (t == SPOOL_STATUS) {
-			if (nstat == cap_stat) {
-				cap_stat = cap_stat ? 2 * cap_stat : 64;
-				stat = rt_realloc(stat, cap_stat * sizeof(*stat));
+			if (h->nstat == h->cap_stat) {
+				h->cap_stat = h->cap_stat ? 2 * h->cap_stat : 64;
+				h->stat = rt_realloc(h->stat, h->cap_stat * sizeof(*h->stat));
 			}
-			stat[nstat].seq = f.seq;
-			stat[nstat].order = nstat;
-			stat[nstat++].status = f.last_status;
-			continue;
+			h->stat[h->nstat].seq = f.seq;
+			h->stat[h->nstat].order = h->nstat;
+			h->stat[h->nstat++].status = f.last_status;
+		} else if (t == SPOOL_DONE) {
+			if (h->ndone == h->cap_done) {
+				h->cap_done = h->cap_done ? 2 * h->cap_done : 64;
+				h->done = rt_realloc(h->done, h->cap_done * sizeof(*h->done));
+			}
+			h->done[h->ndone++] = e.seq;
+		} else if (t == SPOOL_ANSWERED) {
+			if (h->nanswered == h->cap_answered) {
+				h->cap_answered = h->cap_answered ? 2 * h->cap_answered : 64;
+				h->answered =
+				    rt_realloc(h->answered, h->cap_answered * sizeof(*h->answered));
+			}
+			h->answered[h->nanswered++] = e.seq;
 		}
-		if (t == SPOOL_ANSWERED) {
-			if (nans == cap_ans)
-				ans = rt_realloc(ans, (cap_ans = cap_ans ? 2 * cap_ans : 64) *
-				                          sizeof(*ans));
-			ans[nans++] = e.seq;
-			continue;
-		}
-		if (t != SPOOL_DONE)
-			continue;
-		if (ndone == cap)
-			done = rt_realloc(done, (cap *= 2) * sizeof(*done));
-		done[ndone++] = e.seq;
 	}
-	end = pos;
-	if (rc < 0)
-		log_warn("spool: %s has a torn or corrupt record at byte %zu of %zu; the rest is "
-		         "skipped",
-		         s->path, end, data.len);
-	qsort(done, ndone, sizeof(*done), cmp_u64);
-	if (nans)
-		qsort(ans, nans, sizeof(*ans), cmp_u64);
-	if (nstat)
-		qsort(stat, nstat, sizeof(*stat), cmp_status);
-	/* pass 2: live entries, handed back and rewritten */
-	struct sbuf fresh;
-	sbuf_init(&fresh);
-	s->live = 0;
-	size_t follows = 0;
-	for (pos = 0; pos < end && spool_decode_record((unsigned char *)data.data, end, &pos, &t,
-	                                               &e, &f) == 1;) {
+	h->end = r.offset;
+	h->torn = rc < 0;
+	if (h->torn)
+		log_warn("spool: %s has a torn or corrupt record at byte %lld of %lld; the rest "
+		         "is skipped",
+		         s->path, (long long)r.offset, (long long)r.size);
+	sbuf_clean_up(&r.buf);
+	qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
+	if (h->nanswered)
+		qsort(h->answered, h->nanswered, sizeof(*h->answered), cmp_u64);
+	if (h->nstat)
+		qsort(h->stat, h->nstat, sizeof(*h->stat), cmp_status);
+}
+
+/* The file being written by a compaction. */
+struct fresh {
+	int fd;
+	struct sbuf buf;
+	off_t written;
+	int failed;
+};
+
+static void fresh_write(struct fresh *w, int last)
+{
+	if (w->failed || (!last && w->buf.len < READ_CHUNK))
+		return;
+	if (w->buf.len && write(w->fd, w->buf.data, w->buf.len) != (ssize_t)w->buf.len)
+		w->failed = 1;
+	w->written += (off_t)w->buf.len;
+	sbuf_reset(&w->buf);
+}
+
+/* Pass 2: every live record into w, and to the callbacks when cb is set
+ * (at start). Counts requests and follows separately. */
+static void rewrite_live(struct spool *s, const struct history *h, struct fresh *w,
+                         spool_entry_fn cb, void *ctx, size_t *requests, size_t *follows)
+{
+	struct reader r;
+	enum spool_type t;
+	struct spool_entry e;
+	struct spool_follow f;
+	*requests = *follows = 0;
+	if (reader_start(&r, s->fd) != 0) {
+		w->failed = 1;
+		return;
+	}
+	while (r.offset < h->end && reader_next(&r, &t, &e, &f) == 1) {
 		if ((t != SPOOL_ADD && t != SPOOL_FOLLOW) ||
-		    bsearch(&e.seq, done, ndone, sizeof(*done), cmp_u64))
+		    bsearch(&e.seq, h->done, h->ndone, sizeof(*h->done), cmp_u64))
 			continue;
-		s->live++;
 		if (t == SPOOL_FOLLOW) {
 			/* the last status folded in: the rewritten file needs no STATUS */
-			f.last_status = last_status(stat, nstat, f.seq, f.last_status);
-			spool_encode_follow(&fresh, &f);
-			follows++;
-			if (s->follow_cb)
+			f.last_status = last_status(h->stat, h->nstat, f.seq, f.last_status);
+			spool_encode_follow(&w->buf, &f);
+			(*follows)++;
+			if (cb && s->follow_cb)
 				s->follow_cb(&f, s->follow_ctx);
-			continue;
+		} else {
+			spool_encode_add(&w->buf, &e);
+			e.answered = h->nanswered && bsearch(&e.seq, h->answered, h->nanswered,
+			                                     sizeof(*h->answered), cmp_u64);
+			if (e.answered) /* kept only to settle its call */
+				spool_encode_answered(&w->buf, e.seq);
+			(*requests)++;
+			if (cb)
+				cb(&e, ctx);
 		}
-		spool_encode_add(&fresh, &e);
-		e.answered = nans && bsearch(&e.seq, ans, nans, sizeof(*ans), cmp_u64) != NULL;
-		if (e.answered)
-			spool_encode_answered(&fresh, e.seq);
-		cb(&e, ctx);
+		fresh_write(w, 0);
 	}
-	free(done);
-	free(ans);
-	free(stat);
+	sbuf_clean_up(&r.buf);
+	fresh_write(w, 1);
+}
+
+/* Rewrite the file with its live records only (cb: hand them back too). */
+static enum cg_err compact(struct spool *s, spool_entry_fn cb, void *ctx, char *err)
+{
+	struct history h = {0};
+	history_scan(s, &h);
+	/* whatever is planted under the temporary name goes: a symlink is
+	 * unlinked, never followed, and O_EXCL creates a new file */
+	if (unlinkat(s->dirfd, TMP_NAME, 0) != 0 && errno != ENOENT)
+		log_warn("spool: cannot remove %s/%s: %s", s->dir, TMP_NAME, strerror(errno));
+	struct fresh w = {.fd = openat(s->dirfd, TMP_NAME,
+	                               O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)};
+	sbuf_init(&w.buf);
+	size_t requests = 0, follows = 0;
+	if (w.fd >= 0)
+		rewrite_live(s, &h, &w, cb, ctx, &requests, &follows);
 	enum cg_err out = CG_OK;
-	int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, fresh.data, fresh.len) != (ssize_t)fresh.len ||
-	    fdatasync(fd) != 0 || rename(s->tmp_path, s->path) != 0 || fsync_dir(s->dir) != 0) {
+	if (w.fd < 0 || w.failed || fdatasync(w.fd) != 0 ||
+	    renameat(s->dirfd, TMP_NAME, s->dirfd, SPOOL_NAME) != 0 || fsync(s->dirfd) != 0) {
 		out = cg_fail(err, CG_IO, "spool: cannot rewrite %s: %s", s->path, strerror(errno));
 	} else {
 		close(s->fd);
-		s->fd = open(s->path, O_RDWR | O_APPEND | O_CLOEXEC);
-		s->size = (off_t)fresh.len;
+		s->fd = open_log(s->dirfd);
+		s->size = s->compacted = w.written;
+		s->live = requests + follows;
 		if (s->fd < 0)
-			out = cg_fail(err, CG_IO, "spool: cannot reopen %s", s->path);
+			out = cg_fail(err, CG_IO, "spool: cannot reopen %s: %s", s->path,
+			              strerror(errno));
 	}
-	if (fd >= 0)
-		close(fd);
-	if (s->live - follows)
-		log_info("spool: %zu request(s) to resume from %s", s->live - follows, s->path);
-	if (follows)
+	if (w.fd >= 0)
+		close(w.fd);
+	sbuf_clean_up(&w.buf);
+	free(h.done);
+	free(h.answered);
+	free(h.stat);
+	if (cb && requests)
+		log_info("spool: %zu request(s) to resume from %s", requests, s->path);
+	if (cb && follows)
 		log_info("spool: %zu follow(s) to resume from %s", follows, s->path);
-	sbuf_clean_up(&fresh);
-	sbuf_clean_up(&data);
 	return out;
+}
+
+enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *err)
+{
+	return compact(s, cb, ctx, err);
 }
 
 void spool_add(struct spool *s, struct spool_entry *e)
@@ -279,11 +427,6 @@ static struct settling *settling_find(struct spool *s, uint64_t seq)
 		if (s->settling[i].seq == seq)
 			return &s->settling[i];
 	return NULL;
-}
-
-static void settling_remove(struct spool *s, struct settling *x)
-{
-	*x = s->settling[--s->n_settling];
 }
 
 static void write_done(struct spool *s, uint64_t seq)
@@ -323,7 +466,7 @@ void spool_settle_end(struct spool *s, uint64_t seq)
 	if (!x)
 		return;
 	int answered = x->answered;
-	settling_remove(s, x);
+	*x = s->settling[--s->n_settling];
 	if (answered) /* else the reply's delivery writes the DONE */
 		write_done(s, seq);
 }
@@ -344,11 +487,21 @@ enum cg_err spool_flush(struct spool *s, int sync, char *err)
 			               strerror(errno));
 		s->batch_adds = 0;
 	}
-	if (s->live == 0 && s->size > (off_t)TRUNCATE_AT && !s->batch_adds) {
+	if (s->batch_adds || s->size <= 2 * s->compacted + (off_t)COMPACT_SLACK)
+		return CG_OK;
+	if (s->live == 0) {
 		if (ftruncate(s->fd, 0) == 0)
-			s->size = 0;
+			s->size = s->compacted = 0;
+		return CG_OK;
 	}
-	return CG_OK;
+	off_t before = s->size;
+	enum cg_err rc = compact(s, NULL, NULL, err);
+	if (rc != CG_OK)
+		s->compacted = s->size; /* the file is intact; try again after it doubles */
+	else
+		log_debug("spool: compacted %s from %lld to %lld bytes (%zu live)", s->path,
+		          (long long)before, (long long)s->size, s->live);
+	return rc;
 }
 
 size_t spool_live(const struct spool *s)

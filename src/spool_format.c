@@ -134,9 +134,11 @@ struct reader {
 	int bad;
 };
 
+/* Bounds are checked as "wanted > what is left", never as "at + wanted > n":
+ * on a 32-bit size_t a crafted length of nearly 4 GiB wraps the sum. */
 static uint64_t get(struct reader *r, int bytes)
 {
-	if (r->at + (size_t)bytes > r->n) {
+	if ((size_t)bytes > r->n - r->at) {
 		r->bad = 1;
 		return 0;
 	}
@@ -150,7 +152,7 @@ static uint64_t get(struct reader *r, int bytes)
 static const void *get_bytes(struct reader *r, size_t *len)
 {
 	*len = (size_t)get(r, 4);
-	if (r->bad || r->at + *len > r->n) {
+	if (r->bad || *len > r->n - r->at) {
 		r->bad = 1;
 		*len = 0;
 		return NULL;

@@ -41,17 +41,30 @@ int client_token_valid(const char *s)
 	return 1;
 }
 
-void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65])
+/* sha256 hex of [prefix] thing "\n" command "\n" text */
+static void token_hash(const char *prefix, const char *thing, const char *command, const char *text,
+                       char out[65])
 {
 	struct sbuf b;
 	sbuf_init(&b);
+	sbuf_puts(&b, prefix);
 	sbuf_puts(&b, thing);
 	sbuf_putc(&b, '\n');
 	sbuf_puts(&b, command);
 	sbuf_putc(&b, '\n');
-	sbuf_puts(&b, id_text);
+	sbuf_puts(&b, text);
 	sigv4_sha256_hex(b.data, b.len, out);
 	sbuf_clean_up(&b);
+}
+
+void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65])
+{
+	token_hash("", thing, command, id_text, out);
+}
+
+void client_token_bind(const char *thing, const char *command, const char *token, char out[65])
+{
+	token_hash("token\n", thing, command, token, out);
 }
 
 static size_t utf8_chars(const char *s)
@@ -376,8 +389,8 @@ enum cg_err translate_request(const struct route *r, const struct route_vars *va
 		                    json_integer(r->execution_timeout));
 
 	if (tok) {
-		snprintf(out->client_token, sizeof(out->client_token), "%s",
-		         json_string_value(tok));
+		client_token_bind(route_vars_get(vars, "thing"), route_vars_get(vars, "command"),
+		                  json_string_value(tok), out->client_token);
 		out->token_kind = TOKEN_EXPLICIT;
 	} else if (out->id) {
 		client_token_derive(route_vars_get(vars, "thing"), route_vars_get(vars, "command"),

@@ -41,6 +41,10 @@ enum cg_err translate_request(const struct route *r, const struct route_vars *va
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */
 void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65]);
+/* A device's explicit clientToken bound to its thing and command: lowercase
+ * hex SHA-256 of "token\n" thing "\n" command "\n" token. The prefix keeps
+ * it apart from every derived token, the thing from every other thing's. */
+void client_token_bind(const char *thing, const char *command, const char *token, char out[65]);
 
 /* "^[\x21-\x7E]{1,64}$" */
 int client_token_valid(const char *s);

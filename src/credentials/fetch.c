@@ -1,6 +1,7 @@
 /* credentials/fetch: one blocking libcurl easy request for the credential sources. */
 #include "fetch.h"
 #include "http.h"
+#include "proxyenv.h"
 
 #include <curl/curl.h>
 #include <string.h>
@@ -51,6 +52,8 @@ enum cg_err cred_fetch(const struct cred_fetch *req, long *status, struct sbuf *
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	/* container agent, IMDS, a local helper: never through a proxy */
+	proxyenv_apply(e, req->url, 1);
 	set_tls(e, req);
 	CURLcode rc = curl_easy_perform(e);
 	if (rc == CURLE_OK)

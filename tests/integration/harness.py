@@ -2,6 +2,13 @@
 all on loopback and free ports, started and stopped by the tests.
 
 Everything waits with a bound: no test can hang past its own timeout.
+
+The API a module uses: `module_world(globals(), prefix)` for its broker,
+AWS endpoint and temporary directory (TMP, BROKER, AWS, PKI); `config(...)`
+for a gateway's configuration (level=, uri= instead of editing the text);
+`Gateway`, `Device`; `Replies(dev)`, the one reply collector; `soak(n, N)`
+for repetition counts (N with CMDGATE_SOAK=1); `main()` as the module's
+last line, which prints the "N passed, N failed" line scripts/test.sh counts.
 """
 import json
 import os
@@ -25,6 +32,13 @@ AKID = "AKIDCMDGATETEST"
 SECRET = "cmdgate-test-secret"
 TOKEN = "FQoGZXIvYXdzEXAMPLEsessiontoken/+=="
 PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
+# CMDGATE_SOAK=1: the repetition loops run in full (README, "Testing")
+SOAK = os.environ.get("CMDGATE_SOAK", "") == "1"
+
+
+def soak(default, full):
+    """How many times a loop repeats: DEFAULT, or FULL with CMDGATE_SOAK=1."""
+    return full if SOAK else default
 
 
 def free_port():
@@ -219,13 +233,14 @@ class Gateway:
 
 
 def config(mqtt_port, endpoint, extra="", mqtt_extra="", aws_extra="", gateway_extra="",
-           credentials='source = "env";'):
+           credentials='source = "env";', level="debug", uri=None):
+    uri = uri or f"tcp://127.0.0.1:{mqtt_port}"
     return f"""
-mqtt: {{ uri = "tcp://127.0.0.1:{mqtt_port}"; {"" if "client_id" in mqtt_extra else f'client_id = "gw-{time.time_ns()}";'} {mqtt_extra} }};
+mqtt: {{ uri = "{uri}"; {"" if "client_id" in mqtt_extra else f'client_id = "gw-{time.time_ns()}";'} {mqtt_extra} }};
 aws: {{ region = "eu-west-1"; account = "123456789012"; endpoint = "{endpoint}";
         credentials: {{ {credentials} }}; {aws_extra} }};
 gateway: {{ {"" if "deadline_ms" in gateway_extra else "deadline_ms = 8000;"} {gateway_extra} }};
-log: {{ level = "debug"; }};
+log: {{ level = "{level}"; }};
 {extra}
 """
 
@@ -243,22 +258,28 @@ class Device:
         self.msgs = []
         self.lock = threading.Lock()
         self.c.on_message = self._on_message
+        self.subacked = set()
+        self.c.on_subscribe = self._on_subscribe
         if version == 5 and session_expiry:
             # the broker keeps this device's subscriptions and queues its
-            # messages while it is away (clean start on the first connect only)
+            # messages while it is away. Clean start stays off on the first
+            # connect too: Mosquitto 2.0 does not write a session begun with
+            # clean start to its persistence file, so it would not survive a
+            # broker restart (the client id is new: there is nothing to resume)
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = session_expiry
-            self.c.connect(host, port, keepalive=30, properties=props)
+            self.c.connect(host, port, keepalive=30, clean_start=False, properties=props)
         else:
             self.c.connect(host, port, keepalive=30)
         self.c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.c.loop_start()
-        for t in subscribe:
-            if version == 5:
-                self.c.subscribe(t, qos=1)
-            else:
-                self.c.subscribe(t, qos=1)
-        time.sleep(0.1)
+        mids = [self.c.subscribe(t, qos=1)[1] for t in subscribe]
+        # subscribed once the broker says so (SUBACK), not after a while
+        if not wait_for(lambda: self.subacked.issuperset(mids), 10):
+            raise RuntimeError(f"no SUBACK for {subscribe}")
+
+    def _on_subscribe(self, c, u, mid, *rest):
+        self.subacked.add(mid)
 
     def _on_message(self, c, u, m):
         with self.lock:
@@ -300,7 +321,119 @@ class Device:
         self.c.disconnect()
 
 
+class Replies:
+    """The one reply collector: every reply (accepted or rejected) a device
+    sees, by request topic and by request id. With a device that repeats
+    what stays unanswered (wait_all's retry_after), `resent` counts repeats."""
+
+    def __init__(self, dev):
+        self.dev = dev
+        self.lock = threading.Lock()
+        self.replies = {}  # request topic -> [decoded reply, ...]
+        self.ids = {}  # request id -> [decoded reply, ...]
+        self.resent = 0
+        dev.c.on_message = self.on_message
+
+    def on_message(self, c, u, m):
+        if not m.topic.endswith(("/accepted", "/rejected")):
+            return
+        body = json.loads(m.payload)
+        with self.lock:
+            self.replies.setdefault(m.topic.rsplit("/", 1)[0], []).append(body)
+            self.ids.setdefault(body.get("id"), []).append(body)
+
+    def answered(self, base):
+        with self.lock:
+            return base in self.replies
+
+    def count(self):
+        """Request ids answered at least once."""
+        with self.lock:
+            return len(self.ids)
+
+    def counts(self):
+        """({id: replies seen}, {code or "accepted": replies seen})."""
+        with self.lock:
+            by_id = {k: len(v) for k, v in self.ids.items()}
+            codes = {}
+            for rs in self.ids.values():
+                for r in rs:
+                    codes[r.get("code", "accepted")] = codes.get(r.get("code", "accepted"), 0) + 1
+            return by_id, codes
+
+    def bodies(self):
+        """{id: [decoded reply, ...]}"""
+        with self.lock:
+            return {k: list(v) for k, v in self.ids.items()}
+
+    def wait_all(self, requests, timeout, retry_after=None):
+        """requests: {topic: payload}; repeat unanswered ones after retry_after
+        s. Returns the topics still unanswered at the timeout."""
+        sent = {t: time.time() for t in requests}
+        end = time.time() + timeout
+        while time.time() < end:
+            missing = [t for t in requests if not self.answered(t)]
+            if not missing:
+                return []
+            if retry_after:
+                for t in missing:
+                    if time.time() - sent[t] > retry_after:
+                        self.dev.publish(t, requests[t])
+                        self.resent += 1
+                        sent[t] = time.time()
+            time.sleep(0.05)
+        return [t for t in requests if not self.answered(t)]
+
+
+def module_world(g, prefix, pki=False, broker_pki=False, aws_pki=False, broker=True, **aws_kw):
+    """setUpModule and tearDownModule for a module's broker, AWS endpoint and
+    temporary directory, set as its globals TMP, PKI, BROKER and AWS:
+        setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-x-")
+    pki makes a test CA and certificates; broker_pki / aws_pki give them a
+    TLS listener; aws_kw goes to FakeAws."""
+    def set_up():
+        g["TMP"] = tempfile.mkdtemp(prefix=prefix)
+        g["PKI"] = make_pki(g["TMP"]) if pki else None
+        g["BROKER"] = Mosquitto(g["TMP"], g["PKI"] if broker_pki else None) if broker else None
+        g["AWS"] = FakeAws(g["TMP"], g["PKI"] if aws_pki else None, **aws_kw)
+
+    def tear_down():
+        for k in ("AWS", "BROKER"):
+            if g.get(k):
+                g[k].stop()
+    return set_up, tear_down
+
+
 import unittest  # noqa: E402
+
+
+class TimedResult(unittest.TextTestResult):
+    """Each test's time, for the slowest-tests list main() prints."""
+    took = {}
+
+    def startTest(self, test):
+        self._t0 = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        TimedResult.took[test.id()] = time.monotonic() - self._t0
+        super().stopTest(test)
+
+
+def main():
+    """A module's last line: run its tests, print the slowest, then the
+    "N passed, N failed" line scripts/test.sh counts; exit 0 only if all
+    passed (and some ran)."""
+    import sys
+    runner = unittest.TextTestRunner(verbosity=2, resultclass=TimedResult)
+    result = unittest.main(exit=False, testRunner=runner).result
+    slow = sorted(TimedResult.took.items(), key=lambda kv: -kv[1])[:8]
+    print("slowest: " + "; ".join(f"{k.split('.', 1)[1]} {v:.1f}s" for k, v in slow))
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
+    sys.exit(1 if failed or result.testsRun == 0 else 0)
+
+
 
 
 class EveryGatewayRun(unittest.TestCase):

@@ -45,11 +45,15 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
+import harness  # noqa: E402
 from harness import FakeAws, Gateway, Mosquitto, config, wait_for  # noqa: E402
 
-SOAK = os.environ.get("CMDGATE_SOAK") == "1"
-DURATION_S = 300 if SOAK else 60
-DEVICES = 30 if SOAK else 12
+# scripts/ptest.py --modules: one pass (a minute of load; the sanitizer
+# passes run test_settle's cases instead)
+PASSES = "plain"
+
+DURATION_S = harness.soak(60, 300)
+DEVICES = harness.soak(12, 30)
 RESEND_S = 15.0
 DEPTH = 2  # unanswered requests a device has at most
 FINAL_S = 90
@@ -194,8 +198,8 @@ class Campaign(unittest.TestCase):
         conf = config(broker.port, AWS.url, mqtt_extra='client_id = "gw-campaign";',
                       aws_extra="request_timeout_ms = 1000; max_attempts = 3;",
                       gateway_extra=f'spool_dir = "{spool}"; deadline_ms = 5000; '
-                                    'drain_ms = 2000; settle_max_ms = 120000;'
-                      ).replace('level = "debug"', 'level = "info"')
+                                    'drain_ms = 2000; settle_max_ms = 120000;',
+                      level="info")
         gws = [Gateway(tmp, conf)]
         devs = Devices(broker.port, DEVICES, rnd)
         faults = collections.Counter()
@@ -275,7 +279,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

@@ -14,6 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import (AKID, SECRET, Device, FakeAws, Gateway, Mosquitto, config,  # noqa
                      free_port, make_pki, wait_for)
 
@@ -21,17 +22,8 @@ TMP = PKI = BROKER = AWS = None
 CONTAINER_TOKEN = "Bearer cmdgate-container-token"
 
 
-def setUpModule():
-    global TMP, PKI, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-cred-")
-    PKI = make_pki(TMP)
-    BROKER = Mosquitto(TMP)
-    AWS = FakeAws(TMP, PKI, container_token=CONTAINER_TOKEN, mtls=True)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(
+    globals(), "cmdgate-cred-", pki=True, aws_pki=True, container_token=CONTAINER_TOKEN, mtls=True)
 
 
 def write(name, text, mode=0o600):
@@ -392,7 +384,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

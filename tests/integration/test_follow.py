@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
 
 TMP = BROKER = AWS = None
@@ -27,23 +28,21 @@ routes = ( { request_topic = "commands/{thing}/{command}/start"; follow = true; 
 """
 
 
-def setUpModule():
-    global TMP, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-follow-")
-    BROKER = Mosquitto(TMP)
-    AWS = FakeAws(TMP)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-follow-")
 
 
 def polls():
     return json.loads(urllib.request.urlopen(AWS.url + "/_polls", timeout=5).read())
 
 
+# Polls back off from a 250 ms step here (gateway.follow_poll_ms; 1000 by
+# default): the lifecycles' ends are seen sooner. Polling checks the default.
+FAST = "follow_poll_ms = 250;"
+
+
 def gateway(aws_extra="", gateway_extra="", extra=ROUTES):
+    if "follow_poll_ms" not in gateway_extra:
+        gateway_extra = FAST + " " + gateway_extra
     return Gateway(TMP, config(BROKER.port, AWS.url, extra,
                                aws_extra=f'control_endpoint = "{AWS.url}"; ' + aws_extra,
                                gateway_extra=gateway_extra))
@@ -114,6 +113,8 @@ class FollowCase(unittest.TestCase):
 
 
 class Polling(FollowCase):
+    gateway_extra = "follow_poll_ms = 1000;"  # the default schedule
+
     def test_polls_get_command_execution_signed_for_iot_with_the_target_arn(self):
         f = Follow(self.dev, "open-valve")
         f.wait_final()
@@ -135,13 +136,18 @@ class Polling(FollowCase):
         self.assertTrue(first, "no poll")
         self.assertLessEqual(first[0]["time"] - f.reply_at, 1.0)
 
+
+class Backoff(FollowCase):
+    gateway_extra = "follow_poll_ms = 400;"
+
     def test_later_polls_back_off(self):
         f = Follow(self.dev, "lc-never")
         wait_for(lambda: len(f.polls()) >= 5, 20)
         t = [p["time"] for p in f.polls()]
         self.assertGreaterEqual(len(t), 5, t)
         gaps = [b - a for a, b in zip(t, t[1:])]
-        # 1, 2, 4, 8 s less up to a quarter of jitter: each at least 1.4x the one before
+        # 0.4, 0.8, 1.6, 3.2 s less up to a quarter of jitter (1, 2, 4, 8 s at
+        # the default step): each at least 1.4x the one before
         for a, b in zip(gaps, gaps[1:]):
             self.assertGreater(b, a * 1.4, gaps)
         self.assertLessEqual(max(gaps), 30.5)
@@ -248,7 +254,7 @@ class Lifecycle(FollowCase):
 
 
 class EarlyEnd(FollowCase):
-    gateway_extra = "follow_max_s = 3;"
+    gateway_extra = FAST + " follow_max_s = 3;"
 
     def test_403_ends_with_one_final_message_carrying_the_code(self):
         f = Follow(self.dev, "lc-forbidden")
@@ -288,8 +294,10 @@ class Mqtt5(FollowCase):
 
     def test_response_topic_takes_the_reply_and_execution_topic_the_messages(self):
         corr = b"c-42"
-        f = Follow(self.dev, "open-valve", correlation=corr, response_topic="answers/me")
-        self.assertEqual(f.reply_msg.topic, "answers/me")
+        t = f"pump-rt-{os.getpid()}"
+        f = Follow(self.dev, "open-valve", thing=t, correlation=corr,
+                   response_topic=f"commands/{t}/answers/me")
+        self.assertEqual(f.reply_msg.topic, f"commands/{t}/answers/me")
         final = f.wait_final()[-1]
         self.assertEqual(final["status"], "SUCCEEDED")
         self.assertEqual(f.messages()[-1].properties.CorrelationData, corr)
@@ -432,7 +440,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

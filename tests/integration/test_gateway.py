@@ -1,6 +1,7 @@
 """Integration tests: docs/protocol.md and docs/running.md against a real mosquitto, the
 local AWS endpoint (which verifies every signature) and build/cmdgate."""
 import calendar
+import hashlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import (AKID, CMDGATE, SECRET, TOKEN, Device, FakeAws, Gateway, Mosquitto,  # noqa
                      config, free_port, make_pki, wait_for)
 
@@ -22,30 +24,11 @@ BROKER = None
 AWS = None
 
 
-def setUpModule():
-    global TMP, PKI, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-it-")
-    PKI = make_pki(TMP)
-    BROKER = Mosquitto(TMP, PKI)
-    AWS = FakeAws(TMP, PKI)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-it-", pki=True, broker_pki=True, aws_pki=True)
 
 
 class GatewayCase(unittest.TestCase):
     """One gateway per test class, with the class's configuration."""
-
-    def settled(self, token, how="accepted", timeout=10):
-        """Lift the endpoint's rules and wait until the gateway has settled
-        the call of unknown fate of token (SPEC section 5), so that no
-        settling call reaches the next test."""
-        AWS.control(rules=[], reset=True)
-        line = f"token={token} settled={how}"
-        self.assertTrue(wait_for(lambda: line in self.gw.text(), timeout),
-                        f"no '{line}':\n" + self.gw.text()[-2000:])
     extra = ""
     mqtt_extra = ""
     aws_extra = ""
@@ -70,6 +53,15 @@ class GatewayCase(unittest.TestCase):
 
     def thing(self):
         return f"t{time.time_ns() % 10**12}"
+
+    def settled(self, token, how="accepted", timeout=10):
+        """Lift the endpoint's rules and wait until the gateway has settled
+        the call of unknown fate of token (SPEC section 5), so that no
+        settling call reaches the next test."""
+        AWS.control(rules=[], reset=True)
+        line = f"token={token} settled={how}"
+        self.assertTrue(wait_for(lambda: line in self.gw.text(), timeout),
+                        f"no '{line}':\n" + self.gw.text()[-2000:])
 
 
 class Accepted(GatewayCase):
@@ -124,10 +116,12 @@ class Accepted(GatewayCase):
         self.assertRegex(r1["clientToken"], uuid)
         self.assertNotEqual(r1["clientToken"], r2["clientToken"])
 
-    def test_explicit_client_token_is_used(self):
-        r, _ = self.dev.request(self.thing(), "c1", {"clientToken": "my-token-1"})
-        self.assertEqual(r["clientToken"], "my-token-1")
-        self.assertEqual(AWS.calls()[0]["clientToken"], "my-token-1")
+    def test_explicit_client_token_is_bound_to_its_thing_and_command(self):
+        t = self.thing()
+        r, _ = self.dev.request(t, "c1", {"clientToken": "my-token-1"})
+        want = hashlib.sha256(f"token\n{t}\nc1\nmy-token-1".encode()).hexdigest()
+        self.assertEqual(r["clientToken"], want)
+        self.assertEqual(AWS.calls()[0]["clientToken"], want)
 
     def test_reply_uses_the_request_qos(self):
         t = self.thing()
@@ -137,18 +131,19 @@ class Accepted(GatewayCase):
 
     def test_mqtt5_response_topic_and_correlation_data(self):
         corr = bytes([0, 1, 2, 255, 254, 10])
-        self.dev.c.subscribe("replies/#", qos=1)
-        time.sleep(0.1)
-        self.dev.publish(f"commands/{self.thing()}/c1/start", {"id": "x"},
-                         response_topic="replies/dev-9", correlation=corr)
-        got = self.dev.wait_reply("replies/dev-9")
+        t = self.thing()
+        self.dev.publish(f"commands/{t}/c1/start", {"id": "x"},
+                         response_topic=f"commands/{t}/replies/dev-9", correlation=corr)
+        got = self.dev.wait_reply(f"commands/{t}/replies/dev-9")
         self.assertEqual(json.loads(got[-1].payload)["status"], "accepted")
         self.assertEqual(got[-1].properties.CorrelationData, corr)
 
-    def test_wildcard_response_topic_falls_back_to_reply_topic(self):
+    def test_wildcard_response_topic_is_forbidden_on_the_reply_topic(self):
         t = self.thing()
-        r, m = self.dev.request(t, "c1", {}, response_topic="replies/+")
-        self.assertEqual(m.topic, f"commands/{t}/c1/start/accepted")
+        r, m = self.dev.request(t, "c1", {}, response_topic=f"commands/{t}/+")
+        self.assertEqual(m.topic, f"commands/{t}/c1/start/rejected")
+        self.assertEqual(r["code"], "Forbidden")
+        self.assertEqual(AWS.calls(), [])
 
     def test_mqtt311_device(self):
         d = Device(BROKER.port, version=4)
@@ -833,7 +828,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

@@ -13,21 +13,13 @@ import unittest
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
 
 TMP = BROKER = AWS = None
 
 
-def setUpModule():
-    global TMP, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-ops-")
-    BROKER = Mosquitto(TMP)
-    AWS = FakeAws(TMP)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-ops-")
 
 
 class Stats(unittest.TestCase):
@@ -226,7 +218,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

@@ -22,23 +22,18 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AKID, FAKE, PYTHON, SECRET, Device, FakeAws, Gateway,  # noqa
+import harness  # noqa: E402
+from harness import (AKID, FAKE, PYTHON, SECRET, Device, FakeAws, Gateway, Replies,  # noqa
                      Mosquitto, config, stop_process, wait_for)
+
+# scripts/ptest.py --modules: the passes this module runs in (its timing claims are about the plain build's pace)
+PASSES = "plain"
 
 TMP = BROKER = AWS = None
 QUOTA = 20.0
 
 
-def setUpModule():
-    global TMP, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-quota-")
-    BROKER = Mosquitto(TMP)
-    AWS = FakeAws(TMP)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-quota-")
 
 
 def quota_log(url):
@@ -49,30 +44,6 @@ def control(url, **kw):
     req = urllib.request.Request(url + "/_control", json.dumps(kw).encode(),
                                  {"Content-Type": "application/json"})
     urllib.request.urlopen(req, timeout=5).read()
-
-
-class Replies:
-    """Every reply, by request id, as the device sees them."""
-
-    def __init__(self, dev):
-        self.lock = threading.Lock()
-        self.by_id = {}
-        dev.c.on_message = self.on_message
-
-    def on_message(self, c, u, m):
-        if not m.topic.endswith(("/accepted", "/rejected")):
-            return
-        body = json.loads(m.payload)
-        with self.lock:
-            self.by_id.setdefault(body.get("id"), []).append(body)
-
-    def count(self):
-        with self.lock:
-            return len(self.by_id)
-
-    def snapshot(self):
-        with self.lock:
-            return {k: list(v) for k, v in self.by_id.items()}
 
 
 def offer(dev, first_id, n, rate, things=30):
@@ -88,9 +59,8 @@ def offer(dev, first_id, n, rate, things=30):
 
 
 def gateway_conf(queue_size):
-    conf = config(BROKER.port, AWS.url,
+    return config(BROKER.port, AWS.url, level="info",
                   gateway_extra=f"deadline_ms = 90000; queue_size = {queue_size};")
-    return conf.replace('level = "debug"', 'level = "info"')
 
 
 def summary(replies, q):
@@ -114,7 +84,7 @@ class Quota(unittest.TestCase):
             offer(dev, 0, 600, 3 * QUOTA)
             # 600 at 20/s is ~30 s from the start; the deadline is 90 s
             wait_for(lambda: replies.count() >= 600, 75, 0.2)
-            got = replies.snapshot()
+            got = replies.bodies()
             q = quota_log(AWS.url)
             info = summary(got, q)
             self.assertEqual(len(got), 600, info)
@@ -169,7 +139,7 @@ class Quota(unittest.TestCase):
             lifter.join(30)
             wait_for(lambda: replies.count() >= n, 60, 0.2)
             q = quota_log(AWS.url)
-            got = replies.snapshot()
+            got = replies.bodies()
             info = summary(got, q)
             self.assertEqual(len(got), n, info)
             t_lift = lifted["t"]
@@ -266,7 +236,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

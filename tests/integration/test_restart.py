@@ -12,21 +12,16 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
+
+# scripts/ptest.py --modules: the passes this module runs in (as in the suite before the parallel runner)
+PASSES = "plain"
 
 TMP = BROKER = AWS = None
 
 
-def setUpModule():
-    global TMP, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-restart-")
-    BROKER = Mosquitto(TMP)
-    AWS = FakeAws(TMP)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-restart-")
 
 
 def answers(dev, base):
@@ -90,7 +85,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

@@ -20,28 +20,17 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Device, FakeAws, Gateway, Mosquitto, config, wait_for  # noqa
+import harness  # noqa: E402
+from harness import Device, Gateway, config, wait_for  # noqa: E402
 
 TMP = BROKER = AWS = None
-SOAK = os.environ.get("CMDGATE_SOAK") == "1"
-RUNS = 20 if SOAK else 3
+RUNS = harness.soak(3, 20)
 
-
-def setUpModule():
-    global TMP, BROKER, AWS
-    TMP = tempfile.mkdtemp(prefix="cmdgate-settle-")
-    BROKER = Mosquitto(TMP)
-    AWS = FakeAws(TMP)
-
-
-def tearDownModule():
-    AWS.stop()
-    BROKER.stop()
+setUpModule, tearDownModule = harness.module_world(globals(), "cmdgate-settle-")
 
 
 def created_tokens(thing):
@@ -199,7 +188,4 @@ class ZzEveryGatewayRun(__import__("harness").EveryGatewayRun):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
-    sys.exit(1 if failed or result.testsRun == 0 else 0)
+    harness.main()

@@ -102,8 +102,21 @@ static void http_date(void **s)
 {
 	(void)s;
 	time_t t;
-	assert_int_equal(awserr_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &t), 0);
-	assert_int_equal((long)t, 784111777L);
+	assert_int_equal(awserr_http_date("Sun, 30 Aug 2015 12:36:00 GMT", &t), 0);
+	assert_int_equal((long)t, 1440938160L);
+	assert_int_equal(awserr_http_date("Sat, 01 Jan 2000 00:00:00 GMT", &t), 0);
+	if (sizeof(time_t) > 4) { /* a 32-bit time_t (armhf) ends in 2038 */
+		assert_int_equal(awserr_http_date("Wed, 31 Dec 2199 23:59:59 GMT", &t), 0);
+		assert_int_equal((int64_t)t, 7258118399LL);
+	}
+	/* SPEC section 5: only 2000..2200 corrects the clock */
+	t = 42;
+	assert_int_equal(awserr_http_date("Sun, 06 Nov 1994 08:49:37 GMT", &t), -1);
+	assert_int_equal(awserr_http_date("Fri, 31 Dec 1999 23:59:59 GMT", &t), -1);
+	assert_int_equal(awserr_http_date("Thu, 01 Jan 2200 00:00:00 GMT", &t), -1);
+	assert_int_equal(awserr_http_date("Mon, 01 Jan 99999 00:00:00 GMT", &t), -1);
+	assert_int_equal(awserr_http_date("Mon, 01 Jan 2026 -1:00:00 GMT", &t), -1);
+	assert_int_equal(t, 42);
 	assert_int_equal(awserr_http_date("yesterday", &t), -1);
 	assert_int_equal(awserr_http_date("Sun, 06 Foo 1994 08:49:37 GMT", &t), -1);
 }

@@ -299,6 +299,47 @@ static void client_topics_take_client_id_only(void **s)
 	config_free(c);
 }
 
+/* Fair share, the follow cap and where a Response Topic may point (SPEC 4, 5). */
+static void rogue_device_keys_have_their_defaults(void **s)
+{
+	(void)s;
+	char err[ERR_LEN];
+	struct config *c = load_text(MIN, err);
+	assert_non_null(c);
+	assert_int_equal(c->gateway.per_thing_queue, 64);
+	assert_int_equal(c->gateway.follow_max, 10000);
+	assert_int_equal(c->routes[0].n_response_topics, 1);
+	assert_string_equal(c->routes[0].response_topics[0], "commands/{thing}/#");
+	config_free(c);
+	c = load_text(MIN
+	              "gateway: { per_thing_queue = 3; follow_max = 7; };\n"
+	              "routes = ( { request_topic = \"site/{site}/{thing}/do/{command}\"; },\n"
+	              " { request_topic = \"valve/{command}\"; thing = \"v-1\"; },\n"
+	              " { request_topic = \"x/{thing}/{command}\";\n"
+	              "   response_topics = [ \"answers/{thing}/#\", \"r/{client_id}/+\" ]; } );\n",
+	              err);
+	assert_non_null(c);
+	assert_int_equal(c->gateway.per_thing_queue, 3);
+	assert_int_equal(c->gateway.follow_max, 7);
+	assert_int_equal(c->routes[0].n_response_topics, 1);
+	assert_string_equal(c->routes[0].response_topics[0], "site/{site}/{thing}/#");
+	assert_int_equal(c->routes[1].n_response_topics, 0); /* no {thing}: none honoured */
+	assert_int_equal(c->routes[2].n_response_topics, 2);
+	assert_string_equal(c->routes[2].response_topics[1], "r/{client_id}/+");
+	config_free(c);
+}
+
+static void rogue_device_keys_are_checked(void **s)
+{
+	(void)s;
+	refused(MIN "gateway: {\n per_thing_queue = 0; };\n", 3, "gateway.per_thing_queue");
+	refused(MIN "gateway: {\n follow_max = 0; };\n", 3, "gateway.follow_max");
+	refused(MIN "routes = ( {\n response_topics = \"a/#\"; } );\n", 3, "response_topics");
+	refused(MIN "routes = ( {\n response_topics = [ 1 ]; } );\n", 3, "response_topics");
+	refused(MIN "routes = ( {\n response_topics = [ \"r/{nope}/#\" ]; } );\n", 3,
+	        "unknown placeholder {nope}");
+}
+
 static void restart_needed_names_fixed_keys(void **s)
 {
 	(void)s;
@@ -336,6 +377,8 @@ int main(void)
 	    TEST(enumerations_are_checked),
 	    TEST(client_topics_take_client_id_only),
 	    TEST(restart_needed_names_fixed_keys),
+	    TEST(rogue_device_keys_have_their_defaults),
+	    TEST(rogue_device_keys_are_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include "cred_parse.h"
+#include "url.h"
 
 static void profile_file_as_the_cli_writes_it(void **s)
 {
@@ -107,16 +108,43 @@ static void container_uri_rule(void **s)
 	                     "http://[::1]:9/c",
 	                     "http://169.254.170.2/v2/credentials/abc",
 	                     "http://169.254.170.23/v1/credentials"};
-	const char *no[] = {"http://10.0.0.1/creds", "http://192.168.1.2/c",
-	                    "http://example.com/c",  "http://127.0.0.1.evil.example/c",
-	                    "ftp://127.0.0.1/c",     "https://",
-	                    "http://[::2]/c",        "http://1270.0.0.1/c"};
+	const char *no[] = {"http://10.0.0.1/creds", "http://192.168.1.2/c", "http://example.com/c",
+	                    "http://127.0.0.1.evil.example/c", "ftp://127.0.0.1/c", "https://",
+	                    "http://[::2]/c", "http://1270.0.0.1/c",
+	                    /* issue 18 item 10: userinfo is not the host */
+	                    "http://localhost:80@192.0.2.7/c", "http://127.0.0.1@example.com/c",
+	                    "http://169.254.170.2:80@example.com/", "not a url"};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
 		if (!cred_container_uri_allowed(yes[i]))
 			fail_msg("refused %s", yes[i]);
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
 		if (cred_container_uri_allowed(no[i]))
 			fail_msg("allowed %s", no[i]);
+}
+
+/* Endpoints never proxied (issue 18 item 11), as libcurl's parser sees them. */
+static void local_urls(void **s)
+{
+	(void)s;
+	const char *yes[] = {"http://127.0.0.1:1/x",
+	                     "http://[::1]/",
+	                     "http://localhost/",
+	                     "http://169.254.169.254/latest",
+	                     "http://169.254.170.2/v2",
+	                     "http://[fe80::1]/",
+	                     "http://127.1/"};
+	const char *no[] = {"http://10.0.0.1/",
+	                    "https://iot.eu-west-1.amazonaws.com/",
+	                    "http://localhost@192.0.2.1/",
+	                    "http://[::2]/",
+	                    "http://169.253.1.1/",
+	                    ""};
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!url_is_local(yes[i]))
+			fail_msg("not local: %s", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (url_is_local(no[i]))
+			fail_msg("local: %s", no[i]);
 }
 
 static void refresh_schedule(void **s)
@@ -142,6 +170,7 @@ int main(void)
 	    TEST(iot_provider_json),
 	    TEST(timestamps),
 	    TEST(container_uri_rule),
+	    TEST(local_urls),
 	    TEST(refresh_schedule),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

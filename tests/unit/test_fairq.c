@@ -14,7 +14,7 @@ static void round_robin_and_order_within_a_thing(void **s)
 {
 	(void)s;
 	struct fairq *q = fairq_new();
-	struct req r[12];
+	struct req r[12] = {0};
 	/* a runaway thing queues 8, then two others queue 2 each */
 	for (int i = 0; i < 12; i++) {
 		r[i].thing = i < 8 ? "busy" : (i < 10 ? "a" : "b");
@@ -38,7 +38,7 @@ static void newcomer_is_served_within_one_round(void **s)
 {
 	(void)s;
 	struct fairq *q = fairq_new();
-	struct req busy[5], late = {.thing = "late", .n = 99};
+	struct req busy[5] = {0}, late = {.thing = "late", .n = 99};
 	for (int i = 0; i < 5; i++) {
 		busy[i].n = i;
 		fairq_push(q, "busy", &busy[i].it);
@@ -92,7 +92,7 @@ static void one_slot_per_target_holds_later_requests(void **s)
 	(void)s;
 	struct fairq *q = fairq_new();
 	fairq_set_limit(q, 1);
-	struct req r[5];
+	struct req r[5] = {0};
 	const char *things[5] = {"x", "x", "x", "y", "y"};
 	for (int i = 0; i < 5; i++) {
 		r[i].thing = things[i];
@@ -130,7 +130,7 @@ static void raising_the_limit_frees_held_targets(void **s)
 	(void)s;
 	struct fairq *q = fairq_new();
 	fairq_set_limit(q, 1);
-	struct req r[3];
+	struct req r[3] = {0};
 	for (int i = 0; i < 3; i++) {
 		r[i].n = i;
 		r[i].it.deadline_ms = 5000;
@@ -149,7 +149,7 @@ static void expired_held_item_takes_no_slot(void **s)
 	(void)s;
 	struct fairq *q = fairq_new();
 	fairq_set_limit(q, 1);
-	struct req r[2];
+	struct req r[2] = {0};
 	for (int i = 0; i < 2; i++) {
 		r[i].n = i;
 		r[i].it.deadline_ms = 100;
@@ -169,6 +169,30 @@ static void expired_held_item_takes_no_slot(void **s)
 	fairq_free(q);
 }
 
+/* gateway.per_thing_queue: a thing holds at most max live items; released
+ * ones (answered, expired or never queued) free their place. */
+static void a_thing_holds_at_most_max_items(void **s)
+{
+	(void)s;
+	struct fairq *q = fairq_new();
+	struct req r[4] = {0};
+	assert_true(fairq_hold(q, "x", &r[0].it, 2, 0));
+	assert_true(fairq_hold(q, "x", &r[1].it, 2, 0));
+	assert_false(fairq_hold(q, "x", &r[2].it, 2, 0));
+	assert_true(fairq_hold(q, "y", &r[3].it, 2, 0)); /* others still get in */
+	fairq_release(q, &r[2].it);                      /* never counted: nothing */
+	assert_false(fairq_hold(q, "x", &r[2].it, 2, 0));
+	fairq_release(q, &r[0].it);
+	fairq_release(q, &r[0].it); /* twice: counted once */
+	fairq_sweep(q, 0, 0);       /* a thing that holds items is kept */
+	assert_true(fairq_hold(q, "x", &r[2].it, 2, 0));
+	assert_false(fairq_hold(q, "x", &r[0].it, 2, 0));
+	assert_true(fairq_hold(q, "x", &r[0].it, 0, 0)); /* 0: no limit (resumed) */
+	for (int i = 0; i < 4; i++)
+		fairq_release(q, &r[i].it);
+	fairq_free(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +203,7 @@ int main(void)
 	    TEST(one_slot_per_target_holds_later_requests),
 	    TEST(raising_the_limit_frees_held_targets),
 	    TEST(expired_held_item_takes_no_slot),
+	    TEST(a_thing_holds_at_most_max_items),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

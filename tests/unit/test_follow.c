@@ -258,27 +258,48 @@ static void first_poll_within_a_second_then_backs_off_to_30s(void **s)
 	(void)s;
 	uint32_t rnds[] = {0, 1, 77, 0xffffffffu, 123456789u};
 	for (size_t r = 0; r < sizeof(rnds) / sizeof(rnds[0]); r++) {
-		uint64_t first = follow_poll_delay_ms(0, rnds[r]);
+		uint64_t first = follow_poll_delay_ms(0, 1000, rnds[r]);
 		assert_true(first <= 1000 && first >= 300);
 		uint64_t prev_max = 0;
 		for (unsigned k = 1; k < 40; k++) {
-			uint64_t d = follow_poll_delay_ms(k, rnds[r]);
+			uint64_t d = follow_poll_delay_ms(k, 1000, rnds[r]);
 			assert_true(d <= FOLLOW_POLL_CAP_MS);
-			assert_true(d >= 750);                     /* never hammers */
-			uint64_t max = follow_poll_delay_ms(k, 0); /* no jitter: the ceiling */
+			assert_true(d >= 750); /* never hammers */
+			uint64_t max =
+			    follow_poll_delay_ms(k, 1000, 0); /* no jitter: the ceiling */
 			assert_true(max >= prev_max);
 			prev_max = max;
 		}
 	}
-	assert_int_equal(follow_poll_delay_ms(0, 0), 500);
-	assert_int_equal(follow_poll_delay_ms(1, 0), 1000);
-	assert_int_equal(follow_poll_delay_ms(2, 0), 2000);
-	assert_int_equal(follow_poll_delay_ms(5, 0), 16000);
-	assert_int_equal(follow_poll_delay_ms(6, 0), 30000);
-	assert_int_equal(follow_poll_delay_ms(1000, 0), 30000);
+	assert_int_equal(follow_poll_delay_ms(0, 1000, 0), 500);
+	assert_int_equal(follow_poll_delay_ms(1, 1000, 0), 1000);
+	assert_int_equal(follow_poll_delay_ms(2, 1000, 0), 2000);
+	assert_int_equal(follow_poll_delay_ms(5, 1000, 0), 16000);
+	assert_int_equal(follow_poll_delay_ms(6, 1000, 0), 30000);
+	assert_int_equal(follow_poll_delay_ms(1000, 1000, 0), 30000);
 	/* jitter differs with rnd, and stays within a quarter */
-	assert_true(follow_poll_delay_ms(6, 1000) != follow_poll_delay_ms(6, 0));
-	assert_true(follow_poll_delay_ms(6, 7500) == 30000 - 7500);
+	assert_true(follow_poll_delay_ms(6, 1000, 1000) != follow_poll_delay_ms(6, 1000, 0));
+	assert_true(follow_poll_delay_ms(6, 1000, 7500) == 30000 - 7500);
+	/* 0 is the default step */
+	assert_int_equal(follow_poll_delay_ms(3, 0, 0), follow_poll_delay_ms(3, 1000, 0));
+}
+
+/* gateway.follow_poll_ms sets the step: half of it first, then doubling from
+ * it, the cap unchanged. */
+static void poll_step_is_the_configured_one(void **s)
+{
+	(void)s;
+	assert_int_equal(follow_poll_delay_ms(0, 250, 0), 125);
+	assert_int_equal(follow_poll_delay_ms(1, 250, 0), 250);
+	assert_int_equal(follow_poll_delay_ms(2, 250, 0), 500);
+	assert_int_equal(follow_poll_delay_ms(4, 250, 0), 2000);
+	assert_int_equal(follow_poll_delay_ms(1000, 250, 0), 30000);
+	assert_int_equal(follow_poll_delay_ms(0, 2000, 0), 1000); /* the first within 1 s */
+	struct follow_state st;
+	follow_state_init(&st, 0, 3600);
+	st.poll_ms = 250;
+	struct follow_step p = feed(&st, "{\"status\":\"IN_PROGRESS\"}", 1000);
+	assert_int_equal(p.next_poll_ms, 1000 + 250);
 }
 
 /* Polls a command ending at end_ms costs: the poll that sees the end
@@ -287,7 +308,7 @@ static unsigned polls_until(uint64_t end_ms, int jitter)
 {
 	struct follow_state st;
 	follow_state_init(&st, 0, 3600);
-	uint64_t t = follow_poll_delay_ms(0, jitter ? 125 : 0);
+	uint64_t t = follow_poll_delay_ms(0, 1000, jitter ? 125 : 0);
 	for (;;) {
 		struct follow_step p;
 		p = t >= end_ms ? feed(&st, "{\"status\":\"SUCCEEDED\"}", t)
@@ -296,8 +317,9 @@ static unsigned polls_until(uint64_t end_ms, int jitter)
 			return st.polls + 1;
 		uint64_t d = p.next_poll_ms - t;
 		if (jitter) /* the shortest delay the jitter allows */
-			d = follow_poll_delay_ms(st.polls,
-			                         (uint32_t)(follow_poll_delay_ms(st.polls, 0) / 4));
+			d = follow_poll_delay_ms(
+			    st.polls, 1000,
+			    (uint32_t)(follow_poll_delay_ms(st.polls, 1000, 0) / 4));
 		t += d;
 	}
 }
@@ -475,6 +497,7 @@ int main(void)
 	    TEST(follow_max_s_ends_with_expired_and_last_status),
 	    TEST(resumed_follow_does_not_republish),
 	    TEST(first_poll_within_a_second_then_backs_off_to_30s),
+	    TEST(poll_step_is_the_configured_one),
 	    TEST(poll_cost_for_commands_ending_in_1_10_60_s),
 	    TEST(renders_status_messages_as_the_spec_shows),
 	    TEST(renders_the_early_end),

@@ -143,7 +143,8 @@ static void answers_at_once(void **s)
 	env_clean_up(&e);
 }
 
-static void no_route_is_dropped_or_answered_on_the_response_topic(void **s)
+/* Without a route no Response Topic is confined, so none is honoured. */
+static void no_route_is_dropped_even_with_a_response_topic(void **s)
 {
 	(void)s;
 	struct env e;
@@ -155,10 +156,90 @@ static void no_route_is_dropped_or_answered_on_the_response_topic(void **s)
 	request_free(r);
 	struct message *m = msg("other/topic", "{}");
 	m->response_topic = rt_strdup("dev/reply");
-	assert_int_equal(request_admit(&e.a, m, NULL, &r, &code, err), ADMIT_ANSWER);
-	assert_int_equal(code, GW_INVALID_REQUEST);
-	assert_string_equal(r->reply_rejected, "dev/reply");
+	assert_int_equal(request_admit(&e.a, m, NULL, &r, &code, err), ADMIT_DROP);
 	request_free(r);
+	env_clean_up(&e);
+}
+
+/* Admit a request of pump-1 carrying Response Topic rt. */
+static enum admit_verdict admit_rt(struct env *e, const char *rt, struct request **r,
+                                   enum gw_code *code)
+{
+	char err[ERR_LEN] = "";
+	struct message *m = msg("commands/pump-1/open/start", "{\"id\":\"r-1\"}");
+	m->response_topic = rt_strdup(rt);
+	return request_admit(&e->a, m, NULL, r, code, err);
+}
+
+/* SPEC 4: a Response Topic outside the thing's own subtree, or one that a
+ * request filter matches, makes the request Forbidden, answered on the
+ * route's reply topic, with no token (no AWS call). */
+static void response_topic_outside_the_things_subtree_is_forbidden(void **s)
+{
+	(void)s;
+	struct env e;
+	env_init(&e);
+	struct request *r;
+	enum gw_code code;
+	assert_int_equal(admit_rt(&e, "commands/pump-1/my/replies", &r, &code), ADMIT_QUEUE);
+	assert_string_equal(r->reply_accepted, "commands/pump-1/my/replies");
+	assert_string_equal(r->reply_rejected, "commands/pump-1/my/replies");
+	request_free(r);
+	const char *bad[] = {"commands/victim-9/open/start/accepted",
+	                     "commands/victim-9/open/executions/x",
+	                     "cmdgate/gw/status",
+	                     "commands/pump-1/open/start", /* a request topic */
+	                     "commands/pump-1/#",
+	                     "",
+	                     "x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(admit_rt(&e, bad[i], &r, &code), ADMIT_ANSWER);
+		assert_int_equal(code, GW_FORBIDDEN);
+		assert_string_equal(r->reply_rejected, "commands/pump-1/open/start/rejected");
+		assert_string_equal(r->tr.client_token, "");
+		assert_non_null(r->tr.id); /* the id is still echoed */
+		request_free(r);
+	}
+	env_clean_up(&e);
+}
+
+/* SPEC 5: no thing holds more than gateway.per_thing_queue requests; the
+ * others are still admitted, and a finished request frees its place. */
+static void one_thing_cannot_fill_the_queue(void **s)
+{
+	(void)s;
+	struct env e;
+	env_init(&e);
+	config_free(e.c);
+	char err[ERR_LEN];
+	e.c = config_load_text("aws: { region = \"eu-west-1\"; account = \"123456789012\"; };\n"
+	                       "gateway: { per_thing_queue = 2; };\n",
+	                       "test.conf", err);
+	assert_non_null(e.c);
+	e.a.cfg = e.c;
+	struct request *held[2], *r;
+	enum gw_code code;
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(
+		    admit(&e, "commands/pump-1/open/start", "{}", NULL, &held[i], &code),
+		    ADMIT_QUEUE);
+	assert_int_equal(admit(&e, "commands/pump-1/open/start", "{}", NULL, &r, &code),
+	                 ADMIT_ANSWER);
+	assert_int_equal(code, GW_OVERLOADED);
+	fairq_release(e.q, &r->fq); /* answered: as the engine does */
+	request_free(r);
+	assert_int_equal(admit(&e, "commands/pump-2/open/start", "{}", NULL, &r, &code),
+	                 ADMIT_QUEUE);
+	fairq_release(e.q, &r->fq);
+	request_free(r);
+	fairq_release(e.q, &held[0]->fq); /* one of pump-1's is answered */
+	request_free(held[0]);
+	assert_int_equal(admit(&e, "commands/pump-1/open/start", "{}", NULL, &r, &code),
+	                 ADMIT_QUEUE);
+	fairq_release(e.q, &r->fq);
+	request_free(r);
+	fairq_release(e.q, &held[1]->fq);
+	request_free(held[1]);
 	env_clean_up(&e);
 }
 
@@ -215,7 +296,9 @@ int main(void)
 	    TEST(valid_request_is_queued_with_its_target_and_topics),
 	    TEST(random_token_fails_closed),
 	    TEST(answers_at_once),
-	    TEST(no_route_is_dropped_or_answered_on_the_response_topic),
+	    TEST(no_route_is_dropped_even_with_a_response_topic),
+	    TEST(response_topic_outside_the_things_subtree_is_forbidden),
+	    TEST(one_thing_cannot_fill_the_queue),
 	    TEST(resumed_request_keeps_token_and_deadline_and_skips_limits),
 	    TEST(spool_entry_round_trip),
 	};

@@ -140,6 +140,58 @@ static void allow_list_and_types(void **s)
 	assert_string_equal(param_type_name(PT_UL), "UL");
 }
 
+static void filters_match_as_mqtt_does(void **s)
+{
+	(void)s;
+	assert_true(route_filter_matches("commands/+/#", "commands/p/x/y"));
+	assert_true(route_filter_matches("commands/p/#", "commands/p"));
+	assert_true(route_filter_matches("#", "a/b"));
+	assert_true(route_filter_matches("a/+/c", "a//c"));
+	assert_false(route_filter_matches("a/+/c", "a/b/c/d"));
+	assert_false(route_filter_matches("a/+", "a"));
+	assert_false(route_filter_matches("commands/p/#", "commands/pp/x"));
+	assert_false(route_filter_matches("#", "$SYS/x"));
+	assert_false(route_filter_matches("a/b", "a/b/c"));
+}
+
+/* SPEC 4: a Response Topic is honoured only inside the route's
+ * response_topics, filled with the request's values. */
+static void response_topic_is_confined_to_the_things_subtree(void **s)
+{
+	(void)s;
+	struct route r = mk("commands/{thing}/{command}/start");
+	assert_int_equal(route_compile(&r, NULL), CG_OK);
+	char *d = route_default_response_topic(&r);
+	assert_string_equal(d, "commands/{thing}/#");
+	r.response_topics = &d;
+	r.n_response_topics = 1;
+	struct route_vars v = {0};
+	route_vars_set(&v, "thing", "dev-a");
+	assert_true(route_response_allowed(&r, &v, "commands/dev-a/replies"));
+	assert_true(route_response_allowed(&r, &v, "commands/dev-a"));
+	assert_false(route_response_allowed(&r, &v, "commands/victim-9/open/start/accepted"));
+	assert_false(route_response_allowed(&r, &v, "commands/dev-a/+"));
+	assert_false(route_response_allowed(&r, &v, "commands/dev-a/#"));
+	assert_false(route_response_allowed(&r, &v, "cmdgate/gw/status"));
+	assert_false(route_response_allowed(&r, &v, ""));
+	assert_false(route_response_allowed(&r, &v, NULL));
+	r.response_topics = NULL;
+	r.n_response_topics = 0;
+	assert_false(route_response_allowed(&r, &v, "commands/dev-a/replies")); /* none set */
+	free(d);
+	route_clean_up(&r);
+	r = mk("valve/{command}"); /* a route without {thing} has no default */
+	assert_int_equal(route_compile(&r, NULL), CG_OK);
+	assert_null(route_default_response_topic(&r));
+	route_clean_up(&r);
+	r = mk("site/{site}/{thing}/do/{command}");
+	assert_int_equal(route_compile(&r, NULL), CG_OK);
+	d = route_default_response_topic(&r);
+	assert_string_equal(d, "site/{site}/{thing}/#");
+	free(d);
+	route_clean_up(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -150,6 +202,8 @@ int main(void)
 	    TEST(expand_fills_placeholders),
 	    TEST(reply_loop_detection),
 	    TEST(allow_list_and_types),
+	    TEST(filters_match_as_mqtt_does),
+	    TEST(response_topic_is_confined_to_the_things_subtree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -84,7 +84,8 @@ static void members_appear_in_model_order(void **s)
 	(void)s;
 	ok_body("{\"clientToken\":\"abc\",\"timeout\":30,\"parameters\":{\"a\":\"x\"}}",
 	        HEAD ",\"parameters\":{\"a\":{\"S\":\"x\"}},\"executionTimeoutSeconds\":30,"
-	             "\"clientToken\":\"abc\"}");
+	             "\"clientToken\":"
+	             "\"a87f81b1075811d1ccd3a1bd191ec851a137dfd2ef7c3f27230e38fca7986023\"}");
 }
 
 static void unknown_member_is_named(void **s)
@@ -161,9 +162,11 @@ static void client_token_rules(void **s)
 	(void)s;
 	struct translated t;
 	char err[ERR_LEN];
-	/* explicit wins over id */
+	/* explicit wins over id, bound to its thing and command: sha256 of
+	 * "token\n" thing "\n" command "\n" clientToken */
 	assert_int_equal(run("{\"id\":\"r-42\",\"clientToken\":\"~tok!\"}", 35, &t, err), CG_OK);
-	assert_string_equal(t.client_token, "~tok!");
+	assert_string_equal(t.client_token,
+	                    "0dcc0c5c7135bf62a42ae0868b56003e791327bd691864fd7394265697a1f4f6");
 	assert_int_equal(t.token_kind, TOKEN_EXPLICIT);
 	translated_clean_up(&t);
 	/* neither: the random token */
@@ -184,6 +187,28 @@ static void client_token_rules(void **s)
 	translated_clean_up(&t);
 	snprintf(p, sizeof(p), "{\"clientToken\":\"%sk\"}", tok);
 	bad(p, strlen(p), "clientToken");
+}
+
+/* A device that sends, from its own topic, the token another thing derives
+ * for an id gets a token of its own: it cannot poison the other's request. */
+static void explicit_token_cannot_collide_with_another_things_token(void **s)
+{
+	(void)s;
+	char victims[65], p[200], err[ERR_LEN];
+	client_token_derive("victim-9", "open-valve", "r-42", victims);
+	struct translated t;
+	snprintf(p, sizeof(p), "{\"clientToken\":\"%s\"}", victims);
+	assert_int_equal(run(p, strlen(p), &t, err), CG_OK);
+	assert_string_not_equal(t.client_token, victims);
+	char mine[65];
+	snprintf(mine, sizeof(mine), "%s", t.client_token);
+	translated_clean_up(&t);
+	/* the same explicit token from another thing is another token */
+	route_vars_set(&vars, "thing", "victim-9");
+	assert_int_equal(run(p, strlen(p), &t, err), CG_OK);
+	assert_string_not_equal(t.client_token, victims);
+	assert_string_not_equal(t.client_token, mine);
+	translated_clean_up(&t);
 }
 
 static void timeout_rules(void **s)
@@ -347,6 +372,7 @@ int main(void)
 	    cmocka_unit_test_setup(id_rules, setup),
 	    cmocka_unit_test_setup(id_is_kept_when_the_rest_is_invalid, setup),
 	    cmocka_unit_test_setup(client_token_rules, setup),
+	    cmocka_unit_test_setup(explicit_token_cannot_collide_with_another_things_token, setup),
 	    cmocka_unit_test_setup(timeout_rules, setup),
 	    cmocka_unit_test_setup(bare_values_are_typed, setup),
 	    cmocka_unit_test_setup(typed_values_pass_through, setup),

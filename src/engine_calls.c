@@ -1,0 +1,265 @@
+/*
+ * engine_calls: a request's calls to AWS, from the waiting room to its
+ * answer. Starts what may start (held retries first, then the waiting
+ * requests round-robin, within gateway.max_inflight and the send rate),
+ * carries out attempt_decide's decision when a call finishes, and expires
+ * what waited past its deadline: each waiting or held request has a timer
+ * on the loop's heap, at its deadline or at its retry when that is sooner.
+ * Every request leaves through engine_finish_* (answer.c renders, logs and
+ * frees).
+ */
+#include <stdlib.h>
+
+#include "attempt.h"
+#include "awserr.h"
+#include "engine_priv.h"
+#include "log.h"
+#include "runtime.h"
+
+#define RETRY_BASE_MS 100
+#define RETRY_CAP_MS  5000
+
+/* ---- answers ------------------------------------------------------------ */
+
+static struct answer_env answer_env(struct engine *e)
+{
+	struct answer_env a = {
+	    .outbox = &e->outbox,
+	    .stats = &e->stats,
+	    .spool = e->spool,
+	    .now_ms = rt_now_ms(),
+	    .follower = e->follower,
+	    .follow_max_s = e->cfg->gateway.follow_max_s,
+	    .follow_max = e->cfg->gateway.follow_max,
+	};
+	return a;
+}
+
+/* r is leaving: its target's next may start, and its timer goes. */
+void engine_release(struct engine *e, struct request *r)
+{
+	fairq_release(e->waiting, &r->fq);
+	timer_disarm(&e->timers, &r->wake.timer);
+}
+
+static void hold(struct engine *e, struct request *r, uint64_t at);
+
+/* r is about to be answered. 1: r is settling already: no second answer; it
+ * is held again, or its settling ends here. 0: answer it; *keep: its call's
+ * fate is unknown, so it keeps its slot, to be held and settled after its
+ * answer (settler.h); else it is released. */
+static int settling(struct engine *e, struct request *r, int *keep)
+{
+	uint64_t at;
+	if (!r->settle.active) {
+		*keep = settler_begin(&e->settle, r);
+		if (!*keep)
+			engine_release(e, r);
+		return 0;
+	}
+	if (settler_again(r, e->draining, rt_now_ms(), &at)) {
+		hold(e, r, at);
+		return 1;
+	}
+	engine_release(e, r);
+	settler_end(&e->settle, r, e->draining ? SETTLE_STOPPED : SETTLE_ABANDONED, NULL);
+	return 1;
+}
+
+void engine_finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg)
+{
+	struct answer_env a = answer_env(e);
+	int keep;
+	if (settling(e, r, &keep))
+		return;
+	answer_gateway(&a, r, c, msg);
+	if (keep)
+		hold(e, r, r->next_try_ms);
+}
+
+void engine_finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
+{
+	struct answer_env a = answer_env(e);
+	int keep;
+	if (settling(e, r, &keep))
+		return;
+	answer_aws(&a, r, ae);
+	if (keep)
+		hold(e, r, r->next_try_ms);
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+/* Waiting requests expire from the heads of their targets' FIFOs: deadlines
+ * follow arrival order within a target. */
+static void expire_waiting(struct engine *e, uint64_t now)
+{
+	struct fq_item *it;
+	while ((it = fairq_pop_expired(e->waiting, now)) != NULL)
+		engine_finish_gateway(e, (struct request *)it, GW_EXPIRED,
+		                      "the deadline passed while the request waited");
+}
+
+/* r's timer: a held request's retry is due (start_ready takes it; its
+ * deadline is the next time), or r's deadline passed. */
+static void request_due(struct timer_task *k, uint64_t now, void *ctx)
+{
+	struct engine *e = ctx;
+	struct request *r = container_of(k, struct request, wake);
+	if (r->deadline_ms > now) {
+		timer_arm(&e->timers, &k->timer, r->deadline_ms);
+		return;
+	}
+	if (r->state == RS_QUEUED) {
+		expire_waiting(e, now);
+		return;
+	}
+	reqlist_remove(&e->held, r);
+	if (r->at.last_was_aws) /* e.g. still throttled at the deadline */
+		engine_finish_aws(e, r, &r->at.last_aws);
+	else
+		engine_finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
+}
+
+void engine_queue(struct engine *e, struct request *r)
+{
+	r->state = RS_QUEUED;
+	r->fq.deadline_ms = r->deadline_ms;
+	fairq_push(e->waiting, r->target, &r->fq);
+	r->wake.fn = request_due;
+	timer_arm(&e->timers, &r->wake.timer, r->deadline_ms);
+}
+
+/* ---- calls -------------------------------------------------------------- */
+
+static void launch(struct engine *e, struct request *r, uint64_t now)
+{
+	if (settler_due(r, now)) { /* resumed, and its deadline passed while it waited */
+		engine_finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
+		return;
+	}
+	struct call_env env = {e->http,
+	                       e->creds,
+	                       &e->keys,
+	                       &e->endpoint,
+	                       e->cfg->aws.region,
+	                       e->skew_s,
+	                       e->cfg->aws.request_timeout_ms};
+	char err[ERR_LEN] = "";
+	timer_disarm(&e->timers, &r->wake.timer); /* in flight: the call's timeout bounds it */
+	enum cg_err rc = call_start(&env, r, now, err);
+	if (rc == CG_OK) {
+		r->sent_ms = now;
+		r->state = RS_FLIGHT;
+		reqlist_push(&e->flight, r);
+	} else if (rc == CG_CREDENTIALS) {
+		engine_finish_gateway(e, r, GW_CREDENTIALS_UNAVAILABLE, err);
+	} else {
+		log_error("cannot start call: %s", err);
+		engine_finish_gateway(e, r, GW_INTERNAL_ERROR, err);
+	}
+}
+
+static void hold(struct engine *e, struct request *r, uint64_t at)
+{
+	http_call_free(&r->call);
+	r->next_try_ms = at;
+	r->state = RS_HELD;
+	reqlist_push(&e->held, r);
+	timer_arm(&e->timers, &r->wake.timer, at < r->deadline_ms ? at : r->deadline_ms);
+}
+
+/* Carry out attempt_decide's decision for r, whose call finished. */
+static void after_call(struct engine *e, struct request *r, uint64_t now)
+{
+	struct awserr ae;
+	struct call_result res;
+	call_read(r, &ae, &res);
+	/* a settling call is bounded by gateway.settle_max_ms alone */
+	struct attempt_policy p = {r->settle.active ? ~0u : (unsigned)e->cfg->aws.max_attempts,
+	                           RETRY_BASE_MS, RETRY_CAP_MS, e->draining};
+	struct attempt_decision d;
+	attempt_decide(&r->at, &p, &res, now, r->deadline_ms, rt_random_u32(), &d);
+	int throttled = res.aws && res.aws->throttled;
+	if (res.transport == CG_OK && ratectl_on_answer(&e->rate, now, throttled, r->sent_ms) &&
+	    ratectl_log_due(&e->rate, now))
+		log_warn("AWS is throttling: send rate cut to %.1f calls/s",
+		         ratectl_rate(&e->rate));
+	if (settler_after_call(r, &res, &d)) { /* a definite answer, or time is up */
+		engine_release(e, r);
+		settler_end(&e->settle, r, settle_outcome_of(&d, e->draining), &d);
+		return;
+	}
+	char exec_id[256], err[ERR_LEN];
+	switch (d.kind) {
+	case AT_ACCEPT:
+		if (awserr_execution_id(r->call.body.data, r->call.body.len, exec_id,
+		                        sizeof(exec_id), err) != CG_OK) {
+			engine_finish_gateway(e, r, GW_INTERNAL_ERROR, err);
+			return;
+		}
+		struct answer_env a = answer_env(e);
+		engine_release(e, r);
+		answer_accepted(&a, r, exec_id);
+		return;
+	case AT_ANSWER_AWS:
+		engine_finish_aws(e, r, d.aws);
+		return;
+	case AT_ANSWER_GATEWAY:
+		engine_finish_gateway(e, r, d.code, d.message);
+		return;
+	case AT_RESIGN:
+		e->skew_s = d.skew_s;
+		log_warn("clock skew: AWS is %+lds from local time; re-signing", e->skew_s);
+		break;
+	case AT_REFRESH:
+		cred_provider_invalidate(e->creds, r->cred_generation);
+		break;
+	case AT_THROTTLE:
+		break;
+	case AT_RETRY:
+		e->stats.retries++;
+		break;
+	}
+	hold(e, r, d.at_ms);
+}
+
+void engine_on_done(struct http_call *call, void *ctx)
+{
+	struct engine *e = ctx;
+	struct request *r = call->user;
+	reqlist_remove(&e->flight, r);
+	after_call(e, r, rt_now_ms());
+}
+
+/* A token of the send rate to start one call: 1, or 0 with the loop woken
+ * when the next one is due. */
+static int take_token(struct engine *e, uint64_t now)
+{
+	uint64_t wait = ratectl_take(&e->rate, now);
+	if (wait)
+		timer_arm(&e->timers, &e->rate_wake.timer, now + wait);
+	return wait == 0;
+}
+
+/* Start what may start: held requests whose retry is due first (they are
+ * older), then the waiting ones round-robin. A due request without a free
+ * call slot waits for a call to finish (libcurl wakes the loop). */
+void engine_start_ready(struct engine *e, uint64_t now)
+{
+	size_t max = (size_t)e->cfg->gateway.max_inflight;
+	for (struct request *r = e->held.head, *next; r && e->flight.n < max; r = next) {
+		next = r->next;
+		if (r->next_try_ms > now)
+			continue;
+		if (!take_token(e, now))
+			return;
+		reqlist_remove(&e->held, r);
+		launch(e, r, now);
+	}
+	while (fairq_can_pop(e->waiting) && e->flight.n < max) {
+		if (!take_token(e, now))
+			return;
+		launch(e, (struct request *)fairq_pop(e->waiting), now);
+	}
+}

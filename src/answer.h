@@ -12,8 +12,6 @@
 #include <stdint.h>
 
 #include "awserr.h"
-#include "follower.h"
-#include "mqtt.h"
 #include "outbox.h"
 #include "reply.h"
 #include "request.h"
@@ -25,29 +23,15 @@ struct answer_env {
 	struct stats *stats;
 	struct spool *spool; /* NULL without a spool */
 	uint64_t now_ms;
-	struct follower *follower; /* accepted requests of following routes go there */
-	long follow_max_s;
-	long follow_max; /* gateway.follow_max: executions followed at once */
 };
-
-/* Where the outbox hands replies over. */
-struct answer_sink {
-	struct mqtt *mqtt; /* NULL until connected the first time */
-	struct spool *spool;
-};
-
-/* The outbox's publish function (ctx: struct answer_sink). A reply that
- * can never be published leaves the spool. */
-enum cg_err answer_publish(void *ctx, const struct outbox_msg *m, char *err);
-
-/* A follower_publish_fn over the outbox (ctx: struct outbox *). */
-int answer_follow_publish(void *ctx, const char *topic, const char *payload, size_t len, int qos,
-                          const void *corr, size_t corr_len, uint64_t cookie);
 
 /* Each takes r (it must be on no list and hold no fairq slot), except a
  * request settling its call (r->settle.active, settler.h): answered, it stays
  * the caller's, slot and spool entry included. */
-void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id);
+/* then: NULL, or a message to queue right after the accepted reply (it may
+ * point into r: it is queued before r is freed). */
+void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id,
+                     const struct mqtt_out *then);
 void answer_gateway(const struct answer_env *env, struct request *r, enum gw_code c,
                     const char *msg);
 void answer_aws(const struct answer_env *env, struct request *r, const struct awserr *ae);

@@ -109,6 +109,9 @@ int awserr_http_date(const char *s, time_t *out)
 	tm.tm_hour = h;
 	tm.tm_min = m;
 	tm.tm_sec = sec;
-	*out = timegm(&tm);
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1) /* not representable (a 32-bit time_t past 2038) */
+		return -1;
+	*out = t;
 	return 0;
 }

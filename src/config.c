@@ -9,6 +9,7 @@
 #include "config_priv.h"
 #include "follow.h"
 #include "runtime.h"
+#include "url.h"
 
 #include <libconfig.h>
 #include <stdarg.h>
@@ -330,11 +331,11 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 	const char *urls[2][2] = {{"aws.endpoint", c->aws.endpoint},
 	                          {"aws.control_endpoint", c->aws.control_endpoint}};
 	for (int i = 0; i < 2; i++)
-		if (*urls[i][1] && strncmp(urls[i][1], "https://", 8) &&
-		    strncmp(urls[i][1], "http://", 7))
+		if (*urls[i][1] && !url_is_endpoint(urls[i][1]))
 			return fail_at(err, file, AT(urls[i][0]),
-			               "%s \"%s\" must be an https:// (or http://) URL", urls[i][0],
-			               urls[i][1]);
+			               "%s \"%s\" must be an https:// (or http://) URL with a host "
+			               "and no user name",
+			               urls[i][0], urls[i][1]);
 #undef AT
 	c->control_url = *c->aws.control_endpoint ? without_trailing_slash(c->aws.control_endpoint)
 	                                          : follow_default_endpoint(c->aws.region);

@@ -1,8 +1,8 @@
 /*
  * engine: the loop of the one thread that owns requests.
  *
- *   inbox --request_admit()--> waiting --call_start()--> flight
- *                              (fairq:    (call.c)          |
+ *   inbox --request_admit()--> waiting --aws_call_start()-> flight
+ *                              (fairq:    (aws_call.c)      |
  *                               per target,                 | done
  *                               in order)                   v
  *      answer_*() <--accept / reject-- attempt_decide() --retry / resign /
@@ -79,15 +79,15 @@ static void reload(struct engine *e)
 	fairq_set_limit(e->waiting, (unsigned)n->gateway.per_target_inflight);
 	ratectl_set_max(&e->rate, n->aws.max_rate, rt_now_ms());
 	if (cred_config_differ(&old->aws.credentials, &n->aws.credentials)) {
-		cred_provider_free(e->creds);
-		e->creds = cred_provider_new(&n->aws.credentials);
-		cred_provider_wait_first(e->creds, 2000);
-		sigv4_key_cache_clean_up(&e->keys);
-		follower_set_credentials(e->follower, e->creds);
+		cred_provider_free(e->aws.creds);
+		e->aws.creds = cred_provider_new(&n->aws.credentials);
+		cred_provider_wait_first(e->aws.creds, 2000);
+		aws_endpoint_forget_keys(&e->start_ep);
+		follower_credentials_changed(e->follower);
 	}
 	struct follower_options fo = follower_options_of(n);
 	follower_reconfigure(e->follower, &fo);
-	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
+	aws_endpoint_set(&e->start_ep, n->endpoint_url, n->aws.region, START_SERVICE);
 	config_free(old);
 	log_info("configuration reloaded from %s (%zu routes)", n->path, n->n_routes);
 }
@@ -117,7 +117,7 @@ static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 		rc->last_status_ms = 0;
 	}
 	struct stats_gauges g = gauges(e);
-	if (report_tick(rc, now, e->cfg, e->mqtt, e->creds, &e->stats, &g))
+	if (report_tick(rc, now, e->cfg, e->mqtt, e->aws.creds, &e->stats, &g))
 		fairq_sweep(e->waiting, e->cfg->gateway.per_thing_rate, now);
 }
 
@@ -132,7 +132,7 @@ int engine_run(struct engine *e)
 		log_error("%s", err);
 		return 1;
 	}
-	e->sink.mqtt = e->mqtt;
+	e->outbox.ctx = e->mqtt; /* the outbox publishes through it (mqtt_outbox_publish) */
 	if (e->spool)
 		spool_on_follow(e->spool, follower_resume, e->follower);
 	if (e->spool && spool_recover(e->spool, engine_resume_entry, e, err) != CG_OK) {
@@ -173,7 +173,7 @@ int engine_run(struct engine *e)
 		fflush(stderr); /* log lines are written once per loop turn, not per line */
 		/* the one place the loop's wait is computed */
 		int wait = (int)timer_wait_ms(&e->timers, now, TICK_MS);
-		http_client_run(e->http, inbox_fd(e->inbox), wait, engine_on_done, e);
+		http_client_run(e->aws.http, inbox_fd(e->inbox), wait);
 		inbox_clear_wake(e->inbox);
 	}
 	engine_admit_inbox(e, 0); /* arrivals during the drain: spooled, or answered Unavailable */
@@ -186,15 +186,37 @@ int engine_run(struct engine *e)
 	if (outbox_waiting(&e->outbox))
 		log_error("stopping: %zu replies not published", outbox_waiting(&e->outbox));
 	struct stats_gauges g = gauges(e);
-	report_stats(e->cfg, e->mqtt, e->creds, &e->stats, &g);
+	report_stats(e->cfg, e->mqtt, e->aws.creds, &e->stats, &g);
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
-	e->mqtt = e->sink.mqtt = NULL;
+	e->mqtt = e->outbox.ctx = NULL;
 	engine_admit_inbox(e, 1);
 	engine_sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,
 	         (unsigned long)stats_rejected(&e->stats));
 	return 0;
+}
+
+/* A message the MQTT client will never take (an invalid topic): its
+ * request or follow leaves the spool, as if it had been delivered. */
+static void reply_refused(void *ctx, uint64_t cookie)
+{
+	struct engine *e = ctx;
+	if (e->spool)
+		spool_done(e->spool, cookie);
+}
+
+/* The follower's publish function (ctx: the outbox): a message waiting in
+ * the outbox is taken. */
+static int follow_publish(void *ctx, const struct mqtt_out *m, uint64_t cookie)
+{
+	char err[ERR_LEN] = "";
+	int rc = outbox_put(ctx, m, cookie, err);
+	if (rc == MQTT_OUT_NEVER) {
+		log_error("follow message to %s cannot be published: %s", m->topic, err);
+		return MQTT_OUT_NEVER;
+	}
+	return MQTT_OUT_TAKEN;
 }
 
 struct engine *engine_new(struct config *cfg, char *err)
@@ -218,22 +240,24 @@ struct engine *engine_new(struct config *cfg, char *err)
 		free(e);
 		return NULL;
 	}
-	e->sink.spool = e->spool;
 	inbox_listen_for_signals(e->inbox);
-	e->creds = cred_provider_new(&cfg->aws.credentials);
-	cred_provider_wait_first(e->creds, 3000);
+	e->aws.creds = cred_provider_new(&cfg->aws.credentials);
+	cred_provider_wait_first(e->aws.creds, 3000);
 	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
-	e->http = http_client_new(&ho);
+	e->aws.http = http_client_new(&ho);
 	ratectl_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();
 	fairq_set_limit(e->waiting, (unsigned)cfg->gateway.per_target_inflight);
-	outbox_init(&e->outbox, 1, answer_publish, &e->sink); /* window: each turn */
+	/* window: each turn; the MQTT client once it is started */
+	outbox_init(&e->outbox, 1, mqtt_outbox_publish, NULL);
+	e->outbox.on_refused = reply_refused;
+	e->outbox.refused_ctx = e;
 	stats_init(&e->stats, rt_wall_s());
 	e->settle = (struct settle_env){e->spool, &e->stats, &e->cfg};
-	call_endpoint_set(&e->endpoint, e->cfg->endpoint_url);
+	aws_endpoint_set(&e->start_ep, cfg->endpoint_url, cfg->aws.region, START_SERVICE);
 	struct follower_options fo = follower_options_of(cfg);
-	e->follower = follower_new(&fo, e->http, e->creds, e->spool, &e->timers,
-	                           answer_follow_publish, &e->outbox, rt_now_ms());
+	e->follower = follower_new(&fo, &e->aws, e->spool, &e->timers, follow_publish, &e->outbox,
+	                           rt_now_ms());
 	return e;
 }
 
@@ -244,13 +268,12 @@ void engine_free(struct engine *e)
 	inbox_free(e->inbox);
 	follower_free(e->follower);
 	outbox_clean_up(&e->outbox);
-	http_client_free(e->http);
-	cred_provider_free(e->creds);
+	http_client_free(e->aws.http);
+	cred_provider_free(e->aws.creds);
 	spool_close(e->spool);
 	fairq_free(e->waiting);
-	sigv4_key_cache_clean_up(&e->keys);
 	config_free(e->cfg);
-	call_endpoint_clean_up(&e->endpoint);
+	aws_endpoint_clean_up(&e->start_ep);
 	timer_heap_clean_up(&e->timers);
 	free(e);
 }

@@ -13,6 +13,8 @@
 #include "attempt.h"
 #include "awserr.h"
 #include "engine_priv.h"
+#include "follow.h"
+#include "jsonw.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -24,25 +26,90 @@
 static struct answer_env answer_env(struct engine *e)
 {
 	struct answer_env a = {
-	    .outbox = &e->outbox,
-	    .stats = &e->stats,
-	    .spool = e->spool,
-	    .now_ms = rt_now_ms(),
-	    .follower = e->follower,
-	    .follow_max_s = e->cfg->gateway.follow_max_s,
-	    .follow_max = e->cfg->gateway.follow_max,
-	};
+	    .outbox = &e->outbox, .stats = &e->stats, .spool = e->spool, .now_ms = rt_now_ms()};
 	return a;
 }
 
-/* r is leaving: its target's next may start, and its timer goes. */
+/* SPEC 5: with gateway.follow_max executions followed, one more ends at
+ * once with its one final message (status null, code Overloaded), queued
+ * right after the accepted reply, so memory and polls stay bounded whatever
+ * devices start. Answers r. */
+static void accept_refusing_follow(struct engine *e, struct request *r, const char *execution_id)
+{
+	struct answer_env a = answer_env(e);
+	struct sbuf topic, id, msg;
+	sbuf_init(&topic);
+	sbuf_init(&id);
+	sbuf_init(&msg);
+	if (r->tr.id)
+		jsonw_value(&id, r->tr.id);
+	if (follow_topic_finish(r->follow_topic, execution_id, &topic, NULL) != CG_OK) {
+		answer_accepted(&a, r, execution_id, NULL);
+	} else {
+		follow_render_end(&msg, r->tr.id ? id.data : NULL, execution_id, FOLLOW_NONE,
+		                  "Overloaded", 1);
+		log_warn("follow thing=%s execution=%s: %zu executions are followed "
+		         "(gateway.follow_max); ended at once",
+		         r->thing, execution_id, follower_active(e->follower));
+		struct mqtt_out then = {
+		    .topic = topic.data,
+		    .payload = view_of(msg.data, msg.len),
+		    .qos = r->msg->qos,
+		    .correlation = view_of(r->msg->correlation, r->msg->correlation_len),
+		};
+		answer_accepted(&a, r, execution_id, &then);
+	}
+	sbuf_clean_up(&msg);
+	sbuf_clean_up(&id);
+	sbuf_clean_up(&topic);
+}
+
+/* An accepted execution of a following route goes to the follower. */
+static void follow(struct engine *e, const struct request *r, const char *execution_id)
+{
+	struct sbuf topic, id;
+	sbuf_init(&topic);
+	sbuf_init(&id);
+	if (r->tr.id)
+		jsonw_value(&id, r->tr.id);
+	char err[ERR_LEN];
+	if (follow_topic_finish(r->follow_topic, execution_id, &topic, err) == CG_OK) {
+		struct follow_info fi = {
+		    .thing = r->thing,
+		    .command = r->command,
+		    .execution_id = execution_id,
+		    .target_arn = r->target,
+		    .topic = topic.data,
+		    .id_json = r->tr.id ? id.data : NULL,
+		    .qos = r->msg->qos,
+		    .correlation = view_of(r->msg->correlation, r->msg->correlation_len),
+		};
+		long max_s = e->cfg->gateway.follow_max_s;
+		if (follower_add(e->follower, &fi, rt_now_ms(), max_s, err) != CG_OK)
+			log_warn("not followed: %s", err);
+	}
+	sbuf_clean_up(&topic);
+	sbuf_clean_up(&id);
+}
+
+/* r is leaving: its target's next may start, its timer and its call go. */
 void engine_release(struct engine *e, struct request *r)
 {
 	fairq_release(e->waiting, &r->fq);
 	timer_disarm(&e->timers, &r->wake.timer);
+	aws_call_free(&e->aws, r->call); /* aborted if still in flight */
+	r->call = NULL;
 }
 
 static void hold(struct engine *e, struct request *r, uint64_t at);
+
+void engine_end_settling(struct engine *e, struct request *r, enum settle_outcome o,
+                         const struct attempt_decision *d)
+{
+	settler_end(&e->settle, r, o, d, r->call ? aws_call_body(r->call) : view_of(NULL, 0));
+	engine_release(e, r);
+	request_free(r);
+}
 
 /* r is about to be answered. 1: r is settling already: no second answer; it
  * is held again, or its settling ends here. 0: answer it; *keep: its call's
@@ -61,8 +128,7 @@ static int settling(struct engine *e, struct request *r, int *keep)
 		hold(e, r, at);
 		return 1;
 	}
-	engine_release(e, r);
-	settler_end(&e->settle, r, e->draining ? SETTLE_STOPPED : SETTLE_ABANDONED, NULL);
+	engine_end_settling(e, r, e->draining ? SETTLE_STOPPED : SETTLE_ABANDONED, NULL);
 	return 1;
 }
 
@@ -132,22 +198,40 @@ void engine_queue(struct engine *e, struct request *r)
 
 /* ---- calls -------------------------------------------------------------- */
 
+/* Sign r's body and start its StartCommandExecution (counts an attempt);
+ * the call's timeout ends at the deadline at the latest. */
+static enum cg_err start_call(struct engine *e, struct request *r, uint64_t now, char *err)
+{
+	if (!r->call)
+		r->call = aws_call_new(engine_on_done, e, r);
+	struct aws_signable s = {
+	    .method = "POST",
+	    .path = START_PATH,
+	    .content_type = "application/json",
+	    .payload = view_of(r->tr.body.data, r->tr.body.len),
+	};
+	uint64_t left = r->deadline_ms > now ? r->deadline_ms - now : 1;
+	long timeout = e->cfg->aws.request_timeout_ms;
+	if ((uint64_t)timeout > left)
+		timeout = (long)left;
+	enum cg_err rc = aws_call_start(&e->aws, &e->start_ep, &s, timeout, r->call, err);
+	if (rc == CG_CREDENTIALS)
+		return rc;
+	attempt_begin(&r->at);
+	log_debug("call token=%s attempt=%u thing=%s", r->tr.client_token, r->at.attempts,
+	          r->thing);
+	return rc;
+}
+
 static void launch(struct engine *e, struct request *r, uint64_t now)
 {
 	if (settler_due(r, now)) { /* resumed, and its deadline passed while it waited */
 		engine_finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
 		return;
 	}
-	struct call_env env = {e->http,
-	                       e->creds,
-	                       &e->keys,
-	                       &e->endpoint,
-	                       e->cfg->aws.region,
-	                       e->skew_s,
-	                       e->cfg->aws.request_timeout_ms};
 	char err[ERR_LEN] = "";
 	timer_disarm(&e->timers, &r->wake.timer); /* in flight: the call's timeout bounds it */
-	enum cg_err rc = call_start(&env, r, now, err);
+	enum cg_err rc = start_call(e, r, now, err);
 	if (rc == CG_OK) {
 		r->sent_ms = now;
 		r->state = RS_FLIGHT;
@@ -162,7 +246,6 @@ static void launch(struct engine *e, struct request *r, uint64_t now)
 
 static void hold(struct engine *e, struct request *r, uint64_t at)
 {
-	http_call_free(&r->call);
 	r->next_try_ms = at;
 	r->state = RS_HELD;
 	reqlist_push(&e->held, r);
@@ -174,7 +257,7 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 {
 	struct awserr ae;
 	struct call_result res;
-	call_read(r, &ae, &res);
+	aws_call_read(r->call, &ae, &res);
 	/* a settling call is bounded by gateway.settle_max_ms alone */
 	struct attempt_policy p = {r->settle.active ? ~0u : (unsigned)e->cfg->aws.max_attempts,
 	                           RETRY_BASE_MS, RETRY_CAP_MS, e->draining};
@@ -186,21 +269,28 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		log_warn("AWS is throttling: send rate cut to %.1f calls/s",
 		         ratectl_rate(&e->rate));
 	if (settler_after_call(r, &res, &d)) { /* a definite answer, or time is up */
-		engine_release(e, r);
-		settler_end(&e->settle, r, settle_outcome_of(&d, e->draining), &d);
+		engine_end_settling(e, r, settle_outcome_of(&d, e->draining), &d);
 		return;
 	}
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:
-		if (awserr_execution_id(r->call.body.data, r->call.body.len, exec_id,
-		                        sizeof(exec_id), err) != CG_OK) {
+		struct view body = aws_call_body(r->call);
+		if (awserr_execution_id(body.ptr, body.len, exec_id, sizeof(exec_id), err) !=
+		    CG_OK) {
 			engine_finish_gateway(e, r, GW_INTERNAL_ERROR, err);
 			return;
 		}
-		struct answer_env a = answer_env(e);
 		engine_release(e, r);
-		answer_accepted(&a, r, exec_id);
+		if (r->follow_topic &&
+		    follower_active(e->follower) >= (size_t)e->cfg->gateway.follow_max) {
+			accept_refusing_follow(e, r, exec_id);
+			return;
+		}
+		if (r->follow_topic)
+			follow(e, r, exec_id);
+		struct answer_env a = answer_env(e);
+		answer_accepted(&a, r, exec_id, NULL);
 		return;
 	case AT_ANSWER_AWS:
 		engine_finish_aws(e, r, d.aws);
@@ -209,11 +299,11 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 		engine_finish_gateway(e, r, d.code, d.message);
 		return;
 	case AT_RESIGN:
-		e->skew_s = d.skew_s;
-		log_warn("clock skew: AWS is %+lds from local time; re-signing", e->skew_s);
+		e->aws.skew_s = d.skew_s;
+		log_warn("clock skew: AWS is %+lds from local time; re-signing", e->aws.skew_s);
 		break;
 	case AT_REFRESH:
-		cred_provider_invalidate(e->creds, r->cred_generation);
+		cred_provider_invalidate(e->aws.creds, aws_call_cred_generation(r->call));
 		break;
 	case AT_THROTTLE:
 		break;
@@ -224,10 +314,10 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	hold(e, r, d.at_ms);
 }
 
-void engine_on_done(struct http_call *call, void *ctx)
+void engine_on_done(struct aws_call *call, void *ctx)
 {
 	struct engine *e = ctx;
-	struct request *r = call->user;
+	struct request *r = aws_call_owner(call);
 	reqlist_remove(&e->flight, r);
 	after_call(e, r, rt_now_ms());
 }

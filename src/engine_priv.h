@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "answer.h"
-#include "call.h"
+#include "aws_call.h"
 #include "config.h"
 #include "credentials.h"
 #include "fairq.h"
@@ -35,23 +35,21 @@
 
 struct engine {
 	struct config *cfg;
-	struct cred_provider *creds;
-	struct http_client *http;
+	/* the HTTP client, the credentials and the one clock offset, shared by
+	 * starts and the follower's polls */
+	struct aws_client aws;
 	struct mqtt *mqtt;
 	struct inbox *inbox;
 	struct fairq *waiting; /* RS_QUEUED: per target, round-robin */
 	struct reqlist flight; /* RS_FLIGHT: calls on the wire */
 	struct reqlist held;   /* RS_HELD: to be called again at next_try_ms */
 	struct outbox outbox;
-	struct sigv4_key_cache keys;
-	long skew_s;         /* server clock minus ours */
 	struct ratectl rate; /* the adaptive send rate (account quota) */
 	int draining;
 	uint64_t drain_until_ms;
 	struct stats stats;
-	struct spool *spool; /* NULL without gateway.spool_dir */
-	struct call_endpoint endpoint;
-	struct answer_sink sink; /* where the outbox publishes */
+	struct spool *spool;          /* NULL without gateway.spool_dir */
+	struct aws_endpoint start_ep; /* StartCommandExecution: aws.endpoint */
 	struct follower *follower;
 	struct stats_follow follow_stats;
 	/* every time the loop waits for: request deadlines and retries, follow
@@ -61,9 +59,17 @@ struct engine {
 	struct settle_env settle; /* calls of unknown fate (settler.h) */
 };
 
+/* StartCommandExecution (the IoT Jobs data plane) */
+#define START_SERVICE "iot-jobs-data"
+#define START_PATH    "/command-executions"
+
 /* engine_calls.c */
-/* r is leaving: its target's next may start, and its timer goes. */
+/* r is leaving: its target's next may start, its timer and its call go. */
 void engine_release(struct engine *e, struct request *r);
+/* r's settling (settler.h) ends with o (d: the last decision, or NULL); r
+ * is released and freed. */
+void engine_end_settling(struct engine *e, struct request *r, enum settle_outcome o,
+                         const struct attempt_decision *d);
 /* Answer r (taken) with a gateway code or AWS's error. */
 void engine_finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg);
 void engine_finish_aws(struct engine *e, struct request *r, const struct awserr *ae);
@@ -72,8 +78,8 @@ void engine_queue(struct engine *e, struct request *r);
 /* Start what may start (held requests whose retry is due, then the waiting
  * ones round-robin) within max_inflight and the send rate. */
 void engine_start_ready(struct engine *e, uint64_t now);
-/* http_client_run's callback for the calls started here (ctx: the engine). */
-void engine_on_done(struct http_call *call, void *ctx);
+/* The completion of a request's call (ctx: the engine). */
+void engine_on_done(struct aws_call *call, void *ctx);
 
 /* engine_admit.c */
 /* Admit what the inbox holds. late: the MQTT client has stopped. */

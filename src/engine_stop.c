@@ -13,8 +13,7 @@
 static int keep_or_refuse(struct engine *e, struct request *r, const char *why)
 {
 	if (r->settle.active) { /* answered already; the spool keeps it */
-		engine_release(e, r);
-		settler_end(&e->settle, r, SETTLE_STOPPED, NULL);
+		engine_end_settling(e, r, SETTLE_STOPPED, NULL);
 		return 1;
 	}
 	if (e->spool && r->spool_seq) {
@@ -59,7 +58,6 @@ void engine_abort_flight(struct engine *e)
 	while (e->flight.head) {
 		struct request *r = e->flight.head;
 		reqlist_remove(&e->flight, r);
-		http_abort(e->http, &r->call);
 		keep_or_refuse(e, r, "stopped before AWS answered; retry with the same id");
 	}
 	drop_waiting(e); /* retries scheduled while draining */

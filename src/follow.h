@@ -91,7 +91,8 @@ struct follow_state {
 	uint64_t deadline_ms;    /* started_ms + gateway.follow_max_s */
 	enum follow_status last; /* last status published (FOLLOW_NONE: none) */
 	int last_rank;
-	unsigned polls;   /* polls answered or failed */
+	unsigned polls;   /* polls that led to another (the schedule's step): the
+	                     one that ends a follow is not counted here */
 	uint64_t poll_ms; /* the back-off step (gateway.follow_poll_ms; 0: default) */
 	int ended;
 	/* the last poll's failure, for the final message if time runs out */

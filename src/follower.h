@@ -1,8 +1,11 @@
 /*
  * follower: the edge that runs follows (SPEC section 8). It owns the set of
- * executions being followed, signs and starts their GetCommandExecution
- * polls on the engine's libcurl client (http_get: completions come back
- * here, not through the engine), applies follow.c's rules to each answer,
+ * executions being followed, starts their GetCommandExecution polls through
+ * the engine's struct aws_client (aws_call.h: the same signing, clock
+ * offset and reading as starts; completions come back here, not through
+ * the engine), decides after each like a start (attempt_decide: re-sign on
+ * a clock skew, refresh an expired token), applies follow.c's rules to
+ * each answer,
  * hands the messages to a publish callback (the engine's outbox), records
  * follows in the spool, and counts.
  *
@@ -27,11 +30,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws_call.h"
 #include "config.h"
-#include "credentials.h"
 #include "err.h"
 #include "follow.h"
-#include "http.h"
+#include "mqtt_out.h"
 #include "spool.h"
 #include "stats.h"
 #include "timer.h"
@@ -51,15 +54,14 @@ struct follower_options follower_options_of(const struct config *c);
 int follower_configured(const struct config *c);
 
 /*
- * Publish one message (not retained): outbox_put() fits. cookie: 0, or for
- * the final message of a spooled follow its spool seq, which the engine
- * passes to spool_done() once the broker has the message. Returns 0 when
- * the message was taken (queued is enough), > 0 when it cannot be taken now
- * (offered again a second later), < 0 when it never can be (logged; a final
- * message still ends the follow).
+ * Publish one message (not retained; its views live for the call only).
+ * cookie: 0, or for the final message of a spooled follow its spool seq,
+ * which the engine passes to spool_done() once the broker has the message.
+ * Returns MQTT_OUT_TAKEN (queued is enough), MQTT_OUT_LATER (offered again
+ * a second later) or MQTT_OUT_NEVER (logged; a final message still ends
+ * the follow).
  */
-typedef int (*follower_publish_fn)(void *ctx, const char *topic, const char *payload, size_t len,
-                                   int qos, const void *corr, size_t corr_len, uint64_t cookie);
+typedef int (*follower_publish_fn)(void *ctx, const struct mqtt_out *m, uint64_t cookie);
 
 /* What the engine knows of an accepted execution. Views: copied by add. */
 struct follow_info {
@@ -69,8 +71,7 @@ struct follow_info {
 	const char *topic;      /* the route's execution_topic, expanded */
 	const char *id_json;    /* the request's id as JSON text; NULL: none */
 	int qos;
-	const void *correlation; /* MQTT 5 Correlation Data; NULL: none */
-	size_t correlation_len;
+	struct view correlation; /* MQTT 5 Correlation Data; ptr NULL: none */
 };
 
 struct follower_counters {
@@ -84,19 +85,19 @@ struct follower_counters {
 
 struct follower;
 
-/* None of the pointers is owned; http, creds, spool (NULL: no spool) and
- * timers (the loop's heap: the follower's timers only wake the loop) must
- * outlive the follower. */
-struct follower *follower_new(const struct follower_options *o, struct http_client *http,
-                              struct cred_provider *creds, struct spool *spool,
-                              struct timer_heap *timers, follower_publish_fn publish, void *ctx,
-                              uint64_t now_ms);
+/* None of the pointers is owned; aws, spool (NULL: no spool) and timers
+ * (the loop's heap: the follower's timers only wake the loop) must outlive
+ * the follower. */
+struct follower *follower_new(const struct follower_options *o, struct aws_client *aws,
+                              struct spool *spool, struct timer_heap *timers,
+                              follower_publish_fn publish, void *ctx, uint64_t now_ms);
 /* Aborts polls in flight (call before http_client_free) and frees. */
 void follower_free(struct follower *f);
 /* After a reload: endpoint, rate and limits for the next polls. */
 void follower_reconfigure(struct follower *f, const struct follower_options *o);
-/* New credentials source (reload): the provider pointer and the key cache. */
-void follower_set_credentials(struct follower *f, struct cred_provider *creds);
+/* A new credentials source (reload; the aws_client has it): forget the
+ * derived key. */
+void follower_credentials_changed(struct follower *f);
 
 /*
  * Follow an accepted execution; started_ms (monotonic) is when the accepted

@@ -16,13 +16,17 @@
 #include <stdint.h>
 
 #include "follow.h"
-#include "follow_poll.h"
+#include "attempt.h"
+#include "aws_call.h"
 #include "follower.h"
 #include "http.h"
 #include "ratectl.h"
 #include "sbuf.h"
 #include "sigv4.h"
 #include "timer.h"
+
+/* GetCommandExecution: the IoT control plane */
+#define FOLLOW_SERVICE "iot"
 
 struct target {
 	struct target *next;
@@ -35,18 +39,18 @@ struct follow {
 	struct follow *next, *prev;
 	struct target *target;
 	char *thing, *command, *execution_id, *topic, *id_json; /* owned */
-	void *corr;
+	char *corr; /* owned; NULL: no Correlation Data */
 	size_t corr_len;
-	int has_corr, qos;
+	int qos;
 	char *path, *query; /* path without the endpoint's prefix; canonical query */
 	struct follow_state st;
 	uint64_t due_ms, sent_ms;
+	unsigned polls; /* GetCommandExecution calls made and finished, for the log line */
 	struct timer_task wake; /* on the loop's timers while not in flight */
 	int in_flight;
-	struct http_call call;
-	uint64_t spool_seq; /* 0: not spooled */
-	uint64_t cred_generation;
-	int skew_retried, token_retried;
+	struct aws_call *call;   /* its polls */
+	struct attempt_state at; /* re-sign and refresh once each between answers */
+	uint64_t spool_seq;      /* 0: not spooled */
 	/* a message publish refused, offered again; final: the follow ends after it */
 	struct sbuf pending;
 	int pending_final;
@@ -55,11 +59,9 @@ struct follow {
 };
 
 struct follower {
-	struct follower_options o;
-	char *region; /* owned copy */
-	struct follow_endpoint ep;
-	struct http_client *http;
-	struct cred_provider *creds;
+	struct follower_options o; /* control_url and region: in ep */
+	struct aws_endpoint ep;    /* aws.control_endpoint, service "iot" */
+	struct aws_client *aws;    /* the engine's: HTTP, credentials, clock offset */
 	struct spool *spool;
 	follower_publish_fn publish;
 	void *ctx;
@@ -69,8 +71,6 @@ struct follower {
 	struct ratectl rate; /* the same controller as for starts, its own budget */
 	struct timer_heap *timers;
 	struct timer_task rate_wake; /* the rate's next token */
-	struct sigv4_key_cache keys;
-	long skew_s;
 	struct follower_counters counters;
 };
 
@@ -79,6 +79,8 @@ struct follower {
 void follower_free_follow(struct follower *f, struct follow *w);
 
 /* follower_run.c */
+/* The completion of w's poll (ctx: the follower; owner: the follow). */
+void follower_on_poll_done(struct aws_call *call, void *ctx);
 /* Put w on the loop's timers for what it waits for next. */
 void follower_schedule(struct follower *f, struct follow *w);
 /* w's next poll (or next offer of a pending message) at due_ms. */

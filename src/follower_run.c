@@ -5,6 +5,7 @@
  * offered to the publish callback (offered again a second later when it
  * cannot take them now), and follows end with one log line.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,7 @@ static void finished(struct follower *f, struct follow *w, uint64_t now)
 	         "duration_ms=%llu",
 	         w->thing, w->command, w->id_json ? w->id_json : "-", w->execution_id,
 	         w->end_label ? "ended" : follow_status_name(w->st.last),
-	         w->end_label ? " code=" : "", w->end_label ? w->end_label : "", w->st.polls,
+	         w->end_label ? " code=" : "", w->end_label ? w->end_label : "", w->polls,
 	         (unsigned long long)(now - w->st.started_ms));
 	follower_free_follow(f, w);
 }
@@ -56,13 +57,18 @@ static void finished(struct follower *f, struct follow *w, uint64_t now)
 static int flush_pending(struct follower *f, struct follow *w, uint64_t now)
 {
 	uint64_t cookie = w->pending_final ? w->spool_seq : 0;
-	int rc = f->publish(f->ctx, w->topic, w->pending.data, w->pending.len, w->qos,
-	                    w->has_corr ? w->corr : NULL, w->corr_len, cookie);
-	if (rc > 0) {
+	struct mqtt_out out = {
+	    .topic = w->topic,
+	    .payload = view_of(w->pending.data, w->pending.len),
+	    .qos = w->qos,
+	    .correlation = view_of(w->corr, w->corr_len),
+	};
+	int rc = f->publish(f->ctx, &out, cookie);
+	if (rc == MQTT_OUT_LATER) {
 		follower_set_due(f, w, now + PUBLISH_RETRY_MS);
 		return 0;
 	}
-	if (rc < 0)
+	if (rc == MQTT_OUT_NEVER)
 		log_error("follow execution=%s: message to %s refused for good", w->execution_id,
 		          w->topic);
 	else
@@ -103,15 +109,11 @@ static int apply(struct follower *f, struct follow *w, const struct follow_step 
 
 /* ---- polls -------------------------------------------------------------- */
 
-static void on_poll_done(struct http_call *call, void *ctx);
-
 static enum cg_err start_poll(struct follower *f, struct follow *w, uint64_t now, char *err)
 {
-	struct follow_poll_env env = {
-	    f->http, f->creds, &f->keys, &f->ep, f->region, f->skew_s, f->o.request_timeout_ms};
-	w->call.user = w;
-	enum cg_err rc = follow_poll_start(&env, &w->call, w->path, w->query, on_poll_done, f,
-	                                   &w->cred_generation, err);
+	struct aws_signable s = {.method = "GET", .path = w->path, .query = w->query};
+	long timeout = f->o.request_timeout_ms > 0 ? f->o.request_timeout_ms : 10000;
+	enum cg_err rc = aws_call_start(f->aws, &f->ep, &s, timeout, w->call, err);
 	if (rc == CG_OK) {
 		w->in_flight = 1;
 		follower_schedule(f, w);
@@ -133,51 +135,66 @@ static void failed(struct follower *f, struct follow *w, int http_status, const 
 	apply(f, w, &step, NULL, now);
 }
 
-/* w may be gone when this returns. */
-static void on_result(struct follower *f, struct follow *w, struct follow_poll_result *res,
-                      uint64_t now)
+/* A 2xx: AWS's answer goes through follow.c's rules. w may be gone when
+ * this returns. */
+static void answered(struct follower *f, struct follow *w, int http_status, uint64_t now)
 {
-	if (res->http_status)
-		ratectl_on_answer(&f->rate, now, res->throttled, w->sent_ms);
-	if (res->answered) {
-		w->skew_retried = w->token_retried = 0;
-		struct follow_step step;
-		follow_on_answer(&w->st, &res->answer, now, rt_random_u32(), &step);
-		apply(f, w, &step, &res->answer, now);
+	struct view body = aws_call_body(w->call);
+	struct follow_answer a;
+	char err[ERR_LEN];
+	if (follow_parse_answer(body.ptr, body.len, &a, err) != CG_OK) {
+		log_warn("GetCommandExecution: %s", err);
+		f->counters.poll_errors++;
+		failed(f, w, http_status, "InternalError", 1, now);
 		return;
 	}
-	f->counters.poll_errors++;
-	if (res->clock_skew && !w->skew_retried) {
-		f->skew_s = (long)(res->server_date - rt_wall_s());
-		w->skew_retried = 1;
-		follower_set_due(f, w, now); /* re-signed at once: not a step of the schedule */
-		return;
-	}
-	if (res->expired_token && !w->token_retried) {
-		cred_provider_invalidate(f->creds, w->cred_generation);
-		w->token_retried = 1;
-		follower_set_due(f, w, now + 300);
-		return;
-	}
-	failed(f, w, res->http_status, res->code, res->retryable, now);
+	attempt_init(&w->at); /* an answer: the next skew or expiry may be retried again */
+	struct follow_step step;
+	follow_on_answer(&w->st, &a, now, rt_random_u32(), &step);
+	apply(f, w, &step, &a, now);
+	follow_answer_clean_up(&a);
 }
 
-static void on_poll_done(struct http_call *call, void *ctx)
+/*
+ * What a finished poll means, decided as for a start (attempt_decide): an
+ * answer; a re-sign with AWS's clock or a credentials refresh, once each
+ * between answers; or a failure, which follow.c's schedule retries (a poll
+ * is retried by the next poll, so the decision's own retry time is not
+ * used). w may be gone when this returns.
+ */
+void follower_on_poll_done(struct aws_call *call, void *ctx)
 {
 	struct follower *f = ctx;
-	struct follow *w = call->user;
+	struct follow *w = aws_call_owner(call);
 	uint64_t now = rt_now_ms();
 	w->in_flight = 0;
 	f->inflight--;
 	f->counters.polls++;
-	/* the answer's body, taken from the call: w may be freed below */
-	struct sbuf body = call->body;
-	memset(&call->body, 0, sizeof(call->body)); /* http_get initialises it again */
-	struct follow_poll_result res;
-	follow_poll_read(call, &body, &res);
-	sbuf_clean_up(&body);
-	on_result(f, w, &res, now);
-	follow_poll_result_clean_up(&res);
+	w->polls++;
+	struct awserr ae;
+	struct call_result res;
+	aws_call_read(call, &ae, &res);
+	if (res.transport == CG_OK)
+		ratectl_on_answer(&f->rate, now, res.aws && res.aws->throttled, w->sent_ms);
+	struct attempt_policy p = {.max_attempts = UINT_MAX};
+	struct attempt_decision d;
+	attempt_decide(&w->at, &p, &res, now, w->st.deadline_ms, rt_random_u32(), &d);
+	if (d.kind == AT_ACCEPT) {
+		answered(f, w, (int)res.http_status, now);
+		return;
+	}
+	f->counters.poll_errors++;
+	if (d.kind == AT_RESIGN) {
+		f->aws->skew_s = d.skew_s; /* the one clock offset: starts use it too */
+		follower_set_due(f, w, d.at_ms);
+	} else if (d.kind == AT_REFRESH) {
+		cred_provider_invalidate(f->aws->creds, aws_call_cred_generation(call));
+		follower_set_due(f, w, d.at_ms);
+	} else if (res.transport != CG_OK) { /* never answered: the gateway's code */
+		failed(f, w, 0, "Unavailable", cg_can_retry(res.transport), now);
+	} else {
+		failed(f, w, (int)res.http_status, ae.code, ae.retryable, now);
+	}
 }
 
 /* The due follow whose target was served least recently; NULL: none due. */
@@ -239,7 +256,7 @@ void follower_shutdown(struct follower *f)
 	while (f->head) {
 		struct follow *w = f->head;
 		if (w->in_flight) {
-			http_abort(f->http, &w->call);
+			aws_call_abort(f->aws, w->call);
 			w->in_flight = 0;
 			f->inflight--;
 		}

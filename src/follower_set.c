@@ -13,9 +13,10 @@
 #include "log.h"
 #include "runtime.h"
 
-static char *dup_n(const char *s, size_t n)
+/* A NUL-terminated copy of v ("" for none). */
+static char *dup_view(struct view v)
 {
-	return rt_memdup(s ? s : "", s ? n : 0);
+	return rt_memdup(v.ptr ? v.ptr : "", v.ptr ? v.len : 0);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -43,25 +44,21 @@ int follower_configured(const struct config *c)
 
 static void set_options(struct follower *f, const struct follower_options *o)
 {
-	free(f->region);
-	f->region = rt_strdup(o->region);
-	follow_endpoint_set(&f->ep, o->control_url);
+	aws_endpoint_set(&f->ep, o->control_url, o->region, FOLLOW_SERVICE);
 	f->o = *o;
-	f->o.control_url = NULL; /* f->ep holds it */
-	f->o.region = f->region;
+	f->o.control_url = NULL; /* f->ep holds them */
+	f->o.region = f->ep.region;
 	if (f->o.max_inflight < 1)
 		f->o.max_inflight = 1;
 }
 
-struct follower *follower_new(const struct follower_options *o, struct http_client *http,
-                              struct cred_provider *creds, struct spool *spool,
-                              struct timer_heap *timers, follower_publish_fn publish, void *ctx,
-                              uint64_t now_ms)
+struct follower *follower_new(const struct follower_options *o, struct aws_client *aws,
+                              struct spool *spool, struct timer_heap *timers,
+                              follower_publish_fn publish, void *ctx, uint64_t now_ms)
 {
 	struct follower *f = rt_calloc(1, sizeof(*f));
 	set_options(f, o);
-	f->http = http;
-	f->creds = creds;
+	f->aws = aws;
 	f->spool = spool;
 	f->timers = timers;
 	timer_task_init(&f->rate_wake, timer_wake_only);
@@ -75,13 +72,11 @@ void follower_reconfigure(struct follower *f, const struct follower_options *o)
 {
 	set_options(f, o);
 	ratectl_set_max(&f->rate, o->max_rate, rt_now_ms());
-	sigv4_key_cache_clean_up(&f->keys);
 }
 
-void follower_set_credentials(struct follower *f, struct cred_provider *creds)
+void follower_credentials_changed(struct follower *f)
 {
-	f->creds = creds;
-	sigv4_key_cache_clean_up(&f->keys);
+	aws_endpoint_forget_keys(&f->ep);
 }
 
 /* ---- the set of follows ------------------------------------------------- */
@@ -138,12 +133,9 @@ void follower_free_follow(struct follower *f, struct follow *w)
 		f->tail = w->prev;
 	f->n--;
 	timer_disarm(f->timers, &w->wake.timer);
-	if (w->in_flight) {
-		http_abort(f->http, &w->call);
+	if (w->in_flight)
 		f->inflight--;
-	} else {
-		http_call_free(&w->call);
-	}
+	aws_call_free(f->aws, w->call); /* aborted if in flight */
 	target_unref(f, w->target);
 	void *owned[] = {w->thing,   w->command, w->execution_id, w->topic,
 	                 w->id_json, w->corr,    w->path,         w->query};
@@ -174,12 +166,13 @@ static struct follow *make_follow(struct follower *f, const struct follow_info *
 	w->topic = rt_strdup(in->topic);
 	w->id_json = in->id_json && *in->id_json ? rt_strdup(in->id_json) : NULL;
 	w->qos = in->qos;
-	if (in->correlation) {
-		w->corr = rt_memdup(in->correlation, in->correlation_len);
-		w->corr_len = in->correlation_len;
-		w->has_corr = 1;
+	if (in->correlation.ptr) {
+		w->corr = rt_memdup(in->correlation.ptr, in->correlation.len);
+		w->corr_len = in->correlation.len;
 	}
 	w->target = target_ref(f, in->target_arn);
+	w->call = aws_call_new(follower_on_poll_done, f, w);
+	attempt_init(&w->at);
 	sbuf_init(&w->pending);
 	timer_task_init(&w->wake, timer_wake_only); /* follower_run finds what is due */
 	return w;
@@ -215,18 +208,14 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 		struct spool_follow rec = {.started_ms = wall,
 		                           .deadline_ms = wall + (int64_t)max_s * 1000,
 		                           .qos = (uint8_t)in->qos,
-		                           .thing = w->thing,
-		                           .command = w->command,
-		                           .execution_id = w->execution_id,
-		                           .target_arn = w->target->arn,
-		                           .topic = w->topic,
-		                           .id_json = w->id_json ? w->id_json : "",
-		                           .correlation = w->corr,
-		                           .correlation_len = w->corr_len,
-		                           .has_correlation = w->has_corr};
-		rec.thing_len = strlen(rec.thing), rec.command_len = strlen(rec.command);
-		rec.execution_id_len = strlen(rec.execution_id), rec.topic_len = strlen(rec.topic);
-		rec.target_arn_len = strlen(rec.target_arn), rec.id_json_len = strlen(rec.id_json);
+		                           .thing = view_of_str(w->thing),
+		                           .command = view_of_str(w->command),
+		                           .execution_id = view_of_str(w->execution_id),
+		                           .target_arn = view_of_str(w->target->arn),
+		                           .topic = view_of_str(w->topic),
+		                           .id_json = view_of_str(w->id_json),
+		                           .correlation = view_of(w->corr, w->corr_len),
+		                           .has_correlation = w->corr != NULL};
 		spool_add_follow(f->spool, &rec);
 		w->spool_seq = rec.seq;
 	}
@@ -239,20 +228,28 @@ enum cg_err follower_add(struct follower *f, const struct follow_info *in, uint6
 void follower_resume(const struct spool_follow *rec, void *ctx)
 {
 	struct follower *f = ctx;
-	const char *src[6] = {rec->thing,      rec->command, rec->execution_id,
-	                      rec->target_arn, rec->topic,   rec->id_json};
-	size_t len[6] = {rec->thing_len,      rec->command_len, rec->execution_id_len,
-	                 rec->target_arn_len, rec->topic_len,   rec->id_json_len};
-	char *v[6];
-	for (size_t i = 0; i < 6; i++)
-		v[i] = dup_n(src[i], len[i]);
-	const void *corr = rec->has_correlation ? (rec->correlation ? rec->correlation : "") : NULL;
+	/* the record's views as strings (not NUL-terminated in the file) */
+	char *thing = dup_view(rec->thing), *command = dup_view(rec->command);
+	char *execution_id = dup_view(rec->execution_id), *target_arn = dup_view(rec->target_arn);
+	char *topic = dup_view(rec->topic), *id_json = dup_view(rec->id_json);
 	struct follow_info in = {
-	    v[0], v[1], v[2], v[3], v[4], v[5], rec->qos, corr, rec->correlation_len};
+	    .thing = thing,
+	    .command = command,
+	    .execution_id = execution_id,
+	    .target_arn = target_arn,
+	    .topic = topic,
+	    .id_json = id_json,
+	    .qos = rec->qos,
+	    .correlation = rec->has_correlation
+	                       ? view_of(rec->correlation.ptr ? rec->correlation.ptr : "",
+	                                 rec->correlation.len)
+	                       : view_of(NULL, 0),
+	};
 	/* two records of one execution are one follow; a bad id is dropped */
-	struct follow *w = find(f, v[2]) ? NULL : make_follow(f, &in);
-	for (size_t i = 0; i < 6; i++)
-		free(v[i]);
+	struct follow *w = find(f, execution_id) ? NULL : make_follow(f, &in);
+	char *copies[] = {thing, command, execution_id, target_arn, topic, id_json};
+	for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++)
+		free(copies[i]);
 	if (!w) {
 		if (f->spool)
 			spool_done(f->spool, rec->seq);
@@ -285,9 +282,7 @@ void follower_free(struct follower *f)
 	while (f->head)
 		follower_free_follow(f, f->head);
 	timer_disarm(f->timers, &f->rate_wake.timer);
-	sigv4_key_cache_clean_up(&f->keys);
-	follow_endpoint_clean_up(&f->ep);
-	free(f->region);
+	aws_endpoint_clean_up(&f->ep);
 	free(f);
 }
 

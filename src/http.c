@@ -167,29 +167,21 @@ static CURL *begin(struct http_client *c, struct http_call *call, const char *ur
 	return e;
 }
 
-enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
-                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
-                      char *err)
+enum cg_err http_start(struct http_client *c, struct http_call *call, const struct http_request *rq,
+                       char *err)
 {
-	CURL *e = begin(c, call, url, headers, timeout_ms);
+	CURL *e = begin(c, call, rq->url, rq->headers, rq->timeout_ms);
 	if (!e)
 		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	return add_call(c, call, e, err);
-}
-
-enum cg_err http_get(struct http_client *c, struct http_call *call, const char *url,
-                     struct curl_slist *headers, long timeout_ms, http_done_fn done, void *ctx,
-                     char *err)
-{
-	CURL *e = begin(c, call, url, headers, timeout_ms);
-	if (!e)
-		return cg_fail(err, CG_NOMEM, "curl_easy_init failed");
-	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	call->on_done = done;
-	call->on_done_ctx = ctx;
+	if (strcmp(rq->method, "POST") == 0) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, rq->body.ptr);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body.len);
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	}
+	call->on_done = rq->done;
+	call->on_done_ctx = rq->ctx;
 	return add_call(c, call, e, err);
 }
 
@@ -240,8 +232,7 @@ static enum cg_err classify(CURLcode rc)
 	}
 }
 
-void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_done_fn done,
-                     void *ctx)
+void http_client_run(struct http_client *c, int wake_fd, int timeout_ms)
 {
 	struct curl_waitfd extra = {.fd = wake_fd, .events = CURL_WAIT_POLLIN};
 	int running = 0;
@@ -270,9 +261,6 @@ void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_do
 			snprintf(call->errbuf, sizeof(call->errbuf), "%s",
 			         curl_easy_strerror(m->data.result));
 		release(c, call);
-		if (call->on_done)
-			call->on_done(call, call->on_done_ctx);
-		else
-			done(call, ctx);
+		call->on_done(call, call->on_done_ctx);
 	}
 }

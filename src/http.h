@@ -1,9 +1,10 @@
 /*
  * http: the libcurl edge. One struct http_client owns a multi handle (and so
  * its connection cache: calls to the endpoint reuse TLS connections); it is
- * used from the engine thread only. A struct http_call is one POST; results
- * arrive through http_client_run()'s callback with the error class already
- * translated from curl's code (the only place curl codes are looked at).
+ * used from the engine thread only. A struct http_call is one request;
+ * each finished call goes to its own completion callback from
+ * http_client_run(), with the error class already translated from curl's
+ * code (the only place curl codes are looked at).
  */
 #ifndef CMDGATE_HTTP_H
 #define CMDGATE_HTTP_H
@@ -13,6 +14,7 @@
 
 #include "err.h"
 #include "sbuf.h"
+#include "view.h"
 
 struct http_call;
 typedef void (*http_done_fn)(struct http_call *call, void *ctx);
@@ -27,9 +29,7 @@ struct http_call {
 	char errbuf[CURL_ERROR_SIZE];
 	enum cg_err result; /* CG_OK: a response arrived (any status) */
 	int not_sent;       /* failed before the request could reach the endpoint */
-	void *user;
-	/* set by http_get: this call's own completion, instead of the one given
-	 * to http_client_run (which a call started by http_post gets) */
+	/* its completion (set by http_start) */
 	http_done_fn on_done;
 	void *on_done_ctx;
 };
@@ -44,35 +44,30 @@ struct http_client;
 struct http_client *http_client_new(const struct http_options *opt);
 void http_client_free(struct http_client *c);
 
-/*
- * Start a POST of body. curl does not copy body: the caller keeps it alive
- * and unchanged until the call completes or is aborted. headers is taken
- * over by the call.
- */
 /* Append "name: value" to a header list; the text is wiped after the copy
  * (it may carry a signature or a session token). */
 struct curl_slist *http_header_add(struct curl_slist *l, const char *name, const char *value);
 
-enum cg_err http_post(struct http_client *c, struct http_call *call, const char *url,
-                      struct curl_slist *headers, const char *body, size_t len, long timeout_ms,
-                      char *err);
+struct http_request {
+	const char *method; /* "GET" or "POST" */
+	const char *url;
+	struct curl_slist *headers; /* taken over by the call */
+	struct view body;           /* POST: not copied; kept alive and unchanged until the
+	                               call completes or is aborted */
+	long timeout_ms;
+	http_done_fn done; /* receives the finished call, and owns it afterwards */
+	void *ctx;
+};
+
+/* Start rq on call. */
+enum cg_err http_start(struct http_client *c, struct http_call *call, const struct http_request *rq,
+                       char *err);
 /* Abort a started call; its memory is released. */
 void http_abort(struct http_client *c, struct http_call *call);
 
-/*
- * Start a GET; headers is taken over by the call. When it completes, done
- * (not http_client_run's callback) receives it and owns it afterwards: a
- * module with calls of its own (follower.c's polls) shares the client
- * without the engine dispatching for it.
- */
-enum cg_err http_get(struct http_client *c, struct http_call *call, const char *url,
-                     struct curl_slist *headers, long timeout_ms, http_done_fn done, void *ctx,
-                     char *err);
-
 /* Wait up to timeout_ms for traffic or for wake_fd to become readable, then
- * deliver finished calls to done (which owns them afterwards). */
-void http_client_run(struct http_client *c, int wake_fd, int timeout_ms, http_done_fn done,
-                     void *ctx);
+ * deliver each finished call to its done callback. */
+void http_client_run(struct http_client *c, int wake_fd, int timeout_ms);
 /* Wipe (they may carry an Authorization value or a session token) and free
  * a header list. */
 void http_headers_free(struct curl_slist *h);

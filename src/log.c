@@ -98,6 +98,20 @@ static void put_escape(struct sbuf *out, unsigned c)
 		sbuf_printf(out, "\\x%02x", c);
 }
 
+size_t log_utf8_boundary(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = n;
+	/* back over at most 3 continuation bytes to the start of the last char */
+	while (i > 0 && n - i < 3 && (p[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0)
+		return n;
+	unsigned cp;
+	int len = utf8_seq(p + i - 1, n - (i - 1), &cp);
+	return len < 0 ? i - 1 : n; /* a character cut short is left out */
+}
+
 void log_escape(struct sbuf *out, const char *s, size_t n, int json)
 {
 	const unsigned char *p = (const unsigned char *)s;

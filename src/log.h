@@ -32,6 +32,9 @@ struct sbuf;
  * UTF-8 become \xNN, and a character cut short at the end is dropped, so
  * the result is always valid UTF-8 (jansson refuses anything else). */
 void log_escape(struct sbuf *out, const char *s, size_t n, int json);
+/* The length of s[0..n) without a UTF-8 character cut short at its end:
+ * where a bounded copy of a device's value must stop. */
+size_t log_utf8_boundary(const char *s, size_t n);
 
 #define log_error(...) log_msg(CG_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(CG_LOG_WARN, __VA_ARGS__)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "curlmem.h"
 #include "engine.h"
 #include "inbox.h"
 #include "log.h"
@@ -66,7 +67,7 @@ static void warn_cleartext(const struct config *cfg)
 	const char *urls[] = {cfg->endpoint_url, cfg->control_url};
 	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
 		char scheme[16], host[256];
-		if (urls[i] &&
+		if (urls[i] && (i == 0 || !urls[0] || strcmp(urls[i], urls[0]) != 0) &&
 		    url_scheme_host(urls[i], scheme, sizeof(scheme), host, sizeof(host)) == 0 &&
 		    strcmp(scheme, "http") == 0)
 			log_warn("the AWS endpoint %s is http://: signatures and session tokens "
@@ -134,7 +135,11 @@ int main(int argc, char **argv)
 	if (level)
 		log_pin_level(level); /* --log-level wins over the file, also on reload */
 	proxyenv_take();              /* before Paho reads http_proxy: never for the broker */
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (curlmem_global_init() != 0) {
+		log_error("libcurl could not be initialised");
+		config_free(cfg);
+		return 1;
+	}
 	install_signals();
 	log_info("cmdgate %s starting: %s, endpoint %s", CMDGATE_VERSION, cfg->mqtt.uri,
 	         cfg->endpoint_url);

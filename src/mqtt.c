@@ -102,7 +102,9 @@ static void publish_status(struct mqtt *m, const char *state)
 		sbuf_printf(&p, "{\"state\":\"%s\"}", state);
 	}
 	char err[ERR_LEN];
-	if (mqtt_publish(m, m->status_topic, p.data, p.len, 1, 1, NULL, 0, err) != CG_OK)
+	struct mqtt_out out = {
+	    .topic = m->status_topic, .payload = view_of(p.data, p.len), .qos = 1, .retain = 1};
+	if (mqtt_publish(m, &out, 0, err) != MQTT_OUT_TAKEN)
 		log_warn("mqtt: status not published: %s", err);
 	sbuf_clean_up(&p);
 }

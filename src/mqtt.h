@@ -17,6 +17,7 @@
 
 #include "err.h"
 #include "message.h"
+#include "mqtt_out.h"
 
 struct mqtt_hooks {
 	void (*on_message)(struct message *m, void *ctx); /* takes m */
@@ -83,31 +84,19 @@ void mqtt_set_max_payload(struct mqtt *m, long max_payload);
  * reconnects, with capped exponential backoff and full jitter. */
 void mqtt_tick(struct mqtt *m, uint64_t now_ms);
 
-/* What became of an offered publish. */
-enum mqtt_put {
-	MQTT_TAKEN,   /* Paho has it; a tracked one ends in on_delivered */
-	MQTT_LATER,   /* not taken (buffer full, not connected, stopping): offer it again */
-	MQTT_REFUSED, /* never will be (bad topic or QoS): err says why */
-};
-
 /*
- * Offer a publish (not retained) to Paho. cookie != 0 tracks it: exactly one
- * on_delivered(cookie, ok) follows a MQTT_TAKEN, ok = 0 when Paho dropped it
- * after taking it. correlation may be NULL (MQTT 5).
- * Never blocks.
+ * Offer a message to Paho: MQTT_OUT_TAKEN, MQTT_OUT_LATER (its buffer is
+ * full, the client is not connected, or it is stopping and the message is
+ * tracked) or MQTT_OUT_NEVER (see mqtt_out.h). cookie != 0 tracks it:
+ * exactly one on_delivered(cookie, ok) follows MQTT_OUT_TAKEN, ok = 0 when
+ * Paho dropped it after taking it. MQTT 5 properties are set from o on an
+ * MQTT 5 connection only. Never blocks; safe from any thread.
  */
-enum mqtt_put mqtt_offer(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, const void *correlation, size_t correlation_len, uint64_t cookie,
-                         char *err);
-/* Publish (retained or not); CG_TRANSPORT when not taken. correlation may be NULL. */
-enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, int retained, const void *correlation, size_t correlation_len,
-                         char *err);
-/* mqtt_offer as a cg_err (the outbox's contract): CG_OK taken, CG_TRANSPORT
- * not now (MQTT_LATER), CG_INVALID never (MQTT_REFUSED). */
-enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                                 int qos, const void *correlation, size_t correlation_len,
-                                 uint64_t cookie, char *err);
+int mqtt_publish(struct mqtt *m, const struct mqtt_out *o, uint64_t cookie, char *err);
+/* The outbox's publish function (outbox.h; ctx: the struct mqtt, NULL
+ * before it is started: MQTT_OUT_LATER): mqtt_publish tracked as m->id. */
+struct outbox_msg;
+int mqtt_outbox_publish(void *ctx, const struct outbox_msg *m, char *err);
 int mqtt_connected(const struct mqtt *m);
 /* How many publishes the client can have unacknowledged without stalling:
  * the broker's Receive Maximum with MQTT 5 (20 until the first CONNACK

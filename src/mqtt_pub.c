@@ -1,16 +1,19 @@
 /*
- * mqtt_pub: handing publishes to Paho. mqtt_offer says whether Paho took
- * one (MQTT_TAKEN), cannot now (MQTT_LATER: its buffer is full or the
- * client is not connected; the engine's outbox offers it again) or never
- * will (MQTT_REFUSED). A tracked publish ends in on_delivered(cookie, ok),
- * with ok = 0 when Paho gave it up after taking it: nothing is dropped
- * silently.
+ * mqtt_pub: handing publishes to Paho. mqtt_publish says whether Paho
+ * took one (MQTT_OUT_TAKEN), cannot now (MQTT_OUT_LATER: its buffer is full
+ * or the client is not connected; the engine's outbox offers it again) or
+ * never will (MQTT_OUT_NEVER). A tracked publish ends in
+ * on_delivered(cookie, ok), with ok = 0 when Paho gave it up after taking
+ * it: nothing is dropped silently. MQTT 5 properties come from struct
+ * mqtt_out, and only on an MQTT 5 connection.
  */
 #include <stdint.h>
+#include <string.h>
 
 #include "log.h"
 #include "mqtt.h"
 #include "mqtt_priv.h"
+#include "outbox.h"
 
 /* The one client of this process, for delivery callbacks whose context
  * carries the cookie itself (no allocation per publish). Set before the
@@ -62,25 +65,68 @@ static void on_publish_failed5(void *ctx, MQTTAsync_failureData5 *resp)
 	delivered(ctx, 0);
 }
 
-static enum mqtt_put put(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, int retained, const void *correlation, size_t correlation_len,
-                         uint64_t cookie, char *err)
+static void add_string(MQTTProperties *props, enum MQTTPropertyCodes id, const char *v)
+{
+	MQTTProperty p = {.identifier = id};
+	p.value.data.data = (char *)v;
+	p.value.data.len = (int)strlen(v);
+	MQTTProperties_add(props, &p);
+}
+
+/* The MQTT 5 properties of o (none is set on an MQTT 3.1.1 connection). */
+static void add_properties(MQTTProperties *props, const struct mqtt_out *o)
+{
+	if (o->correlation.ptr) {
+		MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA};
+		p.value.data.data = (char *)o->correlation.ptr;
+		p.value.data.len = (int)o->correlation.len;
+		MQTTProperties_add(props, &p);
+	}
+	if (o->response_topic)
+		add_string(props, MQTTPROPERTY_CODE_RESPONSE_TOPIC, o->response_topic);
+	if (o->content_type)
+		add_string(props, MQTTPROPERTY_CODE_CONTENT_TYPE, o->content_type);
+	if (o->expiry_s) {
+		MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL};
+		p.value.integer4 = o->expiry_s;
+		MQTTProperties_add(props, &p);
+	}
+}
+
+/* Paho's answer to MQTTAsync_sendMessage as MQTT_OUT_*. */
+static int taken(int rc, const char *topic, char *err)
+{
+	switch (rc) {
+	case MQTTASYNC_SUCCESS:
+		return MQTT_OUT_TAKEN;
+	case MQTTASYNC_MAX_BUFFERED_MESSAGES:
+	case MQTTASYNC_DISCONNECTED:
+	case MQTTASYNC_NO_MORE_MSGIDS:
+	case MQTTASYNC_MAX_MESSAGES_INFLIGHT:
+	case MQTTASYNC_OPERATION_INCOMPLETE:
+	case MQTTASYNC_FAILURE:
+		cg_fail(err, CG_TRANSPORT, "publish to %s: %s; try later", topic,
+		        MQTTAsync_strerror(rc));
+		return MQTT_OUT_LATER;
+	default:
+		cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic, MQTTAsync_strerror(rc));
+		return MQTT_OUT_NEVER;
+	}
+}
+
+int mqtt_publish(struct mqtt *m, const struct mqtt_out *o, uint64_t cookie, char *err)
 {
 	if (atomic_load(&m->stopping) && cookie) {
-		cg_fail(err, CG_TRANSPORT, "publish to %s: the MQTT client is stopping", topic);
-		return MQTT_LATER;
+		cg_fail(err, CG_TRANSPORT, "publish to %s: the MQTT client is stopping", o->topic);
+		return MQTT_OUT_LATER;
 	}
 	MQTTAsync_message msg = MQTTAsync_message_initializer;
-	msg.payload = (void *)payload;
-	msg.payloadlen = (int)len;
-	msg.qos = qos;
-	msg.retained = retained;
-	if (m->version == 5 && correlation) {
-		MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA};
-		p.value.data.data = (char *)correlation;
-		p.value.data.len = (int)correlation_len;
-		MQTTProperties_add(&msg.properties, &p);
-	}
+	msg.payload = (void *)o->payload.ptr;
+	msg.payloadlen = (int)o->payload.len;
+	msg.qos = o->qos;
+	msg.retained = o->retain;
+	if (m->version == 5)
+		add_properties(&msg.properties, o);
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	if (cookie) {
 		ro.context = (void *)(uintptr_t)cookie;
@@ -92,55 +138,18 @@ static enum mqtt_put put(struct mqtt *m, const char *topic, const char *payload,
 			ro.onFailure = on_publish_failed3;
 		}
 	}
-	int rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
+	int rc = MQTTAsync_sendMessage(m->client, o->topic, &msg, &ro);
 	MQTTProperties_free(&msg.properties);
-	switch (rc) {
-	case MQTTASYNC_SUCCESS:
-		return MQTT_TAKEN;
-	case MQTTASYNC_MAX_BUFFERED_MESSAGES:
-	case MQTTASYNC_DISCONNECTED:
-	case MQTTASYNC_NO_MORE_MSGIDS:
-	case MQTTASYNC_MAX_MESSAGES_INFLIGHT:
-	case MQTTASYNC_OPERATION_INCOMPLETE:
-	case MQTTASYNC_FAILURE:
-		cg_fail(err, CG_TRANSPORT, "publish to %s: %s; try later", topic,
-		        MQTTAsync_strerror(rc));
-		return MQTT_LATER;
-	default:
-		cg_fail(err, CG_TRANSPORT, "publish to %s: %s", topic, MQTTAsync_strerror(rc));
-		return MQTT_REFUSED;
+	return taken(rc, o->topic, err);
+}
+
+int mqtt_outbox_publish(void *ctx, const struct outbox_msg *m, char *err)
+{
+	if (!ctx) {
+		cg_fail(err, CG_TRANSPORT, "not connected yet");
+		return MQTT_OUT_LATER;
 	}
-}
-
-enum mqtt_put mqtt_offer(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, const void *correlation, size_t correlation_len, uint64_t cookie,
-                         char *err)
-{
-	return put(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err);
-}
-
-enum cg_err mqtt_publish(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                         int qos, int retained, const void *correlation, size_t correlation_len,
-                         char *err)
-{
-	return put(m, topic, payload, len, qos, retained, correlation, correlation_len, 0, err) ==
-	               MQTT_TAKEN
-	           ? CG_OK
-	           : CG_TRANSPORT;
-}
-
-enum cg_err mqtt_publish_tracked(struct mqtt *m, const char *topic, const char *payload, size_t len,
-                                 int qos, const void *correlation, size_t correlation_len,
-                                 uint64_t cookie, char *err)
-{
-	switch (put(m, topic, payload, len, qos, 0, correlation, correlation_len, cookie, err)) {
-	case MQTT_TAKEN:
-		return CG_OK;
-	case MQTT_LATER:
-		return CG_TRANSPORT;
-	default:
-		return CG_INVALID;
-	}
+	return mqtt_publish(ctx, &m->out, m->id, err);
 }
 
 int mqtt_send_window(struct mqtt *m)

@@ -19,10 +19,22 @@ void outbox_init(struct outbox *o, size_t window, outbox_publish_fn publish, voi
 
 static void msg_free(struct outbox_msg *m)
 {
-	free(m->topic);
-	free(m->payload);
-	free(m->correlation);
+	free((char *)m->out.topic);
+	free((char *)m->out.payload.ptr);
+	free((char *)m->out.correlation.ptr);
+	free((char *)m->out.response_topic);
+	free((char *)m->out.content_type);
 	free(m);
+}
+
+static char *copy_or_null(const char *s)
+{
+	return s ? rt_strdup(s) : NULL;
+}
+
+static struct view copy_view(struct view v)
+{
+	return view_of(v.ptr ? rt_memdup(v.ptr, v.len) : NULL, v.len);
 }
 
 static void list_free(struct outbox_list *l)
@@ -71,22 +83,24 @@ static struct outbox_msg *pop_head(struct outbox_list *l)
 	return m;
 }
 
-/* Hand over the head of the waiting queue: 1 taken, 0 not now, -1 never
- * (then it is freed). */
+/* Hand over the head of the waiting queue: the publish function's answer
+ * (a message refused for good is freed). */
 static int hand_over(struct outbox *o, char *err)
 {
 	struct outbox_msg *m = o->waiting.head;
-	enum cg_err rc = o->publish(o->ctx, m, err);
-	if (rc == CG_TRANSPORT)
-		return 0;
+	int rc = o->publish(o->ctx, m, err);
+	if (rc == MQTT_OUT_LATER)
+		return rc;
 	pop_head(&o->waiting);
-	if (rc == CG_OK) {
+	if (rc == MQTT_OUT_TAKEN) {
 		push_tail(&o->sent, m);
-		return 1;
+		return rc;
 	}
 	o->refused++;
+	if (o->on_refused && m->cookie)
+		o->on_refused(o->refused_ctx, m->cookie);
 	msg_free(m);
-	return -1;
+	return MQTT_OUT_NEVER;
 }
 
 static int window_open(const struct outbox *o)
@@ -94,24 +108,21 @@ static int window_open(const struct outbox *o)
 	return o->window == 0 || o->sent.n < o->window;
 }
 
-int outbox_put(struct outbox *o, const char *topic, const char *payload, size_t len, int qos,
-               const void *correlation, size_t correlation_len, uint64_t cookie, char *err)
+int outbox_put(struct outbox *o, const struct mqtt_out *out, uint64_t cookie, char *err)
 {
 	struct outbox_msg *m = rt_calloc(1, sizeof(*m));
 	m->id = o->next_id++;
-	m->topic = rt_strdup(topic);
-	m->payload = rt_memdup(payload, len);
-	m->len = len;
-	m->qos = qos;
-	if (correlation) {
-		m->correlation = rt_memdup(correlation, correlation_len);
-		m->correlation_len = correlation_len;
-	}
 	m->cookie = cookie;
+	m->out = *out;
+	m->out.topic = rt_strdup(out->topic);
+	m->out.payload = view_of(rt_memdup(out->payload.ptr, out->payload.len), out->payload.len);
+	m->out.correlation = copy_view(out->correlation);
+	m->out.response_topic = copy_or_null(out->response_topic);
+	m->out.content_type = copy_or_null(out->content_type);
 	int alone = o->waiting.head == NULL;
 	push_tail(&o->waiting, m);
 	if (!alone || !window_open(o))
-		return 0;
+		return MQTT_OUT_LATER;
 	return hand_over(o, err);
 }
 
@@ -121,11 +132,11 @@ size_t outbox_flush(struct outbox *o)
 	while (o->waiting.head && window_open(o)) {
 		char err[ERR_LEN] = "";
 		char topic[128];
-		snprintf(topic, sizeof(topic), "%s", o->waiting.head->topic);
+		snprintf(topic, sizeof(topic), "%s", o->waiting.head->out.topic);
 		int rc = hand_over(o, err);
-		if (rc == 0)
+		if (rc == MQTT_OUT_LATER)
 			break;
-		if (rc < 0)
+		if (rc == MQTT_OUT_NEVER)
 			log_error("reply to %s given up: %s", topic, err);
 		moved++;
 	}

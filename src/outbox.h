@@ -25,22 +25,18 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "mqtt_out.h"
 
 struct outbox_msg {
 	struct outbox_msg *next;
-	uint64_t id; /* the transport's cookie for outbox_confirm, from 1 */
-	char *topic;
-	char *payload;
-	size_t len;
-	int qos;
-	void *correlation; /* or NULL */
-	size_t correlation_len;
-	uint64_t cookie; /* the caller's (spool sequence, 0: none) */
+	uint64_t id;         /* the transport's cookie for outbox_confirm, from 1 */
+	uint64_t cookie;     /* the caller's (spool sequence, 0: none) */
+	struct mqtt_out out; /* every string and byte it points to is an owned copy */
 };
 
-/* CG_OK: taken (confirm later with m->id); CG_TRANSPORT: not now, keep it;
- * anything else: never. */
-typedef enum cg_err (*outbox_publish_fn)(void *ctx, const struct outbox_msg *m, char *err);
+/* Hand m->out to the transport, tracked as m->id: MQTT_OUT_TAKEN (confirm
+ * later with m->id), MQTT_OUT_LATER (keep it), MQTT_OUT_NEVER (err says why). */
+typedef int (*outbox_publish_fn)(void *ctx, const struct outbox_msg *m, char *err);
 
 struct outbox_list {
 	struct outbox_msg *head, *tail;
@@ -54,7 +50,10 @@ struct outbox {
 	uint64_t next_id;
 	uint64_t refused; /* replies given up as unpublishable */
 	outbox_publish_fn publish;
-	void *ctx;
+	void *ctx; /* the publish function's; may change between calls */
+	/* told the cookie of each message refused for good (cookie != 0) */
+	void (*on_refused)(void *ctx, uint64_t cookie);
+	void *refused_ctx;
 };
 
 void outbox_init(struct outbox *o, size_t window, outbox_publish_fn publish, void *ctx);
@@ -62,12 +61,12 @@ void outbox_init(struct outbox *o, size_t window, outbox_publish_fn publish, voi
 void outbox_clean_up(struct outbox *o);
 
 /*
- * Queue a reply (everything is copied) and hand over what may go. Returns 1
- * when this reply was handed over now, 0 when it waits, -1 when the publish
- * function refused it for good (err says why).
+ * Queue a message (everything m points to is copied) and hand over what may
+ * go. MQTT_OUT_TAKEN: this message was handed over now; MQTT_OUT_LATER: it
+ * waits its turn here; MQTT_OUT_NEVER: the publish function refused it for
+ * good (err says why).
  */
-int outbox_put(struct outbox *o, const char *topic, const char *payload, size_t len, int qos,
-               const void *correlation, size_t correlation_len, uint64_t cookie, char *err);
+int outbox_put(struct outbox *o, const struct mqtt_out *m, uint64_t cookie, char *err);
 /* Hand over waiting replies in order while the window and the publish
  * function allow; returns how many left the waiting queue. */
 size_t outbox_flush(struct outbox *o);

@@ -26,7 +26,9 @@ static void publish_json(const struct config *c, struct mqtt *m, const struct st
 		log_warn("stats not published: %s", err);
 	} else {
 		stats_render_json(s, g, &b);
-		if (!m || mqtt_publish(m, topic.data, b.data, b.len, 1, 1, NULL, 0, err) != CG_OK)
+		struct mqtt_out out = {
+		    .topic = topic.data, .payload = view_of(b.data, b.len), .qos = 1, .retain = 1};
+		if (!m || mqtt_publish(m, &out, 0, err) != MQTT_OUT_TAKEN)
 			log_warn("stats not published: %s", m ? err : "not connected");
 	}
 	sbuf_clean_up(&topic);

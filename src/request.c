@@ -55,7 +55,6 @@ void request_free(struct request *r)
 	free(r->follow_topic);
 	free(r->reply_rejected);
 	translated_clean_up(&r->tr);
-	http_call_free(&r->call);
 	free(r);
 }
 
@@ -115,6 +114,9 @@ static const struct route *bind_route(const struct config *c, struct request *r,
 		route_vars_set(v, "command", rt->command);
 	snprintf(r->thing, sizeof(r->thing), "%.128s", route_vars_get(v, "thing"));
 	snprintf(r->command, sizeof(r->command), "%.64s", route_vars_get(v, "command"));
+	/* cut on a character boundary: the names go into log lines and replies */
+	r->thing[log_utf8_boundary(r->thing, strlen(r->thing))] = '\0';
+	r->command[log_utf8_boundary(r->command, strlen(r->command))] = '\0';
 	route_vars_set(v, "status", "accepted");
 	r->reply_accepted = expand_or_null(rt->reply_topic, v);
 	route_vars_set(v, "status", "rejected");
@@ -278,35 +280,27 @@ void request_spool_entry(const struct request *r, long deadline_ms, struct spool
 	out->received_ms = m->received_wall_ms;
 	out->deadline_ms = m->received_wall_ms + deadline_ms;
 	out->qos = (uint8_t)m->qos;
-	out->token = r->tr.client_token;
-	out->token_len = strlen(r->tr.client_token);
-	out->topic = m->topic;
-	out->topic_len = strlen(m->topic);
-	out->response_topic = m->response_topic;
-	out->response_topic_len = m->response_topic ? strlen(m->response_topic) : 0;
-	out->correlation = m->correlation;
-	out->correlation_len = m->correlation_len;
+	out->token = view_of_str(r->tr.client_token);
+	out->topic = view_of_str(m->topic);
+	out->response_topic = view_of_str(m->response_topic);
+	out->correlation = view_of(m->correlation, m->correlation_len);
 	out->has_correlation = m->correlation != NULL;
-	out->payload = m->payload;
-	out->payload_len = m->len;
+	out->payload = view_of(m->payload, m->len);
 }
 
 struct message *request_message_from_spool(const struct spool_entry *s, int64_t now_wall_ms,
                                            uint64_t now_ms, struct resume *res)
 {
 	struct message *m = rt_calloc(1, sizeof(*m));
-	m->topic = rt_memdup(s->topic, s->topic_len);
-	m->payload = rt_malloc(s->payload_len + 1);
-	memcpy(m->payload, s->payload, s->payload_len);
-	m->payload[s->payload_len] = '\0';
-	m->len = s->payload_len;
+	m->topic = rt_memdup(s->topic.ptr, s->topic.len);
+	m->payload = rt_memdup(s->payload.ptr, s->payload.len);
+	m->len = s->payload.len;
 	m->qos = s->qos;
-	if (s->response_topic_len)
-		m->response_topic = rt_memdup(s->response_topic, s->response_topic_len);
+	if (s->response_topic.len)
+		m->response_topic = rt_memdup(s->response_topic.ptr, s->response_topic.len);
 	if (s->has_correlation) {
-		m->correlation = rt_malloc(s->correlation_len + 1);
-		memcpy(m->correlation, s->correlation, s->correlation_len);
-		m->correlation_len = s->correlation_len;
+		m->correlation = rt_memdup(s->correlation.ptr, s->correlation.len);
+		m->correlation_len = s->correlation.len;
 	}
 	m->received_wall_ms = now_wall_ms;
 	m->received_ms = now_ms;
@@ -314,6 +308,6 @@ struct message *request_message_from_spool(const struct spool_entry *s, int64_t 
 	res->seq = s->seq;
 	res->answered = s->answered;
 	res->deadline_wall_ms = s->deadline_ms > now_wall_ms ? s->deadline_ms : now_wall_ms;
-	snprintf(res->token, sizeof(res->token), "%.*s", (int)s->token_len, s->token);
+	snprintf(res->token, sizeof(res->token), "%.*s", (int)s->token.len, s->token.ptr);
 	return m;
 }

@@ -12,7 +12,6 @@
 #include "attempt.h"
 #include "config.h"
 #include "fairq.h"
-#include "http.h"
 #include "message.h"
 #include "reply.h"
 #include "settle.h"
@@ -21,6 +20,8 @@
 #include "translate.h"
 
 enum req_state { RS_QUEUED, RS_FLIGHT, RS_HELD };
+
+struct aws_call; /* aws_call.h: the engine's handle for a request's calls */
 
 /* What a request resumed from the spool keeps from before the restart. */
 struct resume {
@@ -51,8 +52,7 @@ struct request {
 	uint64_t sent_ms; /* when its last call started */
 	struct attempt_state at;
 	struct settle_state settle; /* whether its call's fate is unknown (settle.h) */
-	uint64_t cred_generation;
-	struct http_call call;
+	struct aws_call *call;      /* NULL until its first call; the engine frees it */
 };
 
 /* The engine's lists of started requests (flight, held). */

@@ -58,13 +58,13 @@ int settler_after_call(struct request *r, const struct call_result *res,
 }
 
 /* What AWS said, for the log line. */
-static void describe(const struct request *r, enum settle_outcome o,
-                     const struct attempt_decision *d, char *out, size_t n)
+static void describe(struct view body, enum settle_outcome o, const struct attempt_decision *d,
+                     char *out, size_t n)
 {
 	char err[ERR_LEN], exec_id[256];
 	out[0] = '\0';
-	if (o == SETTLE_ACCEPTED && awserr_execution_id(r->call.body.data, r->call.body.len,
-	                                                exec_id, sizeof(exec_id), err) == CG_OK)
+	if (o == SETTLE_ACCEPTED && body.ptr &&
+	    awserr_execution_id(body.ptr, body.len, exec_id, sizeof(exec_id), err) == CG_OK)
 		snprintf(out, n, " executionId=%s", exec_id);
 	else if (d && d->kind == AT_ANSWER_AWS)
 		snprintf(out, n, " code=%s httpStatus=%d", d->aws->code, d->aws->http_status);
@@ -86,11 +86,11 @@ static void count(struct stats_settle *s, const struct request *r, enum settle_o
 }
 
 void settler_end(const struct settle_env *env, struct request *r, enum settle_outcome o,
-                 const struct attempt_decision *d)
+                 const struct attempt_decision *d, struct view body)
 {
 	count(&env->stats->settle, r, o);
 	char what[400];
-	describe(r, o, d, what, sizeof(what));
+	describe(body, o, d, what, sizeof(what));
 	unsigned long long ms = rt_now_ms() - r->settle.began_ms;
 	if (o == SETTLE_ABANDONED) /* the target's order is no longer known to hold */
 		log_warn("settled thing=%s token=%s settled=%s calls=%u ms=%llu%s", r->thing,
@@ -101,7 +101,6 @@ void settler_end(const struct settle_env *env, struct request *r, enum settle_ou
 	if (env->spool && r->spool_seq && o != SETTLE_STOPPED)
 		spool_settle_end(env->spool, r->spool_seq);
 	r->settle.active = 0;
-	request_free(r);
 }
 
 int settler_unadmitted(const struct settle_env *env, struct request *r, const struct resume *res)

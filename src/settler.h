@@ -25,6 +25,7 @@
 #include "settle.h"
 #include "spool.h"
 #include "stats.h"
+#include "view.h"
 
 /* Views owned by the engine. */
 struct settle_env {
@@ -47,11 +48,11 @@ int settler_again(const struct request *r, int draining, uint64_t now_ms, uint64
  * engine releases r and calls settler_end with settle_outcome_of(d)). */
 int settler_after_call(struct request *r, const struct call_result *res,
                        const struct attempt_decision *d);
-/* The settling of r, released by the engine, ends with o (d: the last
- * call's decision, or NULL): counted, logged, its spool entry done (kept
- * when stopped), r freed. */
+/* The settling of r ends with o (d: the last call's decision, body: what
+ * AWS answered to it, or NULL and an empty view): counted, logged, its spool
+ * entry done (kept when stopped). The engine then releases and frees r. */
 void settler_end(const struct settle_env *env, struct request *r, enum settle_outcome o,
-                 const struct attempt_decision *d);
+                 const struct attempt_decision *d, struct view body);
 /* r, resumed from the spool entry res (NULL: a new arrival), is answered at
  * admission: 1 when r was answered before the restart and takes no second
  * answer (its entry is dropped, r freed). */

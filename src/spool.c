@@ -4,10 +4,11 @@
  * live ADD and FOLLOW records, rewritten to spool.log.new and renamed over
  * spool.log), so its memory follows the live records, never the file's
  * history. It runs at start (handing each live record back) and while
- * running whenever the file has grown past twice its last compacted size
- * plus COMPACT_SLACK: the file stays within a small multiple of the live
- * requests' size, and each byte appended is copied O(1) times on average.
- * When nothing is live the file is simply truncated.
+ * running whenever the file has grown past twice the live records' size
+ * plus COMPACT_SLACK (the size of each live record is kept, by seq): the
+ * file stays within a small multiple of the live requests' size, and each
+ * compaction follows at least COMPACT_SLACK bytes of appends. When nothing
+ * is live the file is simply truncated.
  *
  * Files are reached only through a descriptor of the spool directory
  * (openat, O_NOFOLLOW, the temporary file O_EXCL after unlinking whatever
@@ -41,7 +42,13 @@ struct spool {
 	uint64_t next_seq;
 	size_t live;
 	off_t size;
-	off_t compacted; /* the file's size after the last compaction */
+	off_t retry_above; /* after a failed compaction: not again below this size */
+	/* live records by seq (ascending; size 0 once done) and their total */
+	struct live_rec {
+		uint64_t seq;
+		size_t size;
+	} * recs;
+	size_t nrecs, cap_recs, ndropped, live_bytes;
 	spool_follow_fn follow_cb;
 	void *follow_ctx;
 	struct settling *settling; /* entries kept to settle their call */
@@ -83,6 +90,47 @@ static uint8_t last_status(const struct status_rec *v, size_t n, uint64_t seq, u
 	return lo > 0 && v[lo - 1].seq == seq ? v[lo - 1].status : dflt;
 }
 
+static void live_note(struct spool *s, uint64_t seq, size_t size)
+{
+	if (s->nrecs == s->cap_recs) {
+		s->cap_recs = s->cap_recs ? 2 * s->cap_recs : 64;
+		s->recs = rt_realloc(s->recs, s->cap_recs * sizeof(*s->recs));
+	}
+	s->recs[s->nrecs].seq = seq;
+	s->recs[s->nrecs++].size = size;
+	s->live_bytes += size;
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+	const struct live_rec *x = a, *y = b;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void live_drop(struct spool *s, uint64_t seq)
+{
+	struct live_rec key = {seq, 0};
+	struct live_rec *r =
+	    s->nrecs ? bsearch(&key, s->recs, s->nrecs, sizeof(*s->recs), cmp_rec) : NULL;
+	if (!r || !r->size)
+		return;
+	s->live_bytes -= r->size;
+	r->size = 0;
+	if (++s->ndropped > s->nrecs / 2) { /* squeeze out the done ones */
+		size_t k = 0;
+		for (size_t i = 0; i < s->nrecs; i++)
+			if (s->recs[i].size)
+				s->recs[k++] = s->recs[i];
+		s->nrecs = k;
+		s->ndropped = 0;
+	}
+}
+
+static void live_reset(struct spool *s)
+{
+	s->nrecs = s->ndropped = s->live_bytes = 0;
+}
+
 void spool_on_follow(struct spool *s, spool_follow_fn cb, void *ctx)
 {
 	s->follow_cb = cb;
@@ -92,7 +140,9 @@ void spool_on_follow(struct spool *s, spool_follow_fn cb, void *ctx)
 void spool_add_follow(struct spool *s, struct spool_follow *f)
 {
 	f->seq = s->next_seq++;
+	size_t before = s->batch.len;
 	spool_encode_follow(&s->batch, f);
+	live_note(s, f->seq, s->batch.len - before);
 	s->batch_adds = 1;
 	s->live++;
 }
@@ -173,6 +223,7 @@ void spool_close(struct spool *s)
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	sbuf_clean_up(&s->batch);
+	free(s->recs);
 	free(s->settling);
 	free(s->path);
 	free(s->dir);
@@ -250,10 +301,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* What pass 1 learns: the DONE and ANSWERED sets, the STATUS records, where
- * trust ends. */
+/* What pass 1 learns: the DONE set, the STATUS records, where trust ends. */
 struct history {
-	uint64_t *done, *answered;
+	uint64_t *done, *answered; /* ANSWERED: kept only to settle a call */
 	size_t ndone, cap_done, nanswered, cap_answered;
 	struct status_rec *stat;
 	size_t nstat, cap_stat;
@@ -301,7 +351,8 @@ static void history_scan(struct spool *s, struct history *h)
 		         "is skipped",
 		         s->path, (long long)r.offset, (long long)r.size);
 	sbuf_clean_up(&r.buf);
-	qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
+	if (h->ndone)
+		qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
 	if (h->nanswered)
 		qsort(h->answered, h->nanswered, sizeof(*h->answered), cmp_u64);
 	if (h->nstat)
@@ -336,18 +387,21 @@ static void rewrite_live(struct spool *s, const struct history *h, struct fresh 
 	struct spool_entry e;
 	struct spool_follow f;
 	*requests = *follows = 0;
+	live_reset(s);
 	if (reader_start(&r, s->fd) != 0) {
 		w->failed = 1;
 		return;
 	}
 	while (r.offset < h->end && reader_next(&r, &t, &e, &f) == 1) {
 		if ((t != SPOOL_ADD && t != SPOOL_FOLLOW) ||
-		    bsearch(&e.seq, h->done, h->ndone, sizeof(*h->done), cmp_u64))
+		    (h->ndone && bsearch(&e.seq, h->done, h->ndone, sizeof(*h->done), cmp_u64)))
 			continue;
+		size_t before = w->buf.len;
 		if (t == SPOOL_FOLLOW) {
 			/* the last status folded in: the rewritten file needs no STATUS */
 			f.last_status = last_status(h->stat, h->nstat, f.seq, f.last_status);
 			spool_encode_follow(&w->buf, &f);
+			live_note(s, f.seq, w->buf.len - before);
 			(*follows)++;
 			if (cb && s->follow_cb)
 				s->follow_cb(&f, s->follow_ctx);
@@ -357,6 +411,7 @@ static void rewrite_live(struct spool *s, const struct history *h, struct fresh 
 			                                     sizeof(*h->answered), cmp_u64);
 			if (e.answered) /* kept only to settle its call */
 				spool_encode_answered(&w->buf, e.seq);
+			live_note(s, e.seq, w->buf.len - before);
 			(*requests)++;
 			if (cb)
 				cb(&e, ctx);
@@ -365,6 +420,8 @@ static void rewrite_live(struct spool *s, const struct history *h, struct fresh 
 	}
 	sbuf_clean_up(&r.buf);
 	fresh_write(w, 1);
+	if (s->nrecs) /* file order is seq order; sorted in case an old file was not */
+		qsort(s->recs, s->nrecs, sizeof(*s->recs), cmp_rec);
 }
 
 /* Rewrite the file with its live records only (cb: hand them back too). */
@@ -389,7 +446,8 @@ static enum cg_err compact(struct spool *s, spool_entry_fn cb, void *ctx, char *
 	} else {
 		close(s->fd);
 		s->fd = open_log(s->dirfd);
-		s->size = s->compacted = w.written;
+		s->size = w.written;
+		s->retry_above = 0;
 		s->live = requests + follows;
 		if (s->fd < 0)
 			out = cg_fail(err, CG_IO, "spool: cannot reopen %s: %s", s->path,
@@ -416,7 +474,9 @@ enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *e
 void spool_add(struct spool *s, struct spool_entry *e)
 {
 	e->seq = s->next_seq++;
+	size_t before = s->batch.len;
 	spool_encode_add(&s->batch, e);
+	live_note(s, e->seq, s->batch.len - before);
 	s->batch_adds = 1;
 	s->live++;
 }
@@ -432,6 +492,7 @@ static struct settling *settling_find(struct spool *s, uint64_t seq)
 static void write_done(struct spool *s, uint64_t seq)
 {
 	spool_encode_done(&s->batch, seq);
+	live_drop(s, seq);
 	if (s->live)
 		s->live--;
 }
@@ -487,17 +548,20 @@ enum cg_err spool_flush(struct spool *s, int sync, char *err)
 			               strerror(errno));
 		s->batch_adds = 0;
 	}
-	if (s->batch_adds || s->size <= 2 * s->compacted + (off_t)COMPACT_SLACK)
+	if (s->batch_adds || s->size <= 2 * (off_t)s->live_bytes + (off_t)COMPACT_SLACK ||
+	    s->size <= s->retry_above)
 		return CG_OK;
 	if (s->live == 0) {
-		if (ftruncate(s->fd, 0) == 0)
-			s->size = s->compacted = 0;
+		if (ftruncate(s->fd, 0) == 0) {
+			s->size = 0;
+			live_reset(s);
+		}
 		return CG_OK;
 	}
 	off_t before = s->size;
 	enum cg_err rc = compact(s, NULL, NULL, err);
 	if (rc != CG_OK)
-		s->compacted = s->size; /* the file is intact; try again after it doubles */
+		s->retry_above = s->size + (off_t)COMPACT_SLACK; /* the file is intact */
 	else
 		log_debug("spool: compacted %s from %lld to %lld bytes (%zu live)", s->path,
 		          (long long)before, (long long)s->size, s->live);

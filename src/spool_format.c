@@ -39,11 +39,11 @@ static void put_u64(struct sbuf *b, uint64_t v)
 	put_u32(b, (uint32_t)(v >> 32));
 }
 
-static void put_bytes(struct sbuf *b, const void *p, size_t n)
+static void put_bytes(struct sbuf *b, struct view v)
 {
-	put_u32(b, (uint32_t)n);
-	if (n)
-		sbuf_append(b, p, n);
+	put_u32(b, (uint32_t)v.len);
+	if (v.len)
+		sbuf_append(b, v.ptr, v.len);
 }
 
 /* Wrap the body that starts at offset body_at of b into a record. */
@@ -69,12 +69,12 @@ void spool_encode_add(struct sbuf *out, const struct spool_entry *e)
 	put_u64(out, (uint64_t)e->received_ms);
 	put_u64(out, (uint64_t)e->deadline_ms);
 	sbuf_putc(out, (char)e->qos);
-	put_bytes(out, e->token, e->token_len);
-	put_bytes(out, e->topic, e->topic_len);
-	put_bytes(out, e->response_topic, e->response_topic_len);
+	put_bytes(out, e->token);
+	put_bytes(out, e->topic);
+	put_bytes(out, e->response_topic);
 	sbuf_putc(out, (char)(e->has_correlation ? 1 : 0));
-	put_bytes(out, e->correlation, e->correlation_len);
-	put_bytes(out, e->payload, e->payload_len);
+	put_bytes(out, e->correlation);
+	put_bytes(out, e->payload);
 	seal(out, start);
 }
 
@@ -107,14 +107,14 @@ void spool_encode_follow(struct sbuf *out, const struct spool_follow *f)
 	put_u64(out, (uint64_t)f->deadline_ms);
 	sbuf_putc(out, (char)f->qos);
 	sbuf_putc(out, (char)f->last_status);
-	put_bytes(out, f->thing, f->thing_len);
-	put_bytes(out, f->command, f->command_len);
-	put_bytes(out, f->execution_id, f->execution_id_len);
-	put_bytes(out, f->target_arn, f->target_arn_len);
-	put_bytes(out, f->topic, f->topic_len);
-	put_bytes(out, f->id_json, f->id_json_len);
+	put_bytes(out, f->thing);
+	put_bytes(out, f->command);
+	put_bytes(out, f->execution_id);
+	put_bytes(out, f->target_arn);
+	put_bytes(out, f->topic);
+	put_bytes(out, f->id_json);
 	sbuf_putc(out, (char)(f->has_correlation ? 1 : 0));
-	put_bytes(out, f->correlation, f->correlation_len);
+	put_bytes(out, f->correlation);
 	seal(out, start);
 }
 
@@ -149,16 +149,15 @@ static uint64_t get(struct reader *r, int bytes)
 	return v;
 }
 
-static const void *get_bytes(struct reader *r, size_t *len)
+static struct view get_bytes(struct reader *r)
 {
-	*len = (size_t)get(r, 4);
-	if (r->bad || *len > r->n - r->at) {
+	size_t len = (size_t)get(r, 4);
+	if (r->bad || len > r->n - r->at) {
 		r->bad = 1;
-		*len = 0;
-		return NULL;
+		return view_of(NULL, 0);
 	}
-	const void *v = r->p + r->at;
-	r->at += *len;
+	struct view v = view_of(r->p + r->at, len);
+	r->at += len;
 	return v;
 }
 
@@ -172,14 +171,14 @@ static void decode_follow(struct reader *r, enum spool_type type, struct spool_f
 	f->deadline_ms = (int64_t)get(r, 8);
 	f->qos = (uint8_t)get(r, 1);
 	f->last_status = (uint8_t)get(r, 1);
-	f->thing = get_bytes(r, &f->thing_len);
-	f->command = get_bytes(r, &f->command_len);
-	f->execution_id = get_bytes(r, &f->execution_id_len);
-	f->target_arn = get_bytes(r, &f->target_arn_len);
-	f->topic = get_bytes(r, &f->topic_len);
-	f->id_json = get_bytes(r, &f->id_json_len);
+	f->thing = get_bytes(r);
+	f->command = get_bytes(r);
+	f->execution_id = get_bytes(r);
+	f->target_arn = get_bytes(r);
+	f->topic = get_bytes(r);
+	f->id_json = get_bytes(r);
 	f->has_correlation = (int)get(r, 1);
-	f->correlation = get_bytes(r, &f->correlation_len);
+	f->correlation = get_bytes(r);
 }
 
 int spool_decode(const unsigned char *buf, size_t n, size_t *pos, enum spool_type *type,
@@ -209,12 +208,12 @@ int spool_decode_record(const unsigned char *buf, size_t n, size_t *pos, enum sp
 		e->received_ms = (int64_t)get(&r, 8);
 		e->deadline_ms = (int64_t)get(&r, 8);
 		e->qos = (uint8_t)get(&r, 1);
-		e->token = get_bytes(&r, &e->token_len);
-		e->topic = get_bytes(&r, &e->topic_len);
-		e->response_topic = get_bytes(&r, &e->response_topic_len);
+		e->token = get_bytes(&r);
+		e->topic = get_bytes(&r);
+		e->response_topic = get_bytes(&r);
 		e->has_correlation = (int)get(&r, 1);
-		e->correlation = get_bytes(&r, &e->correlation_len);
-		e->payload = get_bytes(&r, &e->payload_len);
+		e->correlation = get_bytes(&r);
+		e->payload = get_bytes(&r);
 	} else if (*type == SPOOL_FOLLOW || *type == SPOOL_STATUS) {
 		if (!f)
 			f = &scratch;

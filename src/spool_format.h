@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "sbuf.h"
+#include "view.h"
 
 enum spool_type {
 	SPOOL_ADD = 1,
@@ -35,21 +36,17 @@ enum spool_type {
 	SPOOL_ANSWERED = 5,
 };
 
-/* One request as spooled. Decoded strings/bytes are views into the buffer. */
+/* One request as spooled. Decoded strings/bytes are views into the buffer
+ * (not NUL-terminated). */
 struct spool_entry {
 	uint64_t seq;
 	int64_t received_ms, deadline_ms; /* wall clock (CLOCK_REALTIME) */
 	uint8_t qos;
-	const char *token;
-	size_t token_len;
-	const char *topic;
-	size_t topic_len;
-	const char *response_topic; /* len 0: none */
-	size_t response_topic_len;
-	const void *correlation;
-	size_t correlation_len;
-	const void *payload;
-	size_t payload_len;
+	struct view token;
+	struct view topic;
+	struct view response_topic; /* len 0: none */
+	struct view correlation;    /* valid with has_correlation (it may be empty) */
+	struct view payload;
 	int has_correlation;
 	int answered; /* set by spool_recover: an ANSWERED record follows the ADD */
 };
@@ -61,10 +58,8 @@ struct spool_follow {
 	int64_t started_ms, deadline_ms; /* wall clock (CLOCK_REALTIME) */
 	uint8_t qos;
 	uint8_t last_status;
-	const char *thing, *command, *execution_id, *target_arn, *topic, *id_json;
-	size_t thing_len, command_len, execution_id_len, target_arn_len, topic_len, id_json_len;
-	const void *correlation;
-	size_t correlation_len;
+	struct view thing, command, execution_id, target_arn, topic, id_json;
+	struct view correlation; /* valid with has_correlation (it may be empty) */
 	int has_correlation;
 };
 

@@ -41,6 +41,20 @@ int url_scheme_host(const char *url, char *scheme, size_t scheme_n, char *host, 
 	return rc;
 }
 
+int url_is_endpoint(const char *url)
+{
+	char scheme[16], host[256], *user = NULL;
+	if (url_scheme_host(url, scheme, sizeof(scheme), host, sizeof(host)) != 0 ||
+	    (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0))
+		return 0;
+	CURLU *u = curl_url();
+	int ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	         curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER;
+	curl_free(user);
+	curl_url_cleanup(u);
+	return ok;
+}
+
 int url_host_is_loopback(const char *host)
 {
 	unsigned char a[16];

@@ -14,6 +14,10 @@
  * into the buffers: 0, or -1 if url does not parse or a part does not fit. */
 int url_scheme_host(const char *url, char *scheme, size_t scheme_n, char *host, size_t host_n);
 
+/* Whether url can be an AWS endpoint: http or https, a host, no user info
+ * (the signed Host header is what libcurl connects to). */
+int url_is_endpoint(const char *url);
+
 /* Whether host (as url_scheme_host gives it) is a loopback address
  * (127.0.0.0/8, ::1, "localhost") or link-local (169.254.0.0/16, fe80::/10). */
 int url_host_is_loopback(const char *host);

@@ -99,10 +99,11 @@ chmod 755 "$work" "$work/etc"
 
 # --- run it as README says
 podman run -d --name "$ctr" --network host \
+	--read-only --cap-drop ALL --security-opt no-new-privileges \
 	-v "$work/etc":/etc/cmdgate:ro -v "$volume":/var/lib/cmdgate \
 	-e AWS_ACCESS_KEY_ID="$AKID" -e AWS_SECRET_ACCESS_KEY="$SECRET" "$IMAGE" > "$work/run.log" 2>&1
 running() { [ "$(podman inspect --format '{{.State.Running}}' "$ctr" 2>/dev/null)" = true ]; }
-check "podman run (--network host, config and state volumes)" running
+check "podman run (--network host, read-only, no capabilities, config and state volumes)" running
 host_pid=$(podman inspect --format '{{.State.Pid}}' "$ctr" 2>/dev/null)
 
 check "a device request is accepted" request_accepted commands/pump-7/open-valve/start r-1
@@ -114,6 +115,11 @@ not_root() {
 	[ -n "$uid" ] && [ "$uid" != 0 ]
 }
 check "the gateway runs as a non-root user" not_root
+no_caps() { # no capability at all, and / not writable
+	grep -q '^CapEff:[[:space:]]*0*$' /proc/"$host_pid"/status &&
+		! podman exec "$ctr" sh -c 'touch /probe 2>/dev/null'
+}
+check "no capabilities and a read-only root file system" no_caps
 check "the state volume holds the spool, owned by that user" \
 	podman exec "$ctr" sh -c 'test -d /var/lib/cmdgate/spool && test -O /var/lib/cmdgate/spool'
 

@@ -11,8 +11,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	while (spool_decode_record(data, size, &pos, &t, &e, &f) == 1) {
 		if (pos > size)
 			__builtin_trap();
-		if (t == SPOOL_FOLLOW && f.target_arn_len && f.target_arn &&
-		    (const unsigned char *)f.target_arn + f.target_arn_len > data + size)
+		if (t == SPOOL_FOLLOW && f.target_arn.len && f.target_arn.ptr &&
+		    (const unsigned char *)f.target_arn.ptr + f.target_arn.len > data + size)
 			__builtin_trap();
 	}
 	return 0;

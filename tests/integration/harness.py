@@ -233,14 +233,14 @@ class Gateway:
 
 
 def config(mqtt_port, endpoint, extra="", mqtt_extra="", aws_extra="", gateway_extra="",
-           credentials='source = "env";', level="debug", uri=None):
+           credentials='source = "env";', level="debug", uri=None, log_extra=""):
     uri = uri or f"tcp://127.0.0.1:{mqtt_port}"
     return f"""
 mqtt: {{ uri = "{uri}"; {"" if "client_id" in mqtt_extra else f'client_id = "gw-{time.time_ns()}";'} {mqtt_extra} }};
 aws: {{ region = "eu-west-1"; account = "123456789012"; endpoint = "{endpoint}";
         credentials: {{ {credentials} }}; {aws_extra} }};
 gateway: {{ {"" if "deadline_ms" in gateway_extra else "deadline_ms = 8000;"} {gateway_extra} }};
-log: {{ level = "{level}"; }};
+log: {{ level = "{level}"; {log_extra} }};
 {extra}
 """
 

@@ -73,6 +73,7 @@ class Devices:
         self.replies = collections.defaultdict(list)  # id -> [reply]
         self.resent = set()
         self.publishes = 0
+        self.garbled = []  # (topic, payload) of replies that are not JSON
         self.clients = [self._client(t) for t in self.things]
 
     def _client(self, thing):
@@ -84,6 +85,7 @@ class Devices:
             cl.subscribe(f"commands/{thing}/go/start/+", qos=1)
         c.on_connect = on_connect
         c.on_message = self._on_message
+        c.suppress_exceptions = True  # a failing callback must not end the client's loop
         c.connect("127.0.0.1", self.port, keepalive=10, properties=props)
         c.loop_start()
         return c
@@ -91,7 +93,12 @@ class Devices:
     def _on_message(self, c, u, m):
         if not m.topic.endswith(("/accepted", "/rejected")):
             return
-        r = json.loads(m.payload)
+        try:
+            r = json.loads(m.payload)
+        except ValueError:  # a reply that is not JSON (UnicodeDecodeError too)
+            with self.lock:
+                self.garbled.append((m.topic, bytes(m.payload[:200])))
+            return
         with self.lock:
             self.replies[r.get("id")].append(r)
             self.outstanding.pop(r.get("id"), None)
@@ -178,6 +185,7 @@ def check(devs, executions):
             fig["inversions_after_repeat" if rid in devs.resent else "order_inversions"] += 1
         latest[thing] = max(latest.get(thing, -1), n)
     fig["repeated_by_device"] = len(devs.resent)
+    fig["garbled_replies"] = len(devs.garbled)
     return fig
 
 
@@ -228,6 +236,7 @@ class Campaign(unittest.TestCase):
             fig["publishes"] = devs.publishes
             print("  figures: " + ", ".join(f"{k}={v}" for k, v in sorted(fig.items())),
                   file=sys.stderr)
+            self.assertEqual(fig["garbled_replies"], 0, devs.garbled[:5])
             self.assertEqual(fig["lost"], 0, devs.unanswered()[:10])
             self.assertEqual(fig["duplicates"], 0)
             self.assertEqual(fig["tokens_per_id_over_1"], 0)

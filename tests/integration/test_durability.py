@@ -227,7 +227,11 @@ class EndpointOutage(unittest.TestCase):
             requests = {f"commands/out-{i}/c1/start": json.dumps({"id": i}) for i in range(10)}
             for t, p in requests.items():
                 dev.publish(t, p)
-            time.sleep(3)  # several retry rounds with nothing listening
+            # several retry rounds with nothing listening: each request tried
+            # three times on average, more than max_attempts (a connection
+            # refused sent nothing, so it does not use up an attempt)
+            self.assertTrue(wait_for(lambda: gw.text().count("call token=") >= 3 * len(requests),
+                                     15), gw.text()[-2000:])
             self.assertEqual([t for t in requests if col.answered(t)], [])
             aws = FakeAws(TMP, http_port=port)
             self.assertEqual(col.wait_all(requests, timeout=15), [])
@@ -467,8 +471,10 @@ class ReloadUnderLoad(unittest.TestCase):
     def test_sighup_under_load_drops_and_duplicates_nothing(self):
         AWS.reset()
         AWS.control(delay_ms=30)
-        conf = config(BROKER.port, AWS.url, gateway_extra="max_inflight = 8;")
-        gw = Gateway(TMP, conf)
+        def conf(inflight):  # the same client id in every version of the file
+            return config(BROKER.port, AWS.url, mqtt_extra='client_id = "gw-hup";',
+                          gateway_extra=f"max_inflight = {inflight};")
+        gw = Gateway(TMP, conf(8))
         dev = Device(BROKER.port)
         col = Collector(dev)
         try:
@@ -478,7 +484,7 @@ class ReloadUnderLoad(unittest.TestCase):
                 requests[t] = json.dumps({"id": i})
                 dev.publish(t, requests[t])
                 if i % 50 == 25:
-                    gw.rewrite(conf.replace("max_inflight = 8;", f"max_inflight = {4 + i % 5};"))
+                    gw.rewrite(conf(4 + i % 5))
                     gw.signal(signal.SIGHUP)
                     # signals sent together coalesce: each waits for its reload
                     n = i // 50 + 1

@@ -151,6 +151,26 @@ class Backoff(FollowCase):
         for a, b in zip(gaps, gaps[1:]):
             self.assertGreater(b, a * 1.4, gaps)
         self.assertLessEqual(max(gaps), 30.5)
+        # the configured step, not the default one (at least 0.75 s there)
+        self.assertLess(gaps[0], 0.7, gaps)
+
+
+class SharedClock(FollowCase):
+    """One clock offset for every call to AWS: what a start learned from
+    AWS's Date signs the polls too (its own gateway: the offset is kept)."""
+
+    def test_polls_are_signed_with_the_clock_offset_a_start_learned(self):
+        AWS.control(skew_s=900)
+        try:
+            f = Follow(self.dev, "open-valve")
+            self.assertEqual([c["outcome"] for c in AWS.calls()],
+                             ["InvalidSignatureException", "started"])
+            self.assertEqual(f.wait_final()[-1]["status"], "SUCCEEDED")
+            outcomes = [p["outcome"] for p in f.polls()]
+            self.assertNotIn("InvalidSignatureException", outcomes)
+            self.assertEqual(outcomes[-1], "SUCCEEDED")
+        finally:
+            AWS.control(reset=True, skew_s=0)
 
 
 class Lifecycle(FollowCase):
@@ -162,8 +182,8 @@ class Lifecycle(FollowCase):
         self.assertIn("ThrottlingException", [p["outcome"] for p in f.polls()])
 
     def test_each_status_change_published_once_in_lifecycle_order(self):
-        # stretched: CREATED until 1.2 s, IN_PROGRESS until 4 s, then SUCCEEDED
-        f = Follow(self.dev, "open-valve", {"duration_s": 4})
+        # stretched: CREATED until 0.9 s, IN_PROGRESS until 3 s, then SUCCEEDED
+        f = Follow(self.dev, "open-valve", {"duration_s": 3})
         docs = f.wait_final(20)
         statuses = [d["status"] for d in docs]
         self.assertEqual(statuses, ["CREATED", "IN_PROGRESS", "SUCCEEDED"], docs)
@@ -204,7 +224,7 @@ class Lifecycle(FollowCase):
         self.assertEqual(final["result"], {"message": {"S": "done"}, "position": {"S": "open"}})
 
     def test_statuses_without_reason_or_result_have_neither(self):
-        f = Follow(self.dev, "open-valve", {"duration_s": 4})
+        f = Follow(self.dev, "open-valve", {"duration_s": 3})
         for d in f.wait_final(20)[:-1]:
             self.assertNotIn("statusReason", d)
             self.assertNotIn("result", d)
@@ -285,7 +305,7 @@ class EarlyEnd(FollowCase):
 class Mqtt5(FollowCase):
     def test_correlation_data_on_every_message(self):
         corr = b"\x00corr-\xff"
-        f = Follow(self.dev, "open-valve", {"duration_s": 4}, correlation=corr)
+        f = Follow(self.dev, "open-valve", {"duration_s": 3}, correlation=corr)
         f.wait_final(20)
         msgs = f.messages()
         self.assertGreaterEqual(len(msgs), 2)
@@ -347,6 +367,18 @@ class Logs(FollowCase):
                  if f.exec_id in ln and "outcome=" in ln and "follow" in ln]
         self.assertEqual(len(lines), 1, lines)
         self.assertIn("outcome=FAILED", lines[0])
+
+    def test_the_log_line_counts_every_poll_made(self):
+        f = Follow(self.dev, "open-valve")  # CREATED, IN_PROGRESS, SUCCEEDED: several polls
+        f.wait_final()
+        ok = wait_for(lambda: any(f.exec_id in ln and "outcome=" in ln
+                                  for ln in self.gw.text().splitlines()), 5)
+        self.assertTrue(ok)
+        line = [ln for ln in self.gw.text().splitlines()
+                if f.exec_id in ln and "outcome=" in ln][0]
+        made = len(f.polls())
+        self.assertGreater(made, 1)
+        self.assertIn(f" polls={made} ", line)
 
 
 class Stop(unittest.TestCase):

@@ -545,8 +545,8 @@ class MqttVariants(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
     def test_ssl_broker_with_verification(self):
-        conf = config(BROKER.tls_port, AWS.url, mqtt_extra=f'ca_file = "{PKI["ca"]}";')
-        conf = conf.replace("tcp://127.0.0.1", "ssl://localhost")
+        conf = config(BROKER.tls_port, AWS.url, mqtt_extra=f'ca_file = "{PKI["ca"]}";',
+                      uri=f"ssl://localhost:{BROKER.tls_port}")
         gw = Gateway(TMP, conf)
         dev = Device(BROKER.port)
         try:
@@ -557,7 +557,7 @@ class MqttVariants(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
     def test_ssl_broker_with_unknown_ca_is_not_trusted(self):
-        conf = config(BROKER.tls_port, AWS.url).replace("tcp://127.0.0.1", "ssl://localhost")
+        conf = config(BROKER.tls_port, AWS.url, uri=f"ssl://localhost:{BROKER.tls_port}")
         gw = Gateway(TMP, conf, wait_ready=False)
         try:
             self.assertTrue(wait_for(lambda: "connect failed" in gw.text(), 10))
@@ -567,7 +567,7 @@ class MqttVariants(unittest.TestCase):
 
     def test_status_topic_is_retained_online_then_offline(self):
         cid = f"st-{time.time_ns()}"
-        conf = config(BROKER.port, AWS.url).replace('client_id = "gw-', f'client_id = "{cid}-x')
+        conf = config(BROKER.port, AWS.url, mqtt_extra=f'client_id = "{cid}-x{time.time_ns()}";')
         gw = Gateway(TMP, conf)
         try:
             watcher = Device(BROKER.port, subscribe=("cmdgate/#",))
@@ -705,8 +705,7 @@ class Lifecycle(unittest.TestCase):
         self.assertNotIn(" debug ", text)
 
     def test_json_log_format(self):
-        conf = config(BROKER.port, AWS.url).replace('log: { level = "debug"; }',
-                                                    'log: { level = "info"; format = "json"; }')
+        conf = config(BROKER.port, AWS.url, level="info", log_extra='format = "json";')
         gw = Gateway(TMP, conf, wait_ready=False)
         try:
             self.assertTrue(wait_for(lambda: "ready: subscribed" in gw.text(), 10))

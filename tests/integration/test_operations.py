@@ -62,10 +62,14 @@ class Stats(unittest.TestCase):
             self.assertEqual(d["mqtt"], "connected")
             for k in ("queue", "inflight", "spool", "retries", "latency_ms", "uptime_s"):
                 self.assertIn(k, d)
-            self.assertTrue(wait_for(lambda: os.path.exists(prom), 3))
-            time.sleep(1.2)
-            with open(prom) as f:
-                families = {m.name: m for m in text_string_to_metric_families(f.read())}
+            # the file is rewritten every second: until it counts all 11
+            def counted():
+                with open(prom) as f:
+                    text = f.read()
+                return "cmdgate_request_latency_seconds_count 11\n" in text and text
+            text = wait_for(lambda: os.path.exists(prom) and counted(), 5)
+            self.assertTrue(text, "the stats file never counted the 11 requests")
+            families = {m.name: m for m in text_string_to_metric_families(text)}
             samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                        for m in families.values() for s in m.samples}
             req = {k: v for k, v in samples.items() if k[0] == "cmdgate_requests_total"}
@@ -102,53 +106,8 @@ class DeployFiles(unittest.TestCase):
         self.assertTrue(docker)
         self.assertEqual(docker, {p for p in deps if p.endswith("-dev")})
 
-    def test_readme_acl_binds_devices_to_their_own_topics(self):
-        """deploy/acl on a real mosquitto: pump-7 may request for itself only."""
-        import subprocess
-        d = tempfile.mkdtemp(dir=TMP)
-        passwd = os.path.join(d, "passwd")
-        subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, "cmdgate", "gw-pass"], check=True)
-        subprocess.run(["mosquitto_passwd", "-b", passwd, "pump-7", "dev-pass"], check=True)
-        from harness import free_port
-        port = free_port()
-        conf = os.path.join(d, "mosquitto.conf")
-        with open(os.path.join(self.ROOT, "deploy/mosquitto.conf")) as f:
-            text = f.read()
-        text = (text.replace("listener 1883", f"listener {port} 127.0.0.1")
-                .replace("/mosquitto/config/passwd", passwd)
-                .replace("/mosquitto/config/acl", os.path.join(self.ROOT, "deploy/acl")))
-        if os.geteuid() == 0:
-            text += "user root\n"
-        with open(conf, "w") as f:
-            f.write(text)
-        os.chmod(passwd, 0o600)
-        proc = subprocess.Popen(["mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
-        try:
-            import paho.mqtt.client as mqtt
-            time.sleep(0.5)
-            seen = []
-            gw = mqtt.Client(client_id="cmdgate")
-            gw.username_pw_set("cmdgate", "gw-pass")
-            gw.on_message = lambda c, u, m: seen.append(m.topic)
-            gw.connect("127.0.0.1", port)
-            gw.loop_start()
-            gw.subscribe("commands/#", 1)
-            dev = mqtt.Client(client_id="pump-7")
-            dev.username_pw_set("pump-7", "dev-pass")
-            dev.connect("127.0.0.1", port)
-            dev.loop_start()
-            time.sleep(0.3)
-            dev.publish("commands/pump-8/open-valve/start", "{}", qos=1).wait_for_publish(5)
-            dev.publish("commands/pump-7/open-valve/start", "{}", qos=1).wait_for_publish(5)
-            self.assertTrue(wait_for(lambda: "commands/pump-7/open-valve/start" in seen, 5))
-            time.sleep(0.3)
-            self.assertNotIn("commands/pump-8/open-valve/start", seen)
-            for c in (gw, dev):
-                c.loop_stop()
-                c.disconnect()
-        finally:
-            proc.terminate()
-            proc.wait(5)
+    # deploy/acl and deploy/mosquitto.conf on a real mosquitto, with cmdgate:
+    # test_rogue.py, IdentityIsTheLogin
 
 
 class ScaleOut(unittest.TestCase):
@@ -157,9 +116,8 @@ class ScaleOut(unittest.TestCase):
         AWS.control(delay_ms=20)
         gws = []
         for i in range(3):
-            conf = config(BROKER.port, AWS.url,
+            conf = config(BROKER.port, AWS.url, level="info",
                           mqtt_extra=f'client_id = "gw-share-{i}"; shared_group = "cmdgate";')
-            conf = conf.replace('level = "debug"', 'level = "info"')
             gws.append(Gateway(TMP, conf))
         dev = Device(BROKER.port)
         n = 300

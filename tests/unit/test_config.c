@@ -115,6 +115,13 @@ static void follow_keys_are_checked(void **s)
 	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n control_endpoint = "
 	        "\"iot.example\"; };\n",
 	        2, "aws.control_endpoint");
+	/* issue 18 item 10: the URL parser's host, never a user name */
+	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n endpoint = "
+	        "\"https://data.jobs.iot.eu-west-1.amazonaws.com@192.0.2.1/\"; };\n",
+	        2, "no user name");
+	refused("aws: { region = \"eu-west-1\"; account = \"1\";\n control_endpoint = "
+	        "\"https://\"; };\n",
+	        2, "aws.control_endpoint");
 	refused(MIN "routes = ( {\n follow = 1; } );\n", 3, "true or false");
 	refused(MIN "routes = ( {\n follow = true;\n execution_topic = \"x/{thing}/+\"; } );\n", 4,
 	        "without wildcards");

@@ -51,6 +51,18 @@ static void a_character_cut_at_the_end_is_dropped(void **st)
 	free(s);
 }
 
+static void bounded_copies_stop_on_a_character_boundary(void **st)
+{
+	(void)st;
+	assert_int_equal(log_utf8_boundary("ab\xc3\xa9", 4), 4);
+	assert_int_equal(log_utf8_boundary("ab\xc3\xa9", 3), 2);
+	assert_int_equal(log_utf8_boundary("a\xf0\x9f\x98", 4), 1);
+	assert_int_equal(log_utf8_boundary("a\xf0\x9f\x98\x80", 5), 5);
+	assert_int_equal(log_utf8_boundary("abc", 3), 3);
+	assert_int_equal(log_utf8_boundary("\x80\x80\x80\x80", 4), 4); /* not UTF-8: left */
+	assert_int_equal(log_utf8_boundary("", 0), 0);
+}
+
 /* Run log_msg with stderr on a temporary file; return what it wrote. */
 static char *logged(const char *format, const char *value)
 {
@@ -106,6 +118,7 @@ int main(void)
 	    TEST(text_escapes_every_control_character),
 	    TEST(invalid_bytes_are_shown_as_values),
 	    TEST(a_character_cut_at_the_end_is_dropped),
+	    TEST(bounded_copies_stop_on_a_character_boundary),
 	    TEST(a_text_line_stays_one_line),
 	    TEST(a_json_line_is_never_lost),
 	};

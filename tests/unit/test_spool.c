@@ -32,12 +32,9 @@ static char payload[8192];
 static struct spool_entry entry(void)
 {
 	struct spool_entry e = {.qos = 1,
-	                        .token = "tok",
-	                        .token_len = 3,
-	                        .topic = "t/x/start",
-	                        .topic_len = 9,
-	                        .payload = payload,
-	                        .payload_len = sizeof(payload),
+	                        .token = {"tok", 3},
+	                        .topic = {"t/x/start", 9},
+	                        .payload = {payload, sizeof(payload)},
 	                        .deadline_ms = 1}; /* an expired deadline is no concern here */
 	return e;
 }
@@ -61,7 +58,7 @@ static void count(const struct spool_entry *e, void *ctx)
 	struct seen *s = ctx;
 	s->n++;
 	s->seq = e->seq;
-	s->payload_len = e->payload_len;
+	s->payload_len = e->payload.len;
 }
 
 static void one_live_request_keeps_the_file_small(void **st)
@@ -99,6 +96,29 @@ static void one_live_request_keeps_the_file_small(void **st)
 	assert_int_equal(seen.n, 1);
 	assert_int_equal(seen.seq, live.seq);
 	assert_int_equal(seen.payload_len, sizeof(payload));
+	spool_close(s);
+}
+
+static void the_file_shrinks_when_a_burst_is_answered(void **st)
+{
+	(void)st;
+	char err[ERR_LEN];
+	struct spool *s = spool_open(dir, err);
+	assert_non_null(s);
+	struct seen seen = {0};
+	assert_int_equal(spool_recover(s, count, &seen, err), CG_OK);
+	uint64_t seqs[1000];
+	for (int i = 0; i < 1000; i++) { /* 8 MB live at once */
+		struct spool_entry e = entry();
+		spool_add(s, &e);
+		seqs[i] = e.seq;
+	}
+	assert_int_equal(spool_flush(s, 1, err), CG_OK);
+	for (int i = 1; i < 1000; i++) /* all answered but the first */
+		spool_done(s, seqs[i]);
+	assert_int_equal(spool_flush(s, 1, err), CG_OK);
+	assert_true(file_size("spool.log") < 2 * 8300 + (1 << 20));
+	assert_int_equal(spool_live(s), 1);
 	spool_close(s);
 }
 
@@ -149,6 +169,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(one_live_request_keeps_the_file_small, setup, teardown),
+	    cmocka_unit_test_setup_teardown(the_file_shrinks_when_a_burst_is_answered, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(planted_symlinks_are_not_followed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_directory_others_can_write_is_refused, setup,
 	                                    teardown),

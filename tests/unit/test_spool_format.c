@@ -11,17 +11,12 @@ static struct spool_entry sample(uint64_t seq)
 	    .received_ms = 1795686000000,
 	    .deadline_ms = 1795686030000,
 	    .qos = 1,
-	    .token = "29fcc73786ce102dd6f95126366aa689",
-	    .token_len = 32,
-	    .topic = "commands/pump-7/open-valve/start",
-	    .topic_len = 32,
-	    .response_topic = "replies/x",
-	    .response_topic_len = 9,
-	    .correlation = "\0\1\2",
-	    .correlation_len = 3,
+	    .token = {"29fcc73786ce102dd6f95126366aa689", 32},
+	    .topic = {"commands/pump-7/open-valve/start", 32},
+	    .response_topic = {"replies/x", 9},
+	    .correlation = {"\0\1\2", 3},
 	    .has_correlation = 1,
-	    .payload = "{\"id\":\"r-42\"}",
-	    .payload_len = 13,
+	    .payload = {"{\"id\":\"r-42\"}", 13},
 	};
 	return e;
 }
@@ -42,12 +37,12 @@ static void add_and_done_round_trip(void **s)
 	assert_int_equal(e.seq, 7);
 	assert_true(e.received_ms == in.received_ms && e.deadline_ms == in.deadline_ms);
 	assert_int_equal(e.qos, 1);
-	assert_memory_equal(e.token, in.token, in.token_len);
-	assert_memory_equal(e.topic, in.topic, in.topic_len);
-	assert_memory_equal(e.response_topic, "replies/x", 9);
-	assert_int_equal(e.correlation_len, 3);
-	assert_memory_equal(e.correlation, "\0\1\2", 3);
-	assert_memory_equal(e.payload, in.payload, in.payload_len);
+	assert_memory_equal(e.token.ptr, in.token.ptr, in.token.len);
+	assert_memory_equal(e.topic.ptr, in.topic.ptr, in.topic.len);
+	assert_memory_equal(e.response_topic.ptr, "replies/x", 9);
+	assert_int_equal(e.correlation.len, 3);
+	assert_memory_equal(e.correlation.ptr, "\0\1\2", 3);
+	assert_memory_equal(e.payload.ptr, in.payload.ptr, in.payload.len);
 	assert_int_equal(spool_decode((unsigned char *)b.data, b.len, &pos, &t, &e), 1);
 	assert_int_equal(t, SPOOL_DONE);
 	assert_int_equal(e.seq, 7);
@@ -109,20 +104,13 @@ static struct spool_follow follow_sample(uint64_t seq)
 	    .deadline_ms = 1795689600000,
 	    .qos = 1,
 	    .last_status = 2,
-	    .thing = "pump-7",
-	    .thing_len = 6,
-	    .command = "open-valve",
-	    .command_len = 10,
-	    .execution_id = "0b8be5a1-1111-4222-8333-444455556666",
-	    .execution_id_len = 36,
-	    .target_arn = "arn:aws:iot:eu-west-1:123456789012:thing/pump-7",
-	    .target_arn_len = 47,
-	    .topic = "commands/pump-7/open-valve/executions/0b8be5a1",
-	    .topic_len = 46,
-	    .id_json = "\"r-42\"",
-	    .id_json_len = 6,
-	    .correlation = "\0\1",
-	    .correlation_len = 2,
+	    .thing = {"pump-7", 6},
+	    .command = {"open-valve", 10},
+	    .execution_id = {"0b8be5a1-1111-4222-8333-444455556666", 36},
+	    .target_arn = {"arn:aws:iot:eu-west-1:123456789012:thing/pump-7", 47},
+	    .topic = {"commands/pump-7/open-valve/executions/0b8be5a1", 46},
+	    .id_json = {"\"r-42\"", 6},
+	    .correlation = {"\0\1", 2},
 	    .has_correlation = 1,
 	};
 	return f;
@@ -148,17 +136,17 @@ static void follow_and_status_round_trip(void **s)
 	assert_true(f.started_ms == in.started_ms && f.deadline_ms == in.deadline_ms);
 	assert_int_equal(f.qos, 1);
 	assert_int_equal(f.last_status, 2);
-	assert_int_equal(f.thing_len, 6);
-	assert_memory_equal(f.thing, "pump-7", 6);
-	assert_memory_equal(f.command, "open-valve", 10);
-	assert_memory_equal(f.execution_id, in.execution_id, 36);
-	assert_int_equal(f.target_arn_len, 47);
-	assert_memory_equal(f.target_arn, in.target_arn, 47);
-	assert_memory_equal(f.topic, in.topic, in.topic_len);
-	assert_memory_equal(f.id_json, "\"r-42\"", 6);
+	assert_int_equal(f.thing.len, 6);
+	assert_memory_equal(f.thing.ptr, "pump-7", 6);
+	assert_memory_equal(f.command.ptr, "open-valve", 10);
+	assert_memory_equal(f.execution_id.ptr, in.execution_id.ptr, 36);
+	assert_int_equal(f.target_arn.len, 47);
+	assert_memory_equal(f.target_arn.ptr, in.target_arn.ptr, 47);
+	assert_memory_equal(f.topic.ptr, in.topic.ptr, in.topic.len);
+	assert_memory_equal(f.id_json.ptr, "\"r-42\"", 6);
 	assert_true(f.has_correlation);
-	assert_int_equal(f.correlation_len, 2);
-	assert_memory_equal(f.correlation, "\0\1", 2);
+	assert_int_equal(f.correlation.len, 2);
+	assert_memory_equal(f.correlation.ptr, "\0\1", 2);
 	assert_int_equal(spool_decode_record((unsigned char *)b.data, b.len, &pos, &t, &e, &f), 1);
 	assert_int_equal(t, SPOOL_STATUS);
 	assert_int_equal(f.seq, 9);
@@ -177,8 +165,8 @@ static void request_reader_skips_follow_records(void **s)
 	sbuf_init(&b);
 	struct spool_follow f = follow_sample(3);
 	f.has_correlation = 0;
-	f.correlation_len = 0;
-	f.id_json_len = 0;
+	f.correlation.len = 0;
+	f.id_json.len = 0;
 	spool_encode_follow(&b, &f);
 	spool_encode_status(&b, 3, 1);
 	struct spool_entry in = sample(4);

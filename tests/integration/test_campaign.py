@@ -166,6 +166,9 @@ def check(devs, executions):
                 if not ex or ex[0]["executionId"] != r.get("executionId"):
                     fig["wrong_execution_id"] += 1
     fig["requests"] = len(devs.first_publish)
+    # more than one reply: the documented window where the gateway dies after
+    # the broker took a reply but before the spool recorded it
+    fig["answered_twice"] = len([rid for rid, rs in devs.replies.items() if len(rs) > 1])
     fig["lost"] = len([rid for rid in devs.first_publish if rid not in devs.replies])
     fig["duplicates"] = sum(len(v) - 1 for v in by_token.values())
     id_of = {tok: rid for rid, tok in token_of.items()}

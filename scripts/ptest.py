@@ -212,6 +212,9 @@ class Runner:
                     self.finish(s, s.proc.returncode, timed_out=True)
             load = sum(s.weight for s in self.running())
             for s in self.ready():
+                if any(self.byname[a].result[1] for a in s.after):
+                    self.launch(s)  # not run: ends at once, takes no room
+                    continue
                 # in order: a light step does not overtake a heavier one
                 # that waits for room (a step heavier than the bound runs alone)
                 if load and load + s.weight > self.bound:

@@ -80,7 +80,11 @@ if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 step "systemd unit" - 300 1 5 count bash tests/service_check.sh
 step "Debian package" - 600 2 40 count bash tests/package_check.sh
-step "fuzzing (libFuzzer, ASan+UBSan, 60 s each)" - 900 1 300 count bash scripts/fuzz.sh
+# libFuzzer, ASan+UBSan: one build, then each target 60 s as its own step
+step "build (fuzzing)" - 900 2 40 build bash scripts/fuzz.sh --build
+for t in $(bash scripts/fuzz.sh --list); do
+	step "fuzzing $t (libFuzzer, ASan+UBSan, 60 s)" "build (fuzzing)" 600 1 65 count bash scripts/fuzz.sh --no-build "$t"
+done
 step "valgrind: 1000 requests" build 600 1 120 count $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
 # Where users run it (tests/deploy/, scripts/cross.sh): roots, images and
 # sysroots are cached under build/, so a second run takes about a minute.

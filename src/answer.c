@@ -77,7 +77,7 @@ void answer_gateway(const struct answer_env *env, struct request *r, enum gw_cod
                     const char *msg)
 {
 	struct outcome o = {0};
-	outcome_gateway(&o, c, msg);
+	reply_outcome_gateway(&o, c, msg);
 	o.id = r->tr.id;
 	o.client_token = r->tr.client_token;
 	answer(env, r, &o, NULL);

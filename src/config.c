@@ -1,9 +1,12 @@
 /*
  * config: the option table is the single description of every key: its
- * type, bounds, default and whether SIGHUP may change it. Parsing walks the
- * file's tree and refuses any key the table does not know; filling walks the
- * table and takes defaults for absent keys. Routes have their own small
- * table because they form a list.
+ * type, bounds or accepted values (an enum's list, a string's validator),
+ * default and whether SIGHUP may change it (Redis's createEnumConfig
+ * shape). Parsing walks the file's tree and refuses any key the table does
+ * not know; filling walks the table, takes defaults for absent keys and
+ * checks each value as its row says, so an error message is made from the
+ * same list the check uses. Rules across keys come after (check_globals).
+ * Routes have their own small table because they form a list.
  */
 #include "config.h"
 #include "config_priv.h"
@@ -18,40 +21,68 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { OPT_STR, OPT_INT, OPT_DBL, OPT_GROUP };
+/* OPT_ENUM is a string that must be one of the row's values. */
+enum opt_type { OPT_STR, OPT_ENUM, OPT_INT, OPT_DBL, OPT_GROUP };
+
+/* A string's validator: NULL when v is good, else why not (a literal, or
+ * text in why, which holds ERR_LEN bytes). */
+typedef const char *(*opt_check_fn)(const char *v, char *why);
 
 struct config_option {
 	const char *path;
 	enum opt_type type;
 	size_t off;
-	double min, max;
+	double min, max; /* OPT_INT, OPT_DBL */
 	const char *def_s;
 	double def_n;
 	int reloadable;
+	const char *const *values; /* OPT_ENUM: the accepted values, NULL-terminated */
+	opt_check_fn check;        /* OPT_STR: NULL, or the value's validator */
 };
+
+static const char *check_mqtt_uri(const char *v, char *why);
+static const char *check_region(const char *v, char *why);
+static const char *check_aws_url(const char *v, char *why);
+static const char *check_not_empty(const char *v, char *why);
+
+static const char *const credential_sources[] = {"chain", "static",    "env",  "profile",
+                                                 "iot",   "container", "imds", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 
 #define O(field) offsetof(struct config, field)
 #define STR(p, f, d, rl)                                                                           \
 	{                                                                                          \
-		p, OPT_STR, O(f), 0, 0, d, 0, rl                                                   \
+		.path = p, .type = OPT_STR, .off = O(f), .def_s = d, .reloadable = rl              \
+	}
+#define STRV(p, f, d, rl, fn)                                                                      \
+	{                                                                                          \
+		.path = p, .type = OPT_STR, .off = O(f), .def_s = d, .reloadable = rl, .check = fn \
+	}
+#define ENUM(p, f, set, d, rl)                                                                     \
+	{                                                                                          \
+		.path = p, .type = OPT_ENUM, .off = O(f), .def_s = d, .reloadable = rl,            \
+		.values = set                                                                      \
 	}
 #define INT(p, f, lo, hi, d, rl)                                                                   \
 	{                                                                                          \
-		p, OPT_INT, O(f), lo, hi, NULL, d, rl                                              \
+		.path = p, .type = OPT_INT, .off = O(f), .min = lo, .max = hi, .def_n = d,         \
+		.reloadable = rl                                                                   \
 	}
 #define DBL(p, f, lo, hi, d, rl)                                                                   \
 	{                                                                                          \
-		p, OPT_DBL, O(f), lo, hi, NULL, d, rl                                              \
+		.path = p, .type = OPT_DBL, .off = O(f), .min = lo, .max = hi, .def_n = d,         \
+		.reloadable = rl                                                                   \
 	}
 #define GRP(p)                                                                                     \
 	{                                                                                          \
-		p, OPT_GROUP, 0, 0, 0, NULL, 0, 1                                                  \
+		.path = p, .type = OPT_GROUP, .reloadable = 1                                      \
 	}
 
 static const struct config_option options[] = {
     GRP("mqtt"),
-    STR("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0),
-    STR("mqtt.client_id", mqtt.client_id, "cmdgate", 0),
+    STRV("mqtt.uri", mqtt.uri, "tcp://127.0.0.1:1883", 0, check_mqtt_uri),
+    STRV("mqtt.client_id", mqtt.client_id, "cmdgate", 0, check_not_empty),
     INT("mqtt.version", mqtt.version, 4, 5, 5, 0),
     STR("mqtt.username", mqtt.username, "", 0),
     STR("mqtt.password_file", mqtt.password_file, "", 0),
@@ -63,18 +94,18 @@ static const struct config_option options[] = {
     STR("mqtt.shared_group", mqtt.shared_group, "", 0),
     STR("mqtt.status_topic", mqtt.status_topic, "cmdgate/{client_id}/status", 0),
     GRP("aws"),
-    STR("aws.region", aws.region, "", 1),
+    STRV("aws.region", aws.region, "", 1, check_region),
     STR("aws.account", aws.account, "", 1),
-    STR("aws.endpoint", aws.endpoint, "", 1),
+    STRV("aws.endpoint", aws.endpoint, "", 1, check_aws_url),
     STR("aws.ca_file", aws.ca_file, "", 0),
     INT("aws.connect_timeout_ms", aws.connect_timeout_ms, 1, 600000, 3000, 0),
     INT("aws.request_timeout_ms", aws.request_timeout_ms, 1, 600000, 10000, 1),
     INT("aws.max_attempts", aws.max_attempts, 1, 100, 3, 1),
     DBL("aws.max_rate", aws.max_rate, 0, 1e9, 0, 1),
-    STR("aws.control_endpoint", aws.control_endpoint, "", 1),
+    STRV("aws.control_endpoint", aws.control_endpoint, "", 1, check_aws_url),
     DBL("aws.follow_max_rate", aws.follow_max_rate, 0, 1e9, 10, 1),
     GRP("aws.credentials"),
-    STR("aws.credentials.source", aws.credentials.source, "chain", 1),
+    ENUM("aws.credentials.source", aws.credentials.source, credential_sources, "chain", 1),
     STR("aws.credentials.access_key_id", aws.credentials.access_key_id, "", 1),
     STR("aws.credentials.secret_access_key_file", aws.credentials.secret_access_key_file, "", 1),
     STR("aws.credentials.profile", aws.credentials.profile, "", 1),
@@ -101,8 +132,8 @@ static const struct config_option options[] = {
     INT("gateway.per_thing_queue", gateway.per_thing_queue, 1, 10000000, 64, 1),
     INT("gateway.follow_max", gateway.follow_max, 1, 100000000, 10000, 1),
     GRP("log"),
-    STR("log.level", log.level, "info", 1),
-    STR("log.format", log.format, "text", 1),
+    ENUM("log.level", log.level, log_levels, "info", 1),
+    ENUM("log.format", log.format, log_formats, "text", 1),
     GRP("stats"),
     STR("stats.topic", stats.topic, "", 1),
     INT("stats.interval", stats.interval, 1, 86400, 60, 1),
@@ -158,6 +189,41 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 	return CG_OK;
 }
 
+static int one_of(const char *v, const char *const *set)
+{
+	for (; *set; set++)
+		if (strcmp(v, *set) == 0)
+			return 1;
+	return 0;
+}
+
+/* "a b c": the values of set, for an error message. */
+static void list_values(const char *const *set, const char *before, const char *after, char *out,
+                        size_t n)
+{
+	size_t at = 0;
+	out[0] = '\0';
+	for (; *set && at < n; set++)
+		at += (size_t)snprintf(out + at, n - at, "%s%s%s%s", at ? " " : "", before, *set,
+		                       after);
+}
+
+/* A string option: an enum's value is one of its list; a validated one
+ * passes its validator. s: the setting (NULL: the default, which passes). */
+static enum cg_err check_string(const struct config_option *o, const char *v,
+                                const config_setting_t *s, const char *file, char *err)
+{
+	char why[ERR_LEN];
+	if (o->type == OPT_ENUM && !one_of(v, o->values)) {
+		list_values(o->values, "", "", why, sizeof(why));
+		return fail_at(err, file, s, "%s \"%s\" is not one of %s", o->path, v, why);
+	}
+	const char *bad = o->check ? o->check(v, why) : NULL;
+	if (bad)
+		return fail_at(err, file, s, "%s \"%s\" %s", o->path, v, bad);
+	return CG_OK;
+}
+
 static enum cg_err fill_option(struct config *c, const config_t *cfg, const struct config_option *o,
                                const char *file, char *err)
 {
@@ -166,11 +232,11 @@ static enum cg_err fill_option(struct config *c, const config_t *cfg, const stru
 	config_setting_t *s = config_lookup(cfg, o->path);
 	char *base = (char *)c + o->off;
 	int t = s ? config_setting_type(s) : CONFIG_TYPE_NONE;
-	if (o->type == OPT_STR) {
+	if (o->type == OPT_STR || o->type == OPT_ENUM) {
 		if (s && t != CONFIG_TYPE_STRING)
 			return fail_at(err, file, s, "'%s' must be a string", o->path);
 		*(char **)base = rt_strdup(s ? config_setting_get_string(s) : o->def_s);
-		return CG_OK;
+		return s ? check_string(o, *(char **)base, s, file, err) : CG_OK;
 	}
 	double v = o->def_n;
 	if (s) {
@@ -194,13 +260,49 @@ static enum cg_err fill_option(struct config *c, const config_t *cfg, const stru
 	return CG_OK;
 }
 
-static int one_of(const char *v, const char *const *set)
+/* ---- validators --------------------------------------------------------- */
+
+/* The schemes Paho takes (the list the message is made from). */
+static const char *const mqtt_schemes[] = {"tcp", "ssl", "ws", "wss", "mqtt", "mqtts", NULL};
+
+static const char *check_mqtt_uri(const char *v, char *why)
 {
-	for (; *set; set++)
-		if (strcmp(v, *set) == 0)
-			return 1;
-	return 0;
+	char scheme[16] = "";
+	const char *sep = strstr(v, "://");
+	if (sep && (size_t)(sep - v) < sizeof(scheme))
+		snprintf(scheme, sizeof(scheme), "%.*s", (int)(sep - v), v);
+	if (one_of(scheme, mqtt_schemes))
+		return NULL;
+	char list[128];
+	list_values(mqtt_schemes, "", "://", list, sizeof(list));
+	snprintf(why, ERR_LEN, "must start with one of %s", list);
+	return why;
 }
+
+static const char *check_region(const char *v, char *why)
+{
+	(void)why;
+	for (const char *p = v; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+			return "is not a region name";
+	return NULL;
+}
+
+static const char *check_aws_url(const char *v, char *why)
+{
+	(void)why;
+	if (!*v || url_is_endpoint(v))
+		return NULL;
+	return "must be an https:// (or http://) URL with a host and no user name";
+}
+
+static const char *check_not_empty(const char *v, char *why)
+{
+	(void)why;
+	return *v ? NULL : "is empty";
+}
+
+/* ---- rules across keys -------------------------------------------------- */
 
 static int captures(const struct route *r, const char *name)
 {
@@ -281,34 +383,10 @@ static char *without_trailing_slash(const char *url)
 
 static enum cg_err check_globals(struct config *c, const config_t *cfg, const char *file, char *err)
 {
-	static const char *const sources[] = {"chain", "static",    "env",  "profile",
-	                                      "iot",   "container", "imds", NULL};
-	static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
-	static const char *const formats[] = {"text", "json", NULL};
-	static const char *const schemes[] = {"tcp", "ssl", "ws", "wss", "mqtt", "mqtts", NULL};
 	config_setting_t *root = config_root_setting(cfg);
 #define AT(path) (config_lookup(cfg, path) ? config_lookup(cfg, path) : root)
 	if (!*c->aws.region)
 		return fail_at(err, file, AT("aws"), "aws.region is required");
-	for (const char *p = c->aws.region; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
-			return fail_at(err, file, AT("aws.region"),
-			               "aws.region \"%s\" is not a region name", c->aws.region);
-	char scheme[16] = "";
-	const char *sep = strstr(c->mqtt.uri, "://");
-	if (sep && (size_t)(sep - c->mqtt.uri) < sizeof(scheme))
-		snprintf(scheme, sizeof(scheme), "%.*s", (int)(sep - c->mqtt.uri), c->mqtt.uri);
-	if (!one_of(scheme, schemes))
-		return fail_at(err, file, AT("mqtt.uri"),
-		               "mqtt.uri \"%s\" must start with tcp:// ssl:// ws:// or wss://",
-		               c->mqtt.uri);
-	if (!*c->mqtt.client_id)
-		return fail_at(err, file, AT("mqtt.client_id"), "mqtt.client_id is empty");
-	if (!one_of(c->aws.credentials.source, sources))
-		return fail_at(err, file, AT("aws.credentials.source"),
-		               "aws.credentials.source \"%s\" is not one of chain static env "
-		               "profile iot container imds",
-		               c->aws.credentials.source);
 	if (strcmp(c->aws.credentials.source, "static") == 0 &&
 	    (!*c->aws.credentials.access_key_id || !*c->aws.credentials.secret_access_key_file))
 		return fail_at(err, file, AT("aws.credentials"),
@@ -321,21 +399,6 @@ static enum cg_err check_globals(struct config *c, const config_t *cfg, const ch
 		    err, file, AT("aws.credentials"),
 		    "source \"iot\" needs iot.endpoint, iot.role_alias, iot.cert_file and "
 		    "iot.key_file");
-	if (!one_of(c->log.level, levels))
-		return fail_at(err, file, AT("log.level"),
-		               "log.level \"%s\" is not one of error warn info debug",
-		               c->log.level);
-	if (!one_of(c->log.format, formats))
-		return fail_at(err, file, AT("log.format"), "log.format \"%s\" is not text or json",
-		               c->log.format);
-	const char *urls[2][2] = {{"aws.endpoint", c->aws.endpoint},
-	                          {"aws.control_endpoint", c->aws.control_endpoint}};
-	for (int i = 0; i < 2; i++)
-		if (*urls[i][1] && !url_is_endpoint(urls[i][1]))
-			return fail_at(err, file, AT(urls[i][0]),
-			               "%s \"%s\" must be an https:// (or http://) URL with a host "
-			               "and no user name",
-			               urls[i][0], urls[i][1]);
 #undef AT
 	c->control_url = *c->aws.control_endpoint ? without_trailing_slash(c->aws.control_endpoint)
 	                                          : follow_default_endpoint(c->aws.region);
@@ -446,7 +509,7 @@ void config_free(struct config *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
-		if (options[i].type == OPT_STR)
+		if (options[i].type == OPT_STR || options[i].type == OPT_ENUM)
 			free(*(char **)((char *)c + options[i].off));
 	for (size_t i = 0; i < c->n_routes; i++)
 		route_clean_up(&c->routes[i]);
@@ -463,10 +526,15 @@ void config_restart_needed(const struct config *a, const struct config *b, struc
 		const struct config_option *o = &options[i];
 		if (o->reloadable || o->type == OPT_GROUP)
 			continue;
-		const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
-		int differs = o->type == OPT_STR   ? strcmp(*(char *const *)pa, *(char *const *)pb)
-		              : o->type == OPT_INT ? *(const long *)pa != *(const long *)pb
-		                                   : *(const double *)pa != *(const double *)pb;
+		const char *pa = (const char *)a + o->off;
+		const char *pb = (const char *)b + o->off;
+		int differs;
+		if (o->type == OPT_STR || o->type == OPT_ENUM)
+			differs = strcmp(*(char *const *)pa, *(char *const *)pb) != 0;
+		else if (o->type == OPT_INT)
+			differs = *(const long *)pa != *(const long *)pb;
+		else
+			differs = *(const double *)pa != *(const double *)pb;
 		if (differs) {
 			if (out->len)
 				sbuf_puts(out, ", ");

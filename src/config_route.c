@@ -70,9 +70,10 @@ static enum cg_err parse_route_lists(config_setting_t *rs, struct route *r, cons
 		r->ptypes = rt_calloc((size_t)n + 1, sizeof(*r->ptypes));
 		for (int i = 0; i < n; i++) {
 			config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-			enum param_type t = config_setting_type(e) == CONFIG_TYPE_STRING
-			                        ? param_type_parse(config_setting_get_string(e))
-			                        : PT_NONE;
+			enum param_type t =
+			    config_setting_type(e) == CONFIG_TYPE_STRING
+			        ? route_param_type_parse(config_setting_get_string(e))
+			        : PT_NONE;
 			if (t == PT_NONE)
 				return fail_at(
 				    err, file, e,

@@ -124,9 +124,13 @@ static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 int engine_run(struct engine *e)
 {
 	char err[ERR_LEN];
-	struct mqtt_hooks hooks = {inbox_on_message, inbox_on_ready, inbox_on_delivered, e->inbox};
+	struct mqtt_hooks hooks = {.on_message = inbox_on_message,
+	                           .on_ready = inbox_on_ready,
+	                           .on_delivered = inbox_on_delivered,
+	                           .ctx = e->inbox};
 	char **f = route_filters(e->cfg);
-	e->mqtt = mqtt_start(&MQTT_OPTIONS_OF(e->cfg), f, e->cfg->n_routes, &hooks, err);
+	struct mqtt_options mo = mqtt_options_of(e->cfg);
+	e->mqtt = mqtt_start(&mo, f, e->cfg->n_routes, &hooks, err);
 	free(f);
 	if (!e->mqtt) {
 		log_error("%s", err);
@@ -243,7 +247,8 @@ struct engine *engine_new(struct config *cfg, char *err)
 	inbox_listen_for_signals(e->inbox);
 	e->aws.creds = cred_provider_new(&cfg->aws.credentials);
 	cred_provider_wait_first(e->aws.creds, 3000);
-	struct http_options ho = {cfg->aws.ca_file, cfg->aws.connect_timeout_ms};
+	struct http_options ho = {.ca_file = cfg->aws.ca_file,
+	                          .connect_timeout_ms = cfg->aws.connect_timeout_ms};
 	e->aws.http = http_client_new(&ho);
 	ratectl_init(&e->rate, cfg->aws.max_rate, rt_now_ms());
 	e->waiting = fairq_new();

@@ -12,8 +12,13 @@
 static void admit(struct engine *e, struct message *m, const struct resume *res)
 {
 	uint64_t now = rt_now_ms();
-	struct admit_env env = {e->cfg, now, e->draining && !e->spool,
-	                        fairq_len(e->waiting) + outbox_len(&e->outbox), e->waiting};
+	struct admit_env env = {
+	    .cfg = e->cfg,
+	    .now_ms = now,
+	    .draining = e->draining && !e->spool,
+	    .queued = fairq_len(e->waiting) + outbox_len(&e->outbox),
+	    .buckets = e->waiting,
+	};
 	struct request *r;
 	enum gw_code code = GW_INTERNAL_ERROR;
 	char err[ERR_LEN] = "";

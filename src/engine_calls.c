@@ -259,8 +259,11 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	struct call_result res;
 	aws_call_read(r->call, &ae, &res);
 	/* a settling call is bounded by gateway.settle_max_ms alone */
-	struct attempt_policy p = {r->settle.active ? ~0u : (unsigned)e->cfg->aws.max_attempts,
-	                           RETRY_BASE_MS, RETRY_CAP_MS, e->draining};
+	struct attempt_policy p = {.max_attempts =
+	                               r->settle.active ? ~0u : (unsigned)e->cfg->aws.max_attempts,
+	                           .base_ms = RETRY_BASE_MS,
+	                           .cap_ms = RETRY_CAP_MS,
+	                           .draining = e->draining};
 	struct attempt_decision d;
 	attempt_decide(&r->at, &p, &res, now, r->deadline_ms, rt_random_u32(), &d);
 	int throttled = res.aws && res.aws->throttled;

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "config.h"
 #include "jsonw.h"
 #include "log.h"
 #include "secretfile.h"
@@ -80,6 +81,7 @@ static void schedule_reconnect(struct mqtt *m)
 {
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 0;
+	mqtt_rcv_connecting(0);
 	m->failures++;
 	m->retry_at_ms = rt_now_ms() + backoff_equal_jitter(m->failures, RECONNECT_BASE_MS,
 	                                                    RECONNECT_CAP_MS, rt_random_u32());
@@ -115,6 +117,7 @@ static void connected(struct mqtt *m, int session_present)
 	tcp_nodelay_all();
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 0;
+	mqtt_rcv_connecting(0);
 	m->retry_at_ms = 0;
 	pthread_mutex_unlock(&m->state_lock);
 	atomic_store(&m->connected, 1);
@@ -283,6 +286,7 @@ static void begin_connect(struct mqtt *m)
 {
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 1;
+	mqtt_rcv_connecting(1);
 	m->retry_at_ms = 0;
 	pthread_mutex_unlock(&m->state_lock);
 	int rc = MQTTAsync_connect(m->client, &m->conn);
@@ -389,6 +393,27 @@ void mqtt_set_max_payload(struct mqtt *m, long max_payload)
 static const char *or_empty(const char *s)
 {
 	return s ? s : "";
+}
+
+struct mqtt_options mqtt_options_of(const struct config *c)
+{
+	struct mqtt_options o = {
+	    .uri = c->mqtt.uri,
+	    .client_id = c->mqtt.client_id,
+	    .version = (int)c->mqtt.version,
+	    .username = c->mqtt.username,
+	    .password_file = c->mqtt.password_file,
+	    .ca_file = c->mqtt.ca_file,
+	    .cert_file = c->mqtt.cert_file,
+	    .key_file = c->mqtt.key_file,
+	    .keepalive_s = (int)c->mqtt.keepalive,
+	    .qos = (int)c->mqtt.qos,
+	    .shared_group = c->mqtt.shared_group,
+	    .status_topic = c->mqtt.status_topic,
+	    .max_buffered = (int)(c->gateway.queue_size + c->gateway.max_inflight + 16),
+	    .max_payload = c->gateway.max_payload,
+	};
+	return o;
 }
 
 struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,

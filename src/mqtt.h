@@ -44,24 +44,10 @@ struct mqtt_options {
 	long max_payload;         /* larger payloads are not copied (oversize) */
 };
 
-/* The options from a struct config (its mqtt group; the buffer is sized
- * from the gateway's queue), for the engine's call of mqtt_start. */
-#define MQTT_OPTIONS_OF(cfg)                                                                       \
-	((struct mqtt_options){                                                                    \
-	    .uri = (cfg)->mqtt.uri,                                                                \
-	    .client_id = (cfg)->mqtt.client_id,                                                    \
-	    .version = (int)(cfg)->mqtt.version,                                                   \
-	    .username = (cfg)->mqtt.username,                                                      \
-	    .password_file = (cfg)->mqtt.password_file,                                            \
-	    .ca_file = (cfg)->mqtt.ca_file,                                                        \
-	    .cert_file = (cfg)->mqtt.cert_file,                                                    \
-	    .key_file = (cfg)->mqtt.key_file,                                                      \
-	    .keepalive_s = (int)(cfg)->mqtt.keepalive,                                             \
-	    .qos = (int)(cfg)->mqtt.qos,                                                           \
-	    .shared_group = (cfg)->mqtt.shared_group,                                              \
-	    .status_topic = (cfg)->mqtt.status_topic,                                              \
-	    .max_buffered = (int)((cfg)->gateway.queue_size + (cfg)->gateway.max_inflight + 16),   \
-	    .max_payload = (cfg)->gateway.max_payload})
+/* The options from a configuration (views into c: its mqtt group; the
+ * buffer is sized from the gateway's queue), for the engine's mqtt_start. */
+struct config;
+struct mqtt_options mqtt_options_of(const struct config *c);
 
 struct mqtt;
 

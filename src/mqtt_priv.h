@@ -66,6 +66,11 @@ const char *mqtt_shared_hint(const struct mqtt *m);
 char **mqtt_copy_filters(char **filters, size_t n);
 void mqtt_free_filters(char **filters, size_t n);
 
+/* mqtt_rcv.c */
+/* A connect is under way (1) or over (0): Paho's receive thread looks for
+ * the new socket every millisecond instead of every 100. */
+void mqtt_rcv_connecting(int on);
+
 /* mqtt_pub.c */
 /* Make m the process's client for delivery callbacks: 0, or -1 if there is one. */
 int mqtt_pub_attach(struct mqtt *m);

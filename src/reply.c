@@ -22,24 +22,24 @@ static const struct {
     [GW_INTERNAL_ERROR] = {"InternalError", 1},
 };
 
-const char *gw_code_name(enum gw_code c)
+const char *reply_code_name(enum gw_code c)
 {
 	return gw_codes[c].name;
 }
 
-int gw_code_retryable(enum gw_code c)
+int reply_code_retryable(enum gw_code c)
 {
 	return gw_codes[c].retryable;
 }
 
-void outcome_gateway(struct outcome *o, enum gw_code c, const char *message)
+void reply_outcome_gateway(struct outcome *o, enum gw_code c, const char *message)
 {
 	o->accepted = 0;
-	o->code = gw_code_name(c);
+	o->code = reply_code_name(c);
 	o->message = message;
 	o->aws = 0;
 	o->http_status = 0;
-	o->retryable = gw_code_retryable(c);
+	o->retryable = reply_code_retryable(c);
 }
 
 static int utf8_valid(const unsigned char *s, size_t n)

@@ -22,8 +22,8 @@ enum gw_code {
 	GW_INTERNAL_ERROR,
 };
 
-const char *gw_code_name(enum gw_code c);
-int gw_code_retryable(enum gw_code c);
+const char *reply_code_name(enum gw_code c);
+int reply_code_retryable(enum gw_code c);
 
 struct outcome {
 	int accepted;
@@ -37,7 +37,7 @@ struct outcome {
 	json_t *id;               /* borrowed; NULL when the request had none */
 };
 
-void outcome_gateway(struct outcome *o, enum gw_code c, const char *message);
+void reply_outcome_gateway(struct outcome *o, enum gw_code c, const char *message);
 
 /* Append the reply JSON for o to out. */
 void reply_render(const struct outcome *o, struct sbuf *out);

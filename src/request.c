@@ -23,7 +23,7 @@ static int uuid_v4(char out[CLIENT_TOKEN_MAX + 1])
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	char hex[33];
-	hex_encode(b, 16, hex);
+	sbuf_hex_encode(b, 16, hex);
 	snprintf(out, CLIENT_TOKEN_MAX + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
 	         hex + 16, hex + 20);
 	return 0;
@@ -39,10 +39,12 @@ struct token_ctx {
 static void new_token(char out[CLIENT_TOKEN_MAX + 1], void *ctx)
 {
 	struct token_ctx *t = ctx;
-	if (t->res && t->res->token[0])
+	if (t->res && t->res->token[0]) {
 		memcpy(out, t->res->token, sizeof(t->res->token));
-	else if (uuid_v4(out) != 0)
-		t->failed = 1, out[0] = '\0';
+	} else if (uuid_v4(out) != 0) {
+		t->failed = 1;
+		out[0] = '\0';
+	}
 }
 
 void request_free(struct request *r)
@@ -54,7 +56,7 @@ void request_free(struct request *r)
 	free(r->reply_accepted);
 	free(r->follow_topic);
 	free(r->reply_rejected);
-	translated_clean_up(&r->tr);
+	translate_result_clean_up(&r->tr);
 	free(r);
 }
 
@@ -151,7 +153,7 @@ static struct request *request_new(const struct admit_env *env, struct message *
 {
 	struct request *r = rt_calloc(1, sizeof(*r));
 	r->msg = m;
-	translated_init(&r->tr);
+	translate_result_init(&r->tr);
 	attempt_init(&r->at);
 	timer_task_init(&r->wake, NULL); /* the engine sets what to do */
 	r->deadline_ms = m->received_ms + (uint64_t)env->cfg->gateway.deadline_ms;
@@ -194,7 +196,7 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 		         c->gateway.max_payload);
 		return (int)GW_PAYLOAD_TOO_LARGE;
 	}
-	struct token_ctx tc = {res, 0};
+	struct token_ctx tc = {.res = res};
 	enum cg_err rc =
 	    translate_request(rt, v, r->msg->payload, r->msg->len, new_token, &tc, &r->tr, err);
 	if (rc == CG_OK)

@@ -34,7 +34,7 @@ const char *route_vars_get(const struct route_vars *v, const char *name)
 
 static const char *const type_names[] = {"", "S", "B", "I", "L", "D", "BIN", "UL"};
 
-enum param_type param_type_parse(const char *s)
+enum param_type route_param_type_parse(const char *s)
 {
 	for (int t = PT_S; t <= PT_UL; t++)
 		if (strcmp(s, type_names[t]) == 0)
@@ -42,7 +42,7 @@ enum param_type param_type_parse(const char *s)
 	return PT_NONE;
 }
 
-const char *param_type_name(enum param_type t)
+const char *route_param_type_name(enum param_type t)
 {
 	return type_names[t];
 }

@@ -29,8 +29,8 @@ const char *route_vars_get(const struct route_vars *v, const char *name);
 
 enum param_type { PT_NONE = 0, PT_S, PT_B, PT_I, PT_L, PT_D, PT_BIN, PT_UL };
 /* "S" -> PT_S ...; PT_NONE when unknown. */
-enum param_type param_type_parse(const char *s);
-const char *param_type_name(enum param_type t);
+enum param_type route_param_type_parse(const char *s);
+const char *route_param_type_name(enum param_type t);
 
 struct param_type_entry {
 	char *name;

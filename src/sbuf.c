@@ -117,7 +117,7 @@ char *sbuf_steal(struct sbuf *b)
 	return s;
 }
 
-void hex_encode(const unsigned char *in, size_t n, char *out)
+void sbuf_hex_encode(const unsigned char *in, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 	for (size_t i = 0; i < n; i++) {

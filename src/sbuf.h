@@ -37,6 +37,6 @@ void sbuf_vprintf(struct sbuf *b, const char *fmt, va_list ap)
 char *sbuf_steal(struct sbuf *b);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
-void hex_encode(const unsigned char *in, size_t n, char *out);
+void sbuf_hex_encode(const unsigned char *in, size_t n, char *out);
 
 #endif

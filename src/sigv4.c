@@ -62,7 +62,7 @@ void sigv4_sha256_hex(const void *data, size_t n, char out[65])
 {
 	unsigned char md[32];
 	digest(data, n, md);
-	hex_encode(md, 32, out);
+	sbuf_hex_encode(md, 32, out);
 }
 
 static int is_unreserved(unsigned char c)
@@ -351,7 +351,7 @@ void sigv4_signature(const unsigned char key[32], const char *sts, char out[65])
 {
 	unsigned char sig[32];
 	hmac(key, 32, sts, sig);
-	hex_encode(sig, 32, out);
+	sbuf_hex_encode(sig, 32, out);
 }
 
 static const unsigned char *cached_key(struct sigv4_key_cache *c,

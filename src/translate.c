@@ -17,20 +17,20 @@
 #include "jsonw.h"
 #include "sigv4.h"
 
-void translated_init(struct translated *t)
+void translate_result_init(struct translated *t)
 {
 	memset(t, 0, sizeof(*t));
 	sbuf_init(&t->body);
 }
 
-void translated_clean_up(struct translated *t)
+void translate_result_clean_up(struct translated *t)
 {
 	json_decref(t->id);
 	t->id = NULL;
 	sbuf_clean_up(&t->body);
 }
 
-int client_token_valid(const char *s)
+int translate_token_valid(const char *s)
 {
 	size_t n = strlen(s);
 	if (n < 1 || n > CLIENT_TOKEN_MAX)
@@ -57,12 +57,13 @@ static void token_hash(const char *prefix, const char *thing, const char *comman
 	sbuf_clean_up(&b);
 }
 
-void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65])
+void translate_token_derive(const char *thing, const char *command, const char *id_text,
+                            char out[65])
 {
 	token_hash("", thing, command, id_text, out);
 }
 
-void client_token_bind(const char *thing, const char *command, const char *token, char out[65])
+void translate_token_bind(const char *thing, const char *command, const char *token, char out[65])
 {
 	token_hash("token\n", thing, command, token, out);
 }
@@ -165,13 +166,13 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 		void *it = json_object_iter(v);
 		tag = json_object_iter_key(it);
 		inner = json_object_iter_value(it);
-		want = param_type_parse(tag);
+		want = route_param_type_parse(tag);
 		if (want == PT_NONE) {
 			cg_fail(err, CG_INVALID, "parameter '%s': unknown value type '%s'", name,
 			        tag);
 			return NULL;
 		}
-		tag = param_type_name(want);
+		tag = route_param_type_name(want);
 	} else if (want == PT_NONE) {
 		if (json_is_string(v))
 			want = PT_S;
@@ -208,7 +209,7 @@ static json_t *convert_value(const char *name, json_t *v, enum param_type want, 
 		cg_fail(err, CG_INVALID, "parameter '%s': %s", name, why);
 		return NULL;
 	}
-	return typed(param_type_name(want), outv);
+	return typed(route_param_type_name(want), outv);
 }
 
 /* For a number jansson could not hold: the nearest key before offset pos,
@@ -236,7 +237,7 @@ static void name_before(const char *p, size_t pos, char *out, size_t outlen)
 			n = outlen - 1;
 		memcpy(out, p + start, n);
 		out[n] = '\0';
-		if (!skipped_tag && param_type_parse(out) != PT_NONE) {
+		if (!skipped_tag && route_param_type_parse(out) != PT_NONE) {
 			skipped_tag = 1;
 			pos = start > 0 ? start - 1 : 0;
 			continue;
@@ -364,7 +365,7 @@ enum cg_err translate_request(const struct route *r, const struct route_vars *va
 	    (rc = check_members(root, err)))
 		goto out;
 	json_t *tok = json_object_get(root, "clientToken");
-	if (tok && (!json_is_string(tok) || !client_token_valid(json_string_value(tok)) ||
+	if (tok && (!json_is_string(tok) || !translate_token_valid(json_string_value(tok)) ||
 	            strlen(json_string_value(tok)) != json_string_length(tok))) {
 		rc = cg_fail(err, CG_INVALID,
 		             "member 'clientToken': 1-64 printable ASCII characters, no spaces");
@@ -389,12 +390,12 @@ enum cg_err translate_request(const struct route *r, const struct route_vars *va
 		                    json_integer(r->execution_timeout));
 
 	if (tok) {
-		client_token_bind(route_vars_get(vars, "thing"), route_vars_get(vars, "command"),
-		                  json_string_value(tok), out->client_token);
+		translate_token_bind(route_vars_get(vars, "thing"), route_vars_get(vars, "command"),
+		                     json_string_value(tok), out->client_token);
 		out->token_kind = TOKEN_EXPLICIT;
 	} else if (out->id) {
-		client_token_derive(route_vars_get(vars, "thing"), route_vars_get(vars, "command"),
-		                    id_text, out->client_token);
+		translate_token_derive(route_vars_get(vars, "thing"),
+		                       route_vars_get(vars, "command"), id_text, out->client_token);
 		out->token_kind = TOKEN_DERIVED;
 	} else {
 		new_token(out->client_token, token_ctx);

@@ -26,8 +26,8 @@ struct translated {
 	struct sbuf body; /* the exact bytes that are hashed, signed and sent */
 };
 
-void translated_init(struct translated *t);
-void translated_clean_up(struct translated *t);
+void translate_result_init(struct translated *t);
+void translate_result_clean_up(struct translated *t);
 
 /*
  * vars must hold thing, command and every name the route's ARN templates
@@ -40,13 +40,14 @@ enum cg_err translate_request(const struct route *r, const struct route_vars *va
                               struct translated *out, char *err);
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */
-void client_token_derive(const char *thing, const char *command, const char *id_text, char out[65]);
+void translate_token_derive(const char *thing, const char *command, const char *id_text,
+                            char out[65]);
 /* A device's explicit clientToken bound to its thing and command: lowercase
  * hex SHA-256 of "token\n" thing "\n" command "\n" token. The prefix keeps
  * it apart from every derived token, the thing from every other thing's. */
-void client_token_bind(const char *thing, const char *command, const char *token, char out[65]);
+void translate_token_bind(const char *thing, const char *command, const char *token, char out[65]);
 
 /* "^[\x21-\x7E]{1,64}$" */
-int client_token_valid(const char *s);
+int translate_token_valid(const char *s);
 
 #endif

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The shape of src/ holds: no circle among modules (a module is a .c and
 its .h; a call needs a declaration, so includes bound the calls), no file
-over 600 lines. Prints "N passed, N failed"."""
+over 600 lines, and docs/internals.md (the maintainers' map) names every
+module. Prints "N passed, N failed"."""
 import glob
 import os
 import re
@@ -50,6 +51,15 @@ def cycles(g):
     return found
 
 
+def unmapped_modules():
+    with open(os.path.join(ROOT, "docs", "internals.md")) as fh:
+        text = fh.read()
+    mods = sorted({module(f) for f in glob.glob(os.path.join(SRC, "**", "*.[ch]"),
+                                                 recursive=True)})
+    return [m for m in mods
+            if not re.search(r"\b%s\.[ch]\b" % re.escape(os.path.basename(m)), text)]
+
+
 def main():
     passed = failed = 0
     found = cycles(graph())
@@ -73,6 +83,14 @@ def main():
     else:
         passed += 1
         print(f"no file in src/ over {MAX_LINES} lines")
+    unnamed = unmapped_modules()
+    for m in unnamed:
+        print(f"docs/internals.md does not name src/{m}.c or src/{m}.h")
+    if unnamed:
+        failed += 1
+    else:
+        passed += 1
+        print("docs/internals.md names every module of src/")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	route_vars_set(&v, "thing", "t1");
 	route_vars_set(&v, "command", "c1");
 	struct translated t;
-	translated_init(&t);
+	translate_result_init(&t);
 	char err[ERR_LEN];
 	if (translate_request(&r, &v, (const char *)data, size, token, NULL, &t, err) == CG_OK) {
 		json_t *body = json_loadb(t.body.data, t.body.len, JSON_REJECT_DUPLICATES, NULL);
@@ -37,6 +37,6 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 			abort();
 		json_decref(body);
 	}
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	return 0;
 }

@@ -47,6 +47,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening(port, host="127.0.0.1"):
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        socket.create_connection((host, port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_for(pred, timeout=10.0, step=0.02):
     end = time.time() + timeout
     while time.time() < end:
@@ -111,16 +120,9 @@ class Mosquitto:
         self.log = open(os.path.join(tmp, f"mosquitto-{self.port}.log"), "w")
         self.proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        ok = wait_for(lambda: self._listening(), 10)
+        ok = wait_for(lambda: listening(self.port), 10)
         if not ok:
             raise RuntimeError("mosquitto did not start")
-
-    def _listening(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            return False
 
     def stop(self):
         stop_process(self.proc, self.log)
@@ -240,7 +242,7 @@ mqtt: {{ uri = "{uri}"; {"" if "client_id" in mqtt_extra else f'client_id = "gw-
 aws: {{ region = "eu-west-1"; account = "123456789012"; endpoint = "{endpoint}";
         credentials: {{ {credentials} }}; {aws_extra} }};
 gateway: {{ {"" if "deadline_ms" in gateway_extra else "deadline_ms = 8000;"} {gateway_extra} }};
-log: {{ level = "{level}"; {log_extra} }};
+log: {{ level = "{level}"; {log_extra + " " if log_extra else ""}}};
 {extra}
 """
 

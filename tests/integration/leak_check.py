@@ -32,8 +32,8 @@ def main():
         aws.control(rules=[{"thing": "bad-aws", "status": 400, "code": "ValidationException"},
                            {"thing": "throttled", "status": 429, "code": "ThrottlingException",
                             "times": n // 50}])
-        conf = config(broker.port, aws.url, gateway_extra="deadline_ms = 120000;")
-        gw = Gateway(tmp, conf.replace('level = "debug"', 'level = "info"'))
+        conf = config(broker.port, aws.url, gateway_extra="deadline_ms = 120000;", level="info")
+        gw = Gateway(tmp, conf)
         dev = Device(broker.port)
         kinds = ["ok"] * 7 + ["invalid", "bad-aws", "throttled"]
         start = time.time()

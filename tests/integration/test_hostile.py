@@ -142,8 +142,7 @@ class LogValues(unittest.TestCase):
         self.assertIn(b"Bad\\x1b[2J\\rThing\\x07", text)
 
     def test_json_log_never_loses_a_line(self):
-        conf = config(BROKER.port, AWS.url).replace(
-            'log: { level = "debug"; };', 'log: { level = "debug"; format = "json"; };')
+        conf = config(BROKER.port, AWS.url, log_extra='format = "json";')
         g = Gateway(TMP, conf)
         dev = Device(BROKER.port)
         # 201 bytes: a bounded copy (128 bytes) cuts inside a character

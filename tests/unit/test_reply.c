@@ -44,7 +44,7 @@ static void gateway_rejection_without_id_or_token(void **s)
 {
 	(void)s;
 	struct outcome o = {0};
-	outcome_gateway(&o, GW_INVALID_REQUEST, "unknown member 'x'");
+	reply_outcome_gateway(&o, GW_INVALID_REQUEST, "unknown member 'x'");
 	render(&o,
 	       "{\"status\":\"rejected\",\"code\":\"InvalidRequest\",\"message\":\"unknown member "
 	       "'x'\",\"source\":\"gateway\",\"retryable\":false}");
@@ -68,8 +68,8 @@ static void gateway_codes_and_retry_rule(void **s)
 	    {GW_INTERNAL_ERROR, "InternalError", 1},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		assert_string_equal(gw_code_name(t[i].c), t[i].name);
-		assert_int_equal(gw_code_retryable(t[i].c), t[i].retry);
+		assert_string_equal(reply_code_name(t[i].c), t[i].name);
+		assert_int_equal(reply_code_retryable(t[i].c), t[i].retry);
 	}
 }
 
@@ -77,7 +77,7 @@ static void invalid_utf8_in_a_message_is_replaced(void **s)
 {
 	(void)s;
 	struct outcome o = {0};
-	outcome_gateway(&o, GW_INVALID_REQUEST, "bad \xc3");
+	reply_outcome_gateway(&o, GW_INVALID_REQUEST, "bad \xc3");
 	render(&o, "{\"status\":\"rejected\",\"code\":\"InvalidRequest\",\"message\":\"bad ?\","
 	           "\"source\":\"gateway\",\"retryable\":false}");
 }

@@ -135,9 +135,9 @@ static void allow_list_and_types(void **s)
 	assert_false(route_command_allowed(&r, "close-valve"));
 	r.n_commands = 0;
 	assert_true(route_command_allowed(&r, "anything"));
-	assert_int_equal(param_type_parse("BIN"), PT_BIN);
-	assert_int_equal(param_type_parse("bin"), PT_NONE);
-	assert_string_equal(param_type_name(PT_UL), "UL");
+	assert_int_equal(route_param_type_parse("BIN"), PT_BIN);
+	assert_int_equal(route_param_type_parse("bin"), PT_NONE);
+	assert_string_equal(route_param_type_name(PT_UL), "UL");
 }
 
 static void filters_match_as_mqtt_does(void **s)

@@ -34,7 +34,7 @@ static void fixed_token(char out[CLIENT_TOKEN_MAX + 1], void *ctx)
 /* Translate text; returns the result code and leaves body/err for checks. */
 static enum cg_err run(const char *payload, size_t len, struct translated *t, char *err)
 {
-	translated_init(t);
+	translate_result_init(t);
 	err[0] = '\0';
 	return translate_request(&route, &vars, payload, len, fixed_token, NULL, t, err);
 }
@@ -48,7 +48,7 @@ static void ok_body(const char *payload, const char *want_body)
 		fail_msg("%s: unexpected error %s", payload, err);
 	if (strcmp(t.body.data, want_body) != 0)
 		fail_msg("%s\n got  %s\n want %s", payload, t.body.data, want_body);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 }
 
 /* The error text must contain want (a member or parameter name). */
@@ -62,7 +62,7 @@ static void bad(const char *payload, size_t len, const char *want)
 	if (!strstr(err, want))
 		fail_msg("%.*s: error '%s' does not name '%s'", (int)len, payload, err, want);
 	assert_string_equal(t.client_token, "");
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 }
 
 #define HEAD                                                                                       \
@@ -118,12 +118,12 @@ static void id_rules(void **s)
 	assert_string_equal(t.client_token,
 	                    "29fcc73786ce102dd6f95126366aa6896894244853f609a5102158c373ba5d82");
 	assert_true(json_is_string(t.id));
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	assert_int_equal(run("{\"id\":-7}", 9, &t, err), CG_OK);
 	assert_string_equal(t.client_token,
 	                    "da31c2622687d5752870b95f58bfcda2afa8a134e47920d23b29fa87826f2610");
 	assert_true(json_is_integer(t.id));
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	BAD("{\"id\":\"\"}", "'id'");
 	BAD("{\"id\":1.5}", "'id'");
 	BAD("{\"id\":true}", "'id'");
@@ -136,7 +136,7 @@ static void id_rules(void **s)
 		sbuf_puts(&b, "\xc3\xa9");
 	sbuf_puts(&b, "\"}");
 	assert_int_equal(run(b.data, b.len, &t, err), CG_OK);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	sbuf_reset(&b);
 	sbuf_puts(&b, "{\"id\":\"");
 	for (int i = 0; i < 65; i++)
@@ -154,7 +154,7 @@ static void id_is_kept_when_the_rest_is_invalid(void **s)
 	assert_int_equal(run("{\"id\":9,\"nope\":1}", 17, &t, err), CG_INVALID);
 	assert_true(json_is_integer(t.id));
 	assert_int_equal(json_integer_value(t.id), 9);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 }
 
 static void client_token_rules(void **s)
@@ -168,12 +168,12 @@ static void client_token_rules(void **s)
 	assert_string_equal(t.client_token,
 	                    "0dcc0c5c7135bf62a42ae0868b56003e791327bd691864fd7394265697a1f4f6");
 	assert_int_equal(t.token_kind, TOKEN_EXPLICIT);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	/* neither: the random token */
 	assert_int_equal(run("{}", 2, &t, err), CG_OK);
 	assert_string_equal(t.client_token, RANDOM_TOKEN);
 	assert_int_equal(t.token_kind, TOKEN_RANDOM);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	BAD("{\"clientToken\":\"\"}", "clientToken");
 	BAD("{\"clientToken\":\"a b\"}", "clientToken");
 	BAD("{\"clientToken\":\"\xc3\xa9\"}", "clientToken");
@@ -184,7 +184,7 @@ static void client_token_rules(void **s)
 	char p[200];
 	snprintf(p, sizeof(p), "{\"clientToken\":\"%s\"}", tok);
 	assert_int_equal(run(p, strlen(p), &t, err), CG_OK);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	snprintf(p, sizeof(p), "{\"clientToken\":\"%sk\"}", tok);
 	bad(p, strlen(p), "clientToken");
 }
@@ -195,20 +195,20 @@ static void explicit_token_cannot_collide_with_another_things_token(void **s)
 {
 	(void)s;
 	char victims[65], p[200], err[ERR_LEN];
-	client_token_derive("victim-9", "open-valve", "r-42", victims);
+	translate_token_derive("victim-9", "open-valve", "r-42", victims);
 	struct translated t;
 	snprintf(p, sizeof(p), "{\"clientToken\":\"%s\"}", victims);
 	assert_int_equal(run(p, strlen(p), &t, err), CG_OK);
 	assert_string_not_equal(t.client_token, victims);
 	char mine[65];
 	snprintf(mine, sizeof(mine), "%s", t.client_token);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	/* the same explicit token from another thing is another token */
 	route_vars_set(&vars, "thing", "victim-9");
 	assert_int_equal(run(p, strlen(p), &t, err), CG_OK);
 	assert_string_not_equal(t.client_token, victims);
 	assert_string_not_equal(t.client_token, mine);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 }
 
 static void timeout_rules(void **s)
@@ -337,7 +337,7 @@ static void invalid_values_name_the_parameter(void **s)
 	struct translated t;
 	char err[ERR_LEN];
 	assert_int_equal(run(p, strlen(p), &t, err), CG_OK);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 	ok_body("{\"parameters\":{\".$a-_Z9\":1}}", P("{\".$a-_Z9\":{\"L\":1}}"));
 }
 
@@ -359,7 +359,7 @@ static void reals_round_trip(void **s)
 	    json_object_get(json_object_get(json_object_get(b, "parameters"), "d"), "D"));
 	assert_true(d == 0.1);
 	json_decref(b);
-	translated_clean_up(&t);
+	translate_result_clean_up(&t);
 }
 
 int main(void)

@@ -23,9 +23,14 @@ execution it created:
     handed over is lost in a crash before the spool has it (guarantees.md,
     Durability), which the device's repeat closes.
 
+  - every reply is JSON (garbled_replies: a reply whose bytes were damaged
+    on the way).
+
 The seed comes from CMDGATE_SEED (else random) and is printed, with the
 figures: requests, publishes, replies by code, faults by kind, lost,
-duplicates, wrong executionIds, order inversions, settlings by outcome.
+duplicates, wrong executionIds, order inversions, settlings by outcome, and
+requests answered twice (QoS 1 allows the broker to deliver a reply twice
+across a restart; reported, not failed).
 """
 import collections
 import json

@@ -115,7 +115,12 @@ static struct curl_slist *signed_headers(struct aws_endpoint *ep, const struct a
 	h[nh++] = (struct sigv4_header){"x-amz-date", amz_date};
 	if (cred->session_token && *cred->session_token)
 		h[nh++] = (struct sigv4_header){"x-amz-security-token", cred->session_token};
-	struct sigv4_request sr = {s->method, path, s->query, h, nh, hash};
+	struct sigv4_request sr = {.method = s->method,
+	                           .path = path,
+	                           .query = s->query,
+	                           .headers = h,
+	                           .n_headers = nh,
+	                           .payload_hash = hash};
 	struct sbuf authz;
 	sbuf_init(&authz);
 	sigv4_authorize(&sr, cred, ep->region, ep->service, amz_date, &ep->keys, &authz);
@@ -147,9 +152,14 @@ enum cg_err aws_call_start(struct aws_client *c, struct aws_endpoint *ep,
 	struct sbuf path, url;
 	sbuf_init(&path);
 	sbuf_init(&url);
-	sbuf_printf(&path, "%s%s", ep->prefix, s->path);
-	sbuf_printf(&url, "%s%s%s%s", ep->origin, path.data, s->query ? "?" : "",
-	            s->query ? s->query : "");
+	sbuf_puts(&path, ep->prefix); /* appended, not printed: this runs for every call */
+	sbuf_puts(&path, s->path);
+	sbuf_puts(&url, ep->origin);
+	sbuf_append(&url, path.data, path.len);
+	if (s->query) {
+		sbuf_putc(&url, '?');
+		sbuf_puts(&url, s->query);
+	}
 	struct http_request rq = {
 	    .method = s->method,
 	    .url = url.data,

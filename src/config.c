@@ -173,8 +173,8 @@ static enum cg_err check_known(const config_setting_t *group, const char *prefix
 		const char *name = config_setting_name(s);
 		char path[256];
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
-		if (strcmp(path, "routes") == 0)
-			continue;
+		if (strcmp(path, "routes") == 0 || strcmp(path, "proxy") == 0)
+			continue; /* their own parsers */
 		const struct config_option *o = find_option(path);
 		if (!o)
 			return fail_at(err, file, s, "unknown key '%s'", path);
@@ -304,75 +304,6 @@ static const char *check_not_empty(const char *v, char *why)
 
 /* ---- rules across keys -------------------------------------------------- */
 
-static int captures(const struct route *r, const char *name)
-{
-	for (size_t i = 0; i < r->n_ph; i++)
-		if (strcmp(r->ph_names[i], name) == 0)
-			return 1;
-	return 0;
-}
-
-/* The setting of a route's key (for its line), else the route's own. */
-static config_setting_t *key_at(config_setting_t *s, const char *key)
-{
-	config_setting_t *k = config_setting_is_group(s) ? config_setting_get_member(s, key) : NULL;
-	return k ? k : s;
-}
-
-/* Cross-field rules of one route; s is its setting (for the line). */
-static enum cg_err check_route(const struct config *c, struct route *r, config_setting_t *s,
-                               const char *file, char *err)
-{
-	char msg[ERR_LEN];
-	if (route_compile(r, msg))
-		return fail_at(err, file, key_at(s, "request_topic"), "%s", msg);
-	const char *fixed[2] = {r->thing, r->command};
-	const char *names[2] = {"thing", "command"};
-	for (int i = 0; i < 2; i++) {
-		if (fixed[i] && captures(r, names[i]))
-			return fail_at(err, file, s,
-			               "route both captures {%s} and fixes %s = ...; choose one",
-			               names[i], names[i]);
-		if (!fixed[i] && !captures(r, names[i]))
-			return fail_at(err, file, s,
-			               "route needs {%s} in request_topic or a fixed %s = ...",
-			               names[i], names[i]);
-		if (fixed[i] && route_check_capture(names[i], fixed[i], NULL))
-			return fail_at(err, file, s, "route %s = \"%s\" is not a valid name",
-			               names[i], fixed[i]);
-	}
-	char bad[130];
-	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
-	const char *keys[3] = {"reply_topic", "target_arn", "command_arn"};
-	for (int i = 0; i < 3; i++)
-		if (route_unknown_placeholder(r, tmpls[i], i == 0 ? "status" : NULL, bad,
-		                              sizeof(bad)))
-			return fail_at(err, file, key_at(s, keys[i]),
-			               "unknown placeholder {%s} in \"%s\"", bad, tmpls[i]);
-	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
-		return fail_at(err, file, key_at(s, "reply_topic"),
-		               "reply_topic \"%s\" must be a topic name without "
-		               "wildcards",
-		               r->reply_topic);
-	for (size_t i = 0; i < c->n_routes; i++)
-		if (route_reply_could_loop(r->reply_topic, c->routes[i].request_topic))
-			return fail_at(err, file, key_at(s, "reply_topic"),
-			               "reply_topic \"%s\" could match request_topic \"%s\": "
-			               "replies would loop back as requests",
-			               r->reply_topic, c->routes[i].request_topic);
-	const char *rt = route_response_topics_fill(r, bad, sizeof(bad));
-	if (rt)
-		return fail_at(err, file, key_at(s, "response_topics"),
-		               "unknown placeholder {%s} in \"%s\"", bad, rt);
-	for (int i = 0; i < 3; i++)
-		if (route_template_uses(tmpls[i], "account") && !*c->aws.account)
-			return fail_at(err, file, s,
-			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
-	const char *key = follow_topic_check(r, c->routes, c->n_routes, *c->aws.account != '\0',
-	                                     msg, sizeof(msg));
-	return key ? fail_at(err, file, *key ? key_at(s, key) : s, "%s", msg) : CG_OK;
-}
-
 static char *without_trailing_slash(const char *url)
 {
 	size_t n = strlen(url);
@@ -465,13 +396,14 @@ static struct config *load(const char *path, const char *text, char *err)
 			goto out;
 	if ((rc = config_parse_routes(c, &cfg, path, err)) ||
 	    (rc = check_globals(c, &cfg, path, err)) ||
-	    (rc = check_client_topics(c, &cfg, path, err)))
+	    (rc = check_client_topics(c, &cfg, path, err)) ||
+	    (rc = config_proxy_load(&cfg, path, c->routes, c->n_routes, &c->proxy, err)))
 		goto out;
 	config_setting_t *list = config_lookup(&cfg, "routes");
 	for (size_t i = 0; i < c->n_routes; i++) {
 		config_setting_t *s = list ? config_setting_get_elem(list, (unsigned)i) : NULL;
-		if ((rc = check_route(c, &c->routes[i], s ? s : config_root_setting(&cfg), path,
-		                      err)))
+		if ((rc = config_check_route(c, &c->routes[i], s ? s : config_root_setting(&cfg),
+		                             path, err)))
 			goto out;
 	}
 	for (size_t i = 0; i < c->n_routes; i++)
@@ -514,6 +446,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_routes; i++)
 		route_clean_up(&c->routes[i]);
 	free(c->routes);
+	config_proxy_free(c->proxy);
 	free(c->endpoint_url);
 	free(c->control_url);
 	free(c->path);

@@ -11,6 +11,7 @@
 #ifndef CMDGATE_CONFIG_H
 #define CMDGATE_CONFIG_H
 
+#include "config_proxy.h"
 #include "err.h"
 #include "route.h"
 
@@ -65,9 +66,10 @@ struct config {
 	} stats;
 	struct route *routes;
 	size_t n_routes;
-	char *endpoint_url; /* derived: aws.endpoint or the regional default */
-	char *control_url;  /* derived: aws.control_endpoint or the regional default */
-	char *path;         /* the file it came from */
+	struct proxy_config *proxy; /* NULL: no proxy section (SPEC 9) */
+	char *endpoint_url;         /* derived: aws.endpoint or the regional default */
+	char *control_url;          /* derived: aws.control_endpoint or the regional default */
+	char *path;                 /* the file it came from */
 };
 
 /* Load, validate and check path. Returns NULL and fills err on failure. */

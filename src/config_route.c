@@ -1,8 +1,10 @@
 /*
- * config_route: the routes list -> struct route[]. Routes have their own
- * small key table because they form a list; each key is a string, an array
- * of strings, the parameter_types group, an integer or a boolean, checked
- * for its type here and for cross-field rules in config.c.
+ * config_route: the routes list -> struct route[], then each route's rules.
+ * Routes have their own small key table because they form a list; each key
+ * is a string, an array of strings, the parameter_types group, an integer
+ * or a boolean, checked for its type as it is parsed; the rules across a
+ * route's keys (and against the other routes and the aws group) are checked
+ * once the whole file is read (config_check_route).
  */
 #include "config.h"
 #include "config_priv.h"
@@ -153,4 +155,75 @@ enum cg_err config_parse_routes(struct config *c, const config_t *cfg, const cha
 			return rc;
 	}
 	return CG_OK;
+}
+
+/* ---- rules across keys -------------------------------------------------- */
+
+static int captures(const struct route *r, const char *name)
+{
+	for (size_t i = 0; i < r->n_ph; i++)
+		if (strcmp(r->ph_names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* The setting of a route's key (for its line), else the route's own. */
+static config_setting_t *key_at(config_setting_t *s, const char *key)
+{
+	config_setting_t *k = config_setting_is_group(s) ? config_setting_get_member(s, key) : NULL;
+	return k ? k : s;
+}
+
+/* Cross-field rules of one route; s is its setting (for the line). */
+enum cg_err config_check_route(const struct config *c, struct route *r, config_setting_t *s,
+                               const char *file, char *err)
+{
+	char msg[ERR_LEN];
+	if (route_compile(r, msg))
+		return fail_at(err, file, key_at(s, "request_topic"), "%s", msg);
+	const char *fixed[2] = {r->thing, r->command};
+	const char *names[2] = {"thing", "command"};
+	for (int i = 0; i < 2; i++) {
+		if (fixed[i] && captures(r, names[i]))
+			return fail_at(err, file, s,
+			               "route both captures {%s} and fixes %s = ...; choose one",
+			               names[i], names[i]);
+		if (!fixed[i] && !captures(r, names[i]))
+			return fail_at(err, file, s,
+			               "route needs {%s} in request_topic or a fixed %s = ...",
+			               names[i], names[i]);
+		if (fixed[i] && route_check_capture(names[i], fixed[i], NULL))
+			return fail_at(err, file, s, "route %s = \"%s\" is not a valid name",
+			               names[i], fixed[i]);
+	}
+	char bad[130];
+	const char *tmpls[3] = {r->reply_topic, r->target_arn, r->command_arn};
+	const char *keys[3] = {"reply_topic", "target_arn", "command_arn"};
+	for (int i = 0; i < 3; i++)
+		if (route_unknown_placeholder(r, tmpls[i], i == 0 ? "status" : NULL, bad,
+		                              sizeof(bad)))
+			return fail_at(err, file, key_at(s, keys[i]),
+			               "unknown placeholder {%s} in \"%s\"", bad, tmpls[i]);
+	if (!*r->reply_topic || strpbrk(r->reply_topic, "+#"))
+		return fail_at(err, file, key_at(s, "reply_topic"),
+		               "reply_topic \"%s\" must be a topic name without "
+		               "wildcards",
+		               r->reply_topic);
+	for (size_t i = 0; i < c->n_routes; i++)
+		if (route_reply_could_loop(r->reply_topic, c->routes[i].request_topic))
+			return fail_at(err, file, key_at(s, "reply_topic"),
+			               "reply_topic \"%s\" could match request_topic \"%s\": "
+			               "replies would loop back as requests",
+			               r->reply_topic, c->routes[i].request_topic);
+	const char *rt = route_response_topics_fill(r, bad, sizeof(bad));
+	if (rt)
+		return fail_at(err, file, key_at(s, "response_topics"),
+		               "unknown placeholder {%s} in \"%s\"", bad, rt);
+	for (int i = 0; i < 3; i++)
+		if (route_template_uses(tmpls[i], "account") && !*c->aws.account)
+			return fail_at(err, file, s,
+			               "aws.account is required: \"%s\" uses {account}", tmpls[i]);
+	const char *key = follow_topic_check(r, c->routes, c->n_routes, *c->aws.account != '\0',
+	                                     msg, sizeof(msg));
+	return key ? fail_at(err, file, *key ? key_at(s, key) : s, "%s", msg) : CG_OK;
 }

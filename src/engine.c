@@ -47,14 +47,6 @@
 /* The loop turns at least this often: MQTT reconnects, watchdog, stats. */
 #define TICK_MS 1000
 
-static char **route_filters(const struct config *c)
-{
-	char **f = rt_calloc(c->n_routes + 1, sizeof(char *));
-	for (size_t i = 0; i < c->n_routes; i++)
-		f[i] = c->routes[i].filter;
-	return f;
-}
-
 static void reload(struct engine *e)
 {
 	char err[ERR_LEN];
@@ -71,10 +63,11 @@ static void reload(struct engine *e)
 	sbuf_clean_up(&diff);
 	struct config *old = e->cfg;
 	e->cfg = n;
-	char **f = route_filters(n);
-	mqtt_set_filters(e->mqtt, f, n->n_routes);
+	struct proxy_filters f = proxy_filters(n);
+	mqtt_set_filters(e->mqtt, f.v, f.n);
 	mqtt_set_max_payload(e->mqtt, n->gateway.max_payload);
-	free(f);
+	proxy_free_filters(&f);
+	proxy_reload(&e->proxy, n->proxy, e->inbox, e->spool, &e->outbox, &e->timers);
 	log_configure(n->log.level, n->log.format);
 	fairq_set_limit(e->waiting, (unsigned)n->gateway.per_target_inflight);
 	ratectl_set_max(&e->rate, n->aws.max_rate, rt_now_ms());
@@ -105,6 +98,10 @@ static struct stats_gauges gauges(struct engine *e)
 	};
 	follower_stats(e->follower, &e->follow_stats);
 	g.follow = follower_configured(e->cfg) ? &e->follow_stats : NULL;
+	g.proxy = proxy_stats(e->proxy);
+	if (e->mqtt) /* the status topic: links up / configured, republished on change */
+		mqtt_set_proxy_links(e->mqtt, g.proxy ? (int)g.proxy->connected : 0,
+		                     g.proxy ? (int)g.proxy->configured : -1);
 	return g;
 }
 
@@ -112,7 +109,8 @@ static struct stats_gauges gauges(struct engine *e)
 static void tend(struct engine *e, struct report_clock *rc, uint64_t now)
 {
 	if (inbox_take_ready(e->inbox)) {
-		log_info("ready: subscribed to %zu filter(s)", e->cfg->n_routes);
+		log_info("ready: subscribed to %zu filter(s)",
+		         e->cfg->n_routes + (e->cfg->proxy ? e->cfg->proxy->n_things : 0));
 		notify_send("READY=1");
 		rc->last_status_ms = 0;
 	}
@@ -128,15 +126,16 @@ int engine_run(struct engine *e)
 	                           .on_ready = inbox_on_ready,
 	                           .on_delivered = inbox_on_delivered,
 	                           .ctx = e->inbox};
-	char **f = route_filters(e->cfg);
+	struct proxy_filters f = proxy_filters(e->cfg);
 	struct mqtt_options mo = mqtt_options_of(e->cfg);
-	e->mqtt = mqtt_start(&mo, f, e->cfg->n_routes, &hooks, err);
-	free(f);
+	e->mqtt = mqtt_start(&mo, f.v, f.n, &hooks, err);
+	proxy_free_filters(&f);
 	if (!e->mqtt) {
 		log_error("%s", err);
 		return 1;
 	}
 	e->outbox.ctx = e->mqtt; /* the outbox publishes through it (mqtt_outbox_publish) */
+	proxy_reload(&e->proxy, e->cfg->proxy, e->inbox, e->spool, &e->outbox, &e->timers);
 	if (e->spool)
 		spool_on_follow(e->spool, follower_resume, e->follower);
 	if (e->spool && spool_recover(e->spool, engine_resume_entry, e, err) != CG_OK) {
@@ -194,6 +193,7 @@ int engine_run(struct engine *e)
 	/* Replies already queued in Paho go out before the DISCONNECT. */
 	mqtt_stop(e->mqtt, 5000);
 	e->mqtt = e->outbox.ctx = NULL;
+	proxy_reload(&e->proxy, NULL, NULL, NULL, NULL, NULL); /* the links close */
 	engine_admit_inbox(e, 1);
 	engine_sync_spool(e); /* DONE for the replies the broker took while stopping */
 	log_info("stopped: %lu accepted, %lu rejected", (unsigned long)e->stats.accepted,

@@ -63,10 +63,10 @@ void engine_admit_inbox(struct engine *e, int late)
 	while (m) {
 		struct message *next = m->next;
 		m->next = NULL;
-		if (late && !e->spool) {
+		if (late && !e->spool && !m->link) {
 			log_warn("stopping: too late to answer a request on %s", m->topic);
 			message_free(m);
-		} else {
+		} else if (!proxy_take_message(e->proxy, m, rt_now_ms())) { /* SPEC 9 */
 			admit(e, m, NULL);
 		}
 		m = next;
@@ -100,6 +100,8 @@ void engine_sync_spool(struct engine *e)
 void engine_resume_entry(const struct spool_entry *s, void *ctx)
 {
 	struct engine *e = ctx;
+	if (proxy_resume(e->proxy, e->spool, s, rt_now_ms(), rt_wall_ms()))
+		return; /* SPEC 9 */
 	struct resume res;
 	struct message *m = request_message_from_spool(s, rt_wall_ms(), rt_now_ms(), &res);
 	admit(e, m, &res);

@@ -24,6 +24,7 @@
 #include "inbox.h"
 #include "mqtt.h"
 #include "outbox.h"
+#include "proxy.h"
 #include "ratectl.h"
 #include "reply.h"
 #include "request.h"
@@ -57,6 +58,7 @@ struct engine {
 	struct timer_heap timers;
 	struct timer_task rate_wake, outbox_wake;
 	struct settle_env settle; /* calls of unknown fate (settler.h) */
+	struct proxy *proxy;      /* NULL without a proxy section (SPEC 9) */
 };
 
 /* StartCommandExecution (the IoT Jobs data plane) */

@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "inbox.h"
 #include "log.h"
+#include "proxy_link.h"
 #include "proxyenv.h"
 #include "url.h"
 
@@ -121,6 +122,11 @@ int main(int argc, char **argv)
 	struct config *cfg = config_load(path, err);
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (proxy_link_check_files(cfg->proxy, err) != CG_OK) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		config_free(cfg);
 		return EXIT_CONFIG;
 	}
 	if (check) {

@@ -11,5 +11,6 @@ void message_free(struct message *m)
 	free(m->payload);
 	free(m->response_topic);
 	free(m->correlation);
+	free(m->content_type);
 	free(m);
 }

@@ -23,6 +23,13 @@ struct message {
 	size_t correlation_len;
 	uint64_t received_ms;     /* monotonic */
 	int64_t received_wall_ms; /* wall clock, for the spool */
+	/* From a proxy link to AWS IoT Core (SPEC 9; proxy_link.h): link is
+	 * that link's id (0: the local broker), link_event what happened. */
+	uint64_t link;
+	int link_event;     /* enum proxy_link_event */
+	char *content_type; /* MQTT 5 Content Type, or NULL */
+	int has_expiry;     /* MQTT 5 Message Expiry Interval present */
+	uint32_t expiry_s;
 };
 
 void message_free(struct message *m);

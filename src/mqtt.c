@@ -51,7 +51,7 @@
 #define CMDGATE_VERSION "0.0.0"
 #endif
 
-static void tcp_nodelay_all(void)
+void mqtt_tcp_nodelay_all(void)
 {
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
@@ -98,8 +98,12 @@ static void publish_status(struct mqtt *m, const char *state)
 		sbuf_puts(&p, "{\"state\":\"online\"");
 		jsonw_key(&p, "client_id", 0);
 		jsonw_string(&p, m->client_id, strlen(m->client_id));
-		sbuf_printf(&p, ",\"version\":\"%s\",\"pid\":%d,\"since\":%lld}", CMDGATE_VERSION,
-		            (int)getpid(), (long long)time(NULL));
+		sbuf_printf(&p, ",\"version\":\"%s\",\"pid\":%d,\"since\":%lld", CMDGATE_VERSION,
+		            (int)getpid(), (long long)atomic_load(&m->since));
+		if (atomic_load(&m->proxy_configured) >= 0)
+			sbuf_printf(&p, ",\"proxy\":{\"links_up\":%d,\"links_configured\":%d}",
+			            atomic_load(&m->proxy_up), atomic_load(&m->proxy_configured));
+		sbuf_putc(&p, '}');
 	} else {
 		sbuf_printf(&p, "{\"state\":\"%s\"}", state);
 	}
@@ -114,7 +118,7 @@ static void publish_status(struct mqtt *m, const char *state)
 /* CONNACK accepted (MQTT version, session present): publish status, subscribe. */
 static void connected(struct mqtt *m, int session_present)
 {
-	tcp_nodelay_all();
+	mqtt_tcp_nodelay_all();
 	pthread_mutex_lock(&m->state_lock);
 	m->connecting = 0;
 	mqtt_rcv_connecting(0);
@@ -123,8 +127,19 @@ static void connected(struct mqtt *m, int session_present)
 	atomic_store(&m->connected, 1);
 	log_info("mqtt: connected (MQTT %s, %s)", m->version == 5 ? "5" : "3.1.1",
 	         session_present ? "session resumed" : "new session");
+	atomic_store(&m->since, (long long)time(NULL));
 	publish_status(m, "online");
 	mqtt_subscribe_all(m);
+}
+
+void mqtt_set_proxy_links(struct mqtt *m, int up, int configured)
+{
+	int same = atomic_exchange(&m->proxy_up, up) == up;
+	same &= atomic_exchange(&m->proxy_configured, configured) == configured;
+	if (same)
+		return;
+	if (atomic_load(&m->connected) && !atomic_load(&m->stopping))
+		publish_status(m, "online");
 }
 
 static void on_connect_ok(void *ctx, MQTTAsync_successData *resp)
@@ -426,6 +441,7 @@ struct mqtt *mqtt_start(const struct mqtt_options *o, char **filters, size_t n,
 	/* MQTT 5 brokers announce their Receive Maximum in CONNACK; until then
 	 * assume Mosquitto's default. Paho's own limit for 3.1.1 is 65535. */
 	atomic_init(&m->send_window, m->version == 5 ? 20 : MQTT_SEND_WINDOW_MAX);
+	atomic_init(&m->proxy_configured, -1);
 	m->hooks = rt_malloc(sizeof(*m->hooks));
 	*m->hooks = *hooks;
 	m->shared_group = rt_strdup(or_empty(o->shared_group));

@@ -93,4 +93,14 @@ int mqtt_send_window(struct mqtt *m);
  * (the session, with its subscriptions, stays at the broker). */
 void mqtt_stop(struct mqtt *m, int timeout_ms);
 
+/* The status topic's online message gains "proxy":{"links_up",
+ * "links_configured"} (SPEC 9); republished when they change. configured
+ * < 0: no proxy (the member is left out, as at start). */
+void mqtt_set_proxy_links(struct mqtt *m, int up, int configured);
+
+/* TCP_NODELAY on every TCP socket of the process (Paho 1.3 leaves Nagle
+ * on and exposes no socket handle): after a connect, of this client or of
+ * a proxy link. */
+void mqtt_tcp_nodelay_all(void);
+
 #endif

@@ -45,6 +45,10 @@ struct mqtt {
 	uint64_t retry_at_ms;       /* 0: no attempt scheduled */
 
 	atomic_int connected;
+	/* the status topic's "proxy" member (SPEC 9): links up and configured,
+	 * configured < 0 without a proxy; since: the last connect (time_t) */
+	atomic_int proxy_up, proxy_configured;
+	atomic_llong since;
 	atomic_int send_window; /* publishes Paho can have in flight (Receive Maximum) */
 	atomic_int stopping;
 	atomic_long max_payload; /* gateway.max_payload: checked before copying */
@@ -72,6 +76,11 @@ void mqtt_free_filters(char **filters, size_t n);
 void mqtt_rcv_connecting(int on);
 
 /* mqtt_pub.c */
+/* Add o's MQTT 5 properties (Correlation Data, Response Topic, Content
+ * Type, Message Expiry Interval) to props; none on MQTT 3.1.1 (version 4).
+ * The values are views into o. */
+struct mqtt_out;
+void mqtt_pub_properties(MQTTProperties *props, const struct mqtt_out *o, int version);
 /* Make m the process's client for delivery callbacks: 0, or -1 if there is one. */
 int mqtt_pub_attach(struct mqtt *m);
 /* After MQTTAsync_destroy: no delivery callback can run any more. */

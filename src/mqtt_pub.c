@@ -73,9 +73,10 @@ static void add_string(MQTTProperties *props, enum MQTTPropertyCodes id, const c
 	MQTTProperties_add(props, &p);
 }
 
-/* The MQTT 5 properties of o (none is set on an MQTT 3.1.1 connection). */
-static void add_properties(MQTTProperties *props, const struct mqtt_out *o)
+void mqtt_pub_properties(MQTTProperties *props, const struct mqtt_out *o, int version)
 {
+	if (version != 5)
+		return; /* MQTT 3.1.1 has no properties */
 	if (o->correlation.ptr) {
 		MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA};
 		p.value.data.data = (char *)o->correlation.ptr;
@@ -125,8 +126,7 @@ int mqtt_publish(struct mqtt *m, const struct mqtt_out *o, uint64_t cookie, char
 	msg.payloadlen = (int)o->payload.len;
 	msg.qos = o->qos;
 	msg.retained = o->retain;
-	if (m->version == 5)
-		add_properties(&msg.properties, o);
+	mqtt_pub_properties(&msg.properties, o, m->version);
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	if (cookie) {
 		ro.context = (void *)(uintptr_t)cookie;

@@ -75,14 +75,18 @@ void report_stats(const struct config *c, struct mqtt *m, struct cred_provider *
 
 void report_status(const struct stats *s, const struct stats_gauges *g)
 {
-	char line[240];
+	char line[320], proxy[80] = "";
+	if (g->proxy)
+		snprintf(proxy, sizeof(proxy), "; proxy links %llu/%llu up",
+		         (unsigned long long)g->proxy->connected,
+		         (unsigned long long)g->proxy->configured);
 	snprintf(line, sizeof(line),
 	         "STATUS=mqtt %s; %llu in flight, %llu waiting, %llu replies waiting; %llu "
-	         "accepted, %llu rejected, %llu retries",
+	         "accepted, %llu rejected, %llu retries%s",
 	         g->mqtt_connected ? "connected" : "disconnected", (unsigned long long)g->inflight,
 	         (unsigned long long)g->queue, (unsigned long long)g->replies_waiting,
 	         (unsigned long long)s->accepted, (unsigned long long)stats_rejected(s),
-	         (unsigned long long)s->retries);
+	         (unsigned long long)s->retries, proxy);
 	notify_send(line);
 }
 

@@ -197,8 +197,8 @@ static int check(const struct admit_env *env, const struct route *rt, struct rou
 		return (int)GW_PAYLOAD_TOO_LARGE;
 	}
 	struct token_ctx tc = {.res = res};
-	enum cg_err rc =
-	    translate_request(rt, v, r->msg->payload, r->msg->len, new_token, &tc, &r->tr, err);
+	enum cg_err rc = translate_request(rt, v, view_of(r->msg->payload, r->msg->len), new_token,
+	                                   &tc, &r->tr, err);
 	if (rc == CG_OK)
 		rc = captures_check(rt, v, err);
 	if (rc == CG_OK && tc.failed) {

@@ -126,6 +126,23 @@ static void render_settle_json(const struct stats_settle *st, struct sbuf *out)
 	sbuf_puts(out, "}}");
 }
 
+static void render_proxy_json(const struct stats_proxy *p, struct sbuf *out)
+{
+	jsonw_key(out, "proxy", 0);
+	sbuf_putc(out, '{');
+	num(out, "things_configured", (double)p->configured, 1);
+	num(out, "things_connected", (double)p->connected, 0);
+	num(out, "executions_delivered", (double)p->delivered, 0);
+	jsonw_key(out, "answers", 0);
+	sbuf_putc(out, '{');
+	num(out, "sent", (double)p->sent, 1);
+	num(out, "accepted", (double)p->accepted, 0);
+	num(out, "rejected", (double)p->rejected, 0);
+	sbuf_putc(out, '}');
+	num(out, "answers_waiting", (double)p->waiting, 0);
+	sbuf_putc(out, '}');
+}
+
 void stats_render_json(const struct stats *s, const struct stats_gauges *g, struct sbuf *out)
 {
 	char when[32];
@@ -183,6 +200,8 @@ void stats_render_json(const struct stats *s, const struct stats_gauges *g, stru
 	sbuf_putc(out, '}');
 	if (g->follow)
 		render_follow_json(g->follow, out);
+	if (g->proxy)
+		render_proxy_json(g->proxy, out);
 	sbuf_putc(out, '}');
 }
 
@@ -242,6 +261,31 @@ static void render_settle_prometheus(const struct stats_settle *st, struct sbuf 
 		            (unsigned long long)v[i]);
 }
 
+static void render_proxy_prometheus(const struct stats_proxy *p, struct sbuf *out)
+{
+	metric_head(out, "cmdgate_proxy_things_configured", "gauge",
+	            "LAN machines cmdgate stands in for on AWS IoT Core.");
+	sbuf_printf(out, "cmdgate_proxy_things_configured %llu\n",
+	            (unsigned long long)p->configured);
+	metric_head(out, "cmdgate_proxy_things_connected", "gauge",
+	            "Proxied things whose AWS IoT Core link is up.");
+	sbuf_printf(out, "cmdgate_proxy_things_connected %llu\n", (unsigned long long)p->connected);
+	metric_head(out, "cmdgate_proxy_executions_delivered_total", "counter",
+	            "Executions forwarded from AWS to the machines.");
+	sbuf_printf(out, "cmdgate_proxy_executions_delivered_total %llu\n",
+	            (unsigned long long)p->delivered);
+	metric_head(out, "cmdgate_proxy_answers_total", "counter",
+	            "Machines' answers: sent to AWS, accepted, rejected (by AWS or locally).");
+	const char *names[] = {"sent", "accepted", "rejected"};
+	uint64_t v[] = {p->sent, p->accepted, p->rejected};
+	for (int i = 0; i < 3; i++)
+		sbuf_printf(out, "cmdgate_proxy_answers_total{outcome=\"%s\"} %llu\n", names[i],
+		            (unsigned long long)v[i]);
+	metric_head(out, "cmdgate_proxy_answers_waiting", "gauge",
+	            "Answers taken from machines, not yet accepted or rejected by AWS.");
+	sbuf_printf(out, "cmdgate_proxy_answers_waiting %llu\n", (unsigned long long)p->waiting);
+}
+
 void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g, struct sbuf *out)
 {
 	metric_head(out, "cmdgate_requests_total", "counter",
@@ -295,4 +339,6 @@ void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g
 	sbuf_printf(out, "\"} %lld\n", (long long)g->cred_expiry);
 	if (g->follow)
 		render_follow_prometheus(g->follow, out);
+	if (g->proxy)
+		render_proxy_prometheus(g->proxy, out);
 }

@@ -49,6 +49,14 @@ struct stats_follow {
 	uint64_t ended; /* ended early with a code (follow_max_s, 403, ...) */
 };
 
+/* The proxy (SPEC 9), filled from proxy_counts(). */
+struct stats_proxy {
+	uint64_t configured, connected;    /* gauges: proxied things, links up */
+	uint64_t delivered;                /* executions forwarded to machines */
+	uint64_t sent, accepted, rejected; /* answers */
+	uint64_t waiting;                  /* gauge: answers not yet accepted or rejected */
+};
+
 /* What the engine knows at render time. */
 struct stats_gauges {
 	uint64_t queue, inflight, spool;
@@ -61,6 +69,7 @@ struct stats_gauges {
 	time_t now;
 	const char *client_id;
 	const struct stats_follow *follow; /* NULL: no route follows; not rendered */
+	const struct stats_proxy *proxy;   /* NULL: no proxy section; not rendered */
 };
 
 void stats_init(struct stats *s, time_t now);

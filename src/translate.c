@@ -353,12 +353,12 @@ static enum cg_err expand_arn(const char *tmpl, const struct route_vars *vars, c
 }
 
 enum cg_err translate_request(const struct route *r, const struct route_vars *vars,
-                              const char *payload, size_t len, token_fn new_token, void *token_ctx,
+                              struct view payload, token_fn new_token, void *token_ctx,
                               struct translated *out, char *err)
 {
 	json_t *root = NULL, *params = NULL, *body = json_object();
 	char id_text[300];
-	enum cg_err rc = parse_payload(payload, len, &root, err);
+	enum cg_err rc = parse_payload(payload.ptr, payload.len, &root, err);
 	if (rc)
 		goto out;
 	if ((rc = take_id(root, out, id_text, sizeof(id_text), err)) ||

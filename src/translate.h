@@ -14,6 +14,7 @@
 #include "err.h"
 #include "route.h"
 #include "sbuf.h"
+#include "view.h"
 
 #define CLIENT_TOKEN_MAX 64
 
@@ -36,7 +37,7 @@ void translate_result_clean_up(struct translated *t);
  */
 typedef void (*token_fn)(char out[CLIENT_TOKEN_MAX + 1], void *ctx);
 enum cg_err translate_request(const struct route *r, const struct route_vars *vars,
-                              const char *payload, size_t len, token_fn new_token, void *token_ctx,
+                              struct view payload, token_fn new_token, void *token_ctx,
                               struct translated *out, char *err);
 
 /* Lowercase hex SHA-256 of thing "\n" command "\n" id. */

@@ -68,6 +68,13 @@ given up. {"freeze": null} thaws it for calls arriving from then on. GET
 /_created returns every execution in the order it was created: {"order",
 "time", "thing", "clientToken", "executionId", "frozen"}; each /_log entry of
 a call held so has "frozen_ms".
+
+With --iotcore HOST:PORT (the plain listener of tests/iotcore.py, the local
+AWS IoT Core stand-in) it also plays the Commands service's device side
+(tests/fake_commands.py, SPEC section 9): each execution it starts is
+published to its target thing over MQTT, the thing's answers are judged by
+AWS's rules, and GetCommandExecution shows what the thing said instead of a
+scripted lifecycle. POST/GET /_commands steer and read it.
 """
 import argparse
 import base64
@@ -215,6 +222,7 @@ class State:
         # every secret and token this endpoint ever handed out or was given
         # (kept across reset): none may appear in a gateway's log
         self.secrets = [x for x in (args.secret, args.session_token, args.container_token) if x]
+        self.commands = None  # tests/fake_commands.py, with --iotcore
         self.reset()
 
     def reset(self):
@@ -236,6 +244,8 @@ class State:
         self.reset_follow()
         self.freeze = None  # {"until", "calls", "hold_ms"}: see "Frozen endpoint"
         self.created_log = []
+        if self.commands:
+            self.commands.reset()
 
     def freeze_take(self):
         """The ms a call arriving now is held (0: not frozen)."""
@@ -382,6 +392,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_created":
             with st.lock:
                 self.reply(200, st.created_log)
+        elif self.path == "/_commands" and st.commands:
+            self.reply(200, st.commands.dump())
         elif self.path.startswith("/command-executions/"):
             self.get_command_execution()
         elif self.path.startswith("/creds/container"):
@@ -482,6 +494,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         st = self.server.state
         raw = self.read_body()
+        if self.path == "/_commands" and st.commands:
+            self.reply(200, st.commands.control(json.loads(raw or b"{}")))
+            return
         if self.path == "/_control":
             ctl = json.loads(raw or b"{}")
             with st.lock:
@@ -593,8 +608,11 @@ class Handler(BaseHTTPRequestHandler):
                 entry["outcome"] = "started"
             entry["executionId"] = exec_id
             st.quota_accepted.append(time.time())
-            if exec_id not in st.started:
+            created = exec_id not in st.started
+            if created:
                 st.started[exec_id] = new_execution(exec_id, body)
+        if created and st.commands:  # delivered to the thing before AWS answers
+            st.commands.on_start(st.started[exec_id], body)
         self.reply(200, {"executionId": exec_id})
 
     def check_signature(self, raw, path, query, service_name=SERVICE):
@@ -700,6 +718,12 @@ def new_execution(exec_id, body):
 
 def execution_view(ex, include_result, now):
     """The GetCommandExecution answer for ex at now, or (status, code, message)."""
+    if ex.get("device"):  # driven by the thing's answers (fake_commands.py)
+        out = {"executionId": ex["executionId"], "commandArn": ex["commandArn"],
+               "targetArn": ex["targetArn"], "parameters": ex["parameters"],
+               "createdAt": ex["start"], "lastUpdatedAt": now}
+        out.update(ex["device"](include_result, now))
+        return out, None
     age = now - ex["start"]
     name = ex["lifecycle"]
     if name == "forbidden":
@@ -802,8 +826,14 @@ def main():
     p.add_argument("--client-ca", help="CA for client certificates: adds an mTLS listener")
     p.add_argument("--quota", type=float, default=0, help="account quota, calls/s (0: none)")
     p.add_argument("--quota-burst", type=float, default=0, help="quota burst (default: the rate)")
+    p.add_argument("--iotcore", help="HOST:PORT of the IoT Core stand-in's plain listener")
     args = p.parse_args()
     state = State(args)
+    if args.iotcore:
+        import os
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import fake_commands
+        state.commands = fake_commands.Commands(state, args.iotcore)
     servers = []
     # many calls open their connections at once: a deep accept backlog
     ThreadingHTTPServer.request_queue_size = 1024

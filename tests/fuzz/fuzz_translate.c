@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	struct translated t;
 	translate_result_init(&t);
 	char err[ERR_LEN];
-	if (translate_request(&r, &v, (const char *)data, size, token, NULL, &t, err) == CG_OK) {
+	if (translate_request(&r, &v, view_of(data, size), token, NULL, &t, err) == CG_OK) {
 		json_t *body = json_loadb(t.body.data, t.body.len, JSON_REJECT_DUPLICATES, NULL);
 		if (!json_is_object(body) || !json_object_get(body, "clientToken") ||
 		    !json_object_get(body, "targetArn"))

@@ -130,7 +130,7 @@ class Mosquitto:
 
 class FakeAws:
     def __init__(self, tmp, pki=None, session_token="", region="eu-west-1", container_token="",
-                 mtls=False, http_port=0):
+                 mtls=False, http_port=0, iotcore=""):
         pf = os.path.join(tmp, f"fake-{time.time_ns()}.ports")
         args = [PYTHON, FAKE, "--port-file", pf, "--region", region, "--access-key", AKID,
                 "--secret", SECRET]
@@ -144,6 +144,8 @@ class FakeAws:
             args += ["--container-token", container_token]
         if http_port:
             args += ["--http-port", str(http_port)]
+        if iotcore:  # HOST:PORT: also the Commands service of tests/iotcore.py
+            args += ["--iotcore", iotcore]
         self.log = open(pf + ".log", "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         if not wait_for(lambda: os.path.exists(pf), 10):

@@ -36,7 +36,7 @@ static enum cg_err run(const char *payload, size_t len, struct translated *t, ch
 {
 	translate_result_init(t);
 	err[0] = '\0';
-	return translate_request(&route, &vars, payload, len, fixed_token, NULL, t, err);
+	return translate_request(&route, &vars, view_of(payload, len), fixed_token, NULL, t, err);
 }
 
 static void ok_body(const char *payload, const char *want_body)

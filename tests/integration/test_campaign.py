@@ -206,7 +206,10 @@ class Campaign(unittest.TestCase):
         seed = int(os.environ.get("CMDGATE_SEED") or random.randrange(1, 10**6))
         print(f"  campaign seed {seed} (CMDGATE_SEED={seed} repeats it), {DURATION_S} s, "
               f"{DEVICES} devices", file=sys.stderr)
+        # faults and devices draw from their own generators: the seed
+        # repeats the faults (kinds, times, lengths) whatever the traffic
         rnd = random.Random(seed)
+        device_rnd = random.Random(seed * 7919 + 1)
         tmp = tempfile.mkdtemp(prefix="cmdgate-campaign-")
         broker = Mosquitto(tmp, persistence=True)
         AWS = FakeAws(tmp)
@@ -217,7 +220,7 @@ class Campaign(unittest.TestCase):
                                     'drain_ms = 2000; settle_max_ms = 120000;',
                       level="info")
         gws = [Gateway(tmp, conf)]
-        devs = Devices(broker.port, DEVICES, rnd)
+        devs = Devices(broker.port, DEVICES, device_rnd)
         faults = collections.Counter()
         try:
             end = time.time() + DURATION_S

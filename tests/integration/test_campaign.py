@@ -190,7 +190,10 @@ def check(devs, executions):
             continue
         thing, n, _ = devs.first_publish[rid]
         if latest.get(thing, -1) > n:
-            fig["inversions_after_repeat" if rid in devs.resent else "order_inversions"] += 1
+            kind = "inversions_after_repeat" if rid in devs.resent else "order_inversions"
+            fig[kind] += 1
+            INVERSIONS.append(f"{kind}: {rid} ({e['clientToken'][:12]}) created #{e['order']} "
+                              f"after {thing}-{latest[thing]}")
         latest[thing] = max(latest.get(thing, -1), n)
     fig["repeated_by_device"] = len(devs.resent)
     fig["garbled_replies"] = len(devs.garbled)
@@ -198,6 +201,7 @@ def check(devs, executions):
 
 
 AWS = None
+INVERSIONS = []  # what the checker found, for the report
 
 
 class Campaign(unittest.TestCase):
@@ -247,6 +251,8 @@ class Campaign(unittest.TestCase):
             fig["publishes"] = devs.publishes
             print("  figures: " + ", ".join(f"{k}={v}" for k, v in sorted(fig.items())),
                   file=sys.stderr)
+            for line in INVERSIONS[:20]:
+                print("  " + line, file=sys.stderr)
             self.assertEqual(fig["garbled_replies"], 0, devs.garbled[:5])
             self.assertEqual(fig["lost"], 0, devs.unanswered()[:10])
             self.assertEqual(fig["duplicates"], 0)

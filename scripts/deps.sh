@@ -17,6 +17,8 @@ TEST_PACKAGES=(
 	valgrind systemd lintian dpkg-dev clang libclang-rt-14-dev
 	rabbitmq-server ejabberd # tests/integration/test_brokers.py (aedes comes from npm)
 )
+# gcc -m32 for the 32-bit spool decoder (scripts/fuzz.sh spool32), on amd64
+[ "$(dpkg --print-architecture)" = amd64 ] && TEST_PACKAGES+=(gcc-multilib)
 # node and npm for aedes: Debian's, unless a node with npm is already there
 command -v npm >/dev/null 2>&1 || TEST_PACKAGES+=(nodejs npm)
 PACKAGES=("${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}")

@@ -17,9 +17,9 @@ when they succeed and one failure when they do not.
 Plan file: one step a line, fields separated by tabs:
     NAME  AFTER(comma list or -)  TIMEOUT_S  WEIGHT  ESTIMATE_S  KIND  COMMAND
 COMMAND is run by bash -c in the repository's root. WEIGHT is how much of
-the bound the step takes (a compiler at -j2 takes the whole machine); the
-bound is CMDGATE_TEST_JOBS (default: cores + 1, since most integration
-steps wait on sockets more than they compute). ESTIMATE_S orders the ready
+the bound the step takes, in half cores (a compiler or a fuzzer: 2); the
+bound is CMDGATE_TEST_JOBS (default: twice the cores; most integration
+steps wait on sockets more than they compute, at weight 1 two share a core). ESTIMATE_S orders the ready
 steps (longest first) when build/test-logs/times.json has no measured time
 from an earlier run.
 
@@ -268,7 +268,7 @@ def main(argv):
         print("0 passed, 1 failed")
         return 1
     os.makedirs(LOGS, exist_ok=True)
-    bound = int(os.environ.get("CMDGATE_TEST_JOBS", "0") or 0) or (os.cpu_count() or 1) + 1
+    bound = int(os.environ.get("CMDGATE_TEST_JOBS", "0") or 0) or 2 * (os.cpu_count() or 1)
     runner = Runner(steps, bound)
 
     def stop(signum, frame):

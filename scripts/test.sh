@@ -10,7 +10,7 @@
 #   7. where users run it: the .deb under a real systemd, the image under
 #      podman, arm64 and armhf builds tested under qemu-user
 # After step 1 the steps run at once (scripts/ptest.py: up to
-# CMDGATE_TEST_JOBS, default cores + 1), each after what it needs; each
+# CMDGATE_TEST_JOBS, default twice the cores), each after what it needs; each
 # step's whole output is in build/test-logs/. Every tests/integration/test_*.py
 # runs in the three passes unless its line PASSES = "..." names fewer.
 # CMDGATE_SOAK=1 runs the repetition loops in full (README, "Testing").
@@ -25,6 +25,8 @@ mkdir -p build
 plan=$(mktemp)
 trap 'rm -f "$plan"' EXIT
 # step NAME AFTER TIMEOUT_S WEIGHT ESTIMATE_S KIND COMMAND... (scripts/ptest.py)
+# WEIGHT in half cores: an integration module mostly waits (1); a compiler,
+# a fuzzer, valgrind, qemu compute (2)
 step() {
 	local name=$1 after=$2 timeout=$3 weight=$4 est=$5 kind=$6
 	shift 6
@@ -83,12 +85,12 @@ step "Debian package" - 600 2 40 count bash tests/package_check.sh
 # libFuzzer, ASan+UBSan: one build, then each target 60 s as its own step
 step "build (fuzzing)" - 900 2 40 build bash scripts/fuzz.sh --build
 for t in $(bash scripts/fuzz.sh --list); do
-	step "fuzzing $t (libFuzzer, ASan+UBSan, 60 s)" "build (fuzzing)" 600 1 65 count bash scripts/fuzz.sh --no-build "$t"
+	step "fuzzing $t (libFuzzer, ASan+UBSan, 60 s)" "build (fuzzing)" 600 2 65 count bash scripts/fuzz.sh --no-build "$t"
 done
-step "valgrind: 1000 requests" build 600 1 120 count $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
+step "valgrind: 1000 requests" build 600 2 120 count $PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
 # Where users run it (tests/deploy/, scripts/cross.sh): roots, images and
 # sysroots are cached under build/, so a second run takes about a minute.
-step "real systemd (nspawn): the .deb as a service" - 900 1 60 count bash tests/deploy/systemd_test.sh
+step "real systemd (nspawn): the .deb as a service" - 900 2 60 count bash tests/deploy/systemd_test.sh
 step "container (podman): the Dockerfile's image" - 1200 2 120 count bash tests/deploy/container_test.sh
 step "ARM: arm64 cross build, tests under qemu, .deb" - 1200 2 150 count bash scripts/cross.sh arm64
 step "ARM: armhf cross build, tests under qemu, .deb" - 1200 2 150 count bash scripts/cross.sh armhf

@@ -62,18 +62,18 @@ static int check(const unsigned char *buf, size_t n)
 			return -1;
 		int ok =
 		    t != SPOOL_ADD ||
-		    (inside(buf, n, e.token, e.token_len) && inside(buf, n, e.topic, e.topic_len) &&
-		     inside(buf, n, e.response_topic, e.response_topic_len) &&
-		     inside(buf, n, e.correlation, e.correlation_len) &&
-		     inside(buf, n, e.payload, e.payload_len));
+		    (inside(buf, n, e.token.ptr, e.token.len) && inside(buf, n, e.topic.ptr, e.topic.len) &&
+		     inside(buf, n, e.response_topic.ptr, e.response_topic.len) &&
+		     inside(buf, n, e.correlation.ptr, e.correlation.len) &&
+		     inside(buf, n, e.payload.ptr, e.payload.len));
 		if (t == SPOOL_FOLLOW)
-			ok = inside(buf, n, f.thing, f.thing_len) &&
-			     inside(buf, n, f.command, f.command_len) &&
-			     inside(buf, n, f.execution_id, f.execution_id_len) &&
-			     inside(buf, n, f.target_arn, f.target_arn_len) &&
-			     inside(buf, n, f.topic, f.topic_len) &&
-			     inside(buf, n, f.id_json, f.id_json_len) &&
-			     inside(buf, n, f.correlation, f.correlation_len);
+			ok = inside(buf, n, f.thing.ptr, f.thing.len) &&
+			     inside(buf, n, f.command.ptr, f.command.len) &&
+			     inside(buf, n, f.execution_id.ptr, f.execution_id.len) &&
+			     inside(buf, n, f.target_arn.ptr, f.target_arn.len) &&
+			     inside(buf, n, f.topic.ptr, f.topic.len) &&
+			     inside(buf, n, f.id_json.ptr, f.id_json.len) &&
+			     inside(buf, n, f.correlation.ptr, f.correlation.len);
 		if (!ok)
 			return -1;
 	}
@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 	if (spool_decode_record(hostile, hn, &pos, &t, &e, NULL) != -1) {
 		fprintf(stderr,
 		        "spool32: FAIL: the crafted record was accepted (token %zu bytes)\n",
-		        e.token_len);
+		        e.token.len);
 		return 1;
 	}
 	long secs = argc > 1 ? atol(argv[1]) : 10;

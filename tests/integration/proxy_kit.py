@@ -4,9 +4,11 @@ tests/iotcore.py, tests/fake_aws.py with its Commands service), a gateway
 config with a `proxy` section, and a Machine — a LAN machine on the local
 broker as firmware written for AWS IoT Commands would be. Every wait is
 bounded."""
+import atexit
 import itertools
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -29,11 +31,22 @@ FILTERS = ("request/json", "request/cbor", "request", "response/accepted/json",
            "response/rejected/json")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class World:
     """One module's broker, stand-in and fake AWS."""
 
     def __init__(self, name):
+        self.stopped = False
+        # a module stopped from outside (timeout's SIGTERM) still stops its
+        # broker, stand-in and fake AWS: they would outlive it otherwise
+        atexit.register(self.stop)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)
         self.tmp = tempfile.mkdtemp(prefix=f"cmdgate-{name}-")
+        self.broker = self.core = self.aws = None
         self.broker = Mosquitto(self.tmp)
         self.core = iotcore.IotCore(self.tmp)
         self.aws = FakeAws(self.tmp, iotcore=self.core.admin)
@@ -41,9 +54,19 @@ class World:
             raise RuntimeError("the commands service did not connect to the stand-in")
 
     def stop(self):
-        self.aws.stop()
-        self.core.cleanup()
-        self.broker.stop()
+        if self.stopped:
+            return
+        self.stopped = True
+        for g in harness.STARTED:  # gateways a test had no time to stop
+            if g.proc.poll() is None:
+                g.proc.kill()
+                g.proc.wait()
+        if self.aws:
+            self.aws.stop()
+        if self.core:
+            self.core.cleanup()
+        if self.broker:
+            self.broker.stop()
 
     def things(self, n, stem="m"):
         """n fresh thing names, attached to the gateway certificate."""

@@ -356,11 +356,21 @@ class SpoolBounds(unittest.TestCase):
         d = tempfile.mkdtemp(dir=TMP)
         os.chmod(d, 0o700)
         AWS.control(rules=[{"thing": "sp-stuck", "delay_ms": 60000}])
+        metrics = os.path.join(tempfile.mkdtemp(dir=TMP), "cmdgate.prom")
         g = Gateway(TMP, config(BROKER.port, AWS.url,
                                 aws_extra="request_timeout_ms = 60000;",
-                                gateway_extra=f'spool_dir = "{d}"; deadline_ms = 120000;'))
+                                gateway_extra=f'spool_dir = "{d}"; deadline_ms = 120000;',
+                                extra=f'stats: {{ file = "{metrics}"; interval = 1; }};'))
         dev = Device(BROKER.port)
         path = os.path.join(d, "spool.log")
+
+        def spool_entries():
+            try:
+                with open(metrics) as f:
+                    m = re.search(r"^cmdgate_spool_entries (\d+)$", f.read(), re.M)
+                return int(m.group(1)) if m else -1
+            except OSError:
+                return -1
         try:
             dev.publish("commands/sp-stuck/open/start", {"id": "stuck"})
             pad = "q" * 8000  # 8 KB requests
@@ -374,6 +384,10 @@ class SpoolBounds(unittest.TestCase):
             got = wait_for(lambda: sum(len(dev.replies(f"commands/sp-{k}/open/start/"))
                                        for k in range(40)) >= 2000, 240)
             self.assertTrue(got, "not all 2000 answered")
+            # a reply seen by the device is marked done in the spool just
+            # after: the kill waits until only the stuck request is left
+            self.assertTrue(wait_for(lambda: spool_entries() == 1, 20),
+                            f"spool entries: {spool_entries()}")
             peak = max(peak, os.path.getsize(path))
             g.proc.send_signal(signal.SIGKILL)
             g.proc.wait(5)

@@ -59,7 +59,8 @@ static void answer(const struct answer_env *env, struct request *r, const struct
 	sbuf_clean_up(&json);
 	if (then)
 		send_then(env, then);
-	request_free(r);
+	if (!r->settle.active) /* else the engine keeps r to settle its call */
+		request_free(r);
 }
 
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id,

@@ -25,7 +25,9 @@ struct answer_env {
 	uint64_t now_ms;
 };
 
-/* Each takes r (it must be on no list and hold no fairq slot). */
+/* Each takes r (it must be on no list and hold no fairq slot), except a
+ * request settling its call (r->settle.active, settler.h): answered, it stays
+ * the caller's, slot and spool entry included. */
 /* then: NULL, or a message to queue right after the accepted reply (it may
  * point into r: it is queued before r is freed). */
 void answer_accepted(const struct answer_env *env, struct request *r, const char *execution_id,

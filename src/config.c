@@ -123,6 +123,7 @@ static const struct config_option options[] = {
     INT("gateway.max_payload", gateway.max_payload, 2, 268435455, 16384, 1),
     INT("gateway.deadline_ms", gateway.deadline_ms, 1, 86400000, 30000, 1),
     INT("gateway.drain_ms", gateway.drain_ms, 0, 3600000, 10000, 1),
+    INT("gateway.settle_max_ms", gateway.settle_max_ms, 1000, 86400000, 300000, 1),
     DBL("gateway.per_thing_rate", gateway.per_thing_rate, 0, 1e9, 0, 1),
     STR("gateway.spool_dir", gateway.spool_dir, "", 0),
     INT("gateway.spool_max", gateway.spool_max, 1, 100000000, 100000, 1),

@@ -54,6 +54,7 @@ struct config {
 
 		long per_thing_queue; /* waiting requests one thing may hold */
 		long follow_max;      /* executions followed at once */
+		long settle_max_ms;   /* how long a call of unknown fate is settled */
 	} gateway;
 	struct {
 		char *level, *format;

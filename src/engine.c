@@ -258,6 +258,7 @@ struct engine *engine_new(struct config *cfg, char *err)
 	e->outbox.on_refused = reply_refused;
 	e->outbox.refused_ctx = e;
 	stats_init(&e->stats, rt_wall_s());
+	e->settle = (struct settle_env){e->spool, &e->stats, &e->cfg};
 	aws_endpoint_set(&e->start_ep, cfg->endpoint_url, cfg->aws.region, START_SERVICE);
 	struct follower_options fo = follower_options_of(cfg);
 	e->follower = follower_new(&fo, &e->aws, e->spool, &e->timers, follow_publish, &e->outbox,

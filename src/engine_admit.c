@@ -30,7 +30,8 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 		request_free(r);
 		return;
 	case ADMIT_ANSWER:
-		engine_finish_gateway(e, r, code, err);
+		if (!settler_unadmitted(&e->settle, r, res))
+			engine_finish_gateway(e, r, code, err);
 		return;
 	case ADMIT_QUEUE:
 		break;
@@ -51,6 +52,7 @@ static void admit(struct engine *e, struct message *m, const struct resume *res)
 		return;
 	}
 	engine_queue(e, r);
+	settler_queued(&e->settle, r, res);
 }
 
 /* late: the MQTT client has stopped; what it still handed over goes to the

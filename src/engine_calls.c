@@ -101,18 +101,57 @@ void engine_release(struct engine *e, struct request *r)
 	r->call = NULL;
 }
 
+static void hold(struct engine *e, struct request *r, uint64_t at);
+
+void engine_end_settling(struct engine *e, struct request *r, enum settle_outcome o,
+                         const struct attempt_decision *d)
+{
+	settler_end(&e->settle, r, o, d, r->call ? aws_call_body(r->call) : view_of(NULL, 0));
+	engine_release(e, r);
+	request_free(r);
+}
+
+/* r is about to be answered. 1: r is settling already: no second answer; it
+ * is held again, or its settling ends here. 0: answer it; *keep: its call's
+ * fate is unknown, so it keeps its slot, to be held and settled after its
+ * answer (settler.h); else it is released. */
+static int settling(struct engine *e, struct request *r, int *keep)
+{
+	uint64_t at;
+	if (!r->settle.active) {
+		*keep = settler_begin(&e->settle, r);
+		if (!*keep)
+			engine_release(e, r);
+		return 0;
+	}
+	if (settler_again(r, e->draining, rt_now_ms(), &at)) {
+		hold(e, r, at);
+		return 1;
+	}
+	engine_end_settling(e, r, e->draining ? SETTLE_STOPPED : SETTLE_ABANDONED, NULL);
+	return 1;
+}
+
 void engine_finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg)
 {
 	struct answer_env a = answer_env(e);
-	engine_release(e, r);
+	int keep;
+	if (settling(e, r, &keep))
+		return;
 	answer_gateway(&a, r, c, msg);
+	if (keep)
+		hold(e, r, r->next_try_ms);
 }
 
 void engine_finish_aws(struct engine *e, struct request *r, const struct awserr *ae)
 {
 	struct answer_env a = answer_env(e);
-	engine_release(e, r);
+	int keep;
+	if (settling(e, r, &keep))
+		return;
 	answer_aws(&a, r, ae);
+	if (keep)
+		hold(e, r, r->next_try_ms);
 }
 
 /* ---- deadlines ---------------------------------------------------------- */
@@ -186,6 +225,10 @@ static enum cg_err start_call(struct engine *e, struct request *r, uint64_t now,
 
 static void launch(struct engine *e, struct request *r, uint64_t now)
 {
+	if (settler_due(r, now)) { /* resumed, and its deadline passed while it waited */
+		engine_finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
+		return;
+	}
 	char err[ERR_LEN] = "";
 	timer_disarm(&e->timers, &r->wake.timer); /* in flight: the call's timeout bounds it */
 	enum cg_err rc = start_call(e, r, now, err);
@@ -215,7 +258,9 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	struct awserr ae;
 	struct call_result res;
 	aws_call_read(r->call, &ae, &res);
-	struct attempt_policy p = {.max_attempts = (unsigned)e->cfg->aws.max_attempts,
+	/* a settling call is bounded by gateway.settle_max_ms alone */
+	struct attempt_policy p = {.max_attempts =
+	                               r->settle.active ? ~0u : (unsigned)e->cfg->aws.max_attempts,
 	                           .base_ms = RETRY_BASE_MS,
 	                           .cap_ms = RETRY_CAP_MS,
 	                           .draining = e->draining};
@@ -226,6 +271,10 @@ static void after_call(struct engine *e, struct request *r, uint64_t now)
 	    ratectl_log_due(&e->rate, now))
 		log_warn("AWS is throttling: send rate cut to %.1f calls/s",
 		         ratectl_rate(&e->rate));
+	if (settler_after_call(r, &res, &d)) { /* a definite answer, or time is up */
+		engine_end_settling(e, r, settle_outcome_of(&d, e->draining), &d);
+		return;
+	}
 	char exec_id[256], err[ERR_LEN];
 	switch (d.kind) {
 	case AT_ACCEPT:

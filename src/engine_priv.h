@@ -28,6 +28,7 @@
 #include "ratectl.h"
 #include "reply.h"
 #include "request.h"
+#include "settler.h"
 #include "sigv4.h"
 #include "spool.h"
 #include "stats.h"
@@ -56,7 +57,8 @@ struct engine {
 	 * polls, the send rates' next token, the outbox's next look */
 	struct timer_heap timers;
 	struct timer_task rate_wake, outbox_wake;
-	struct proxy *proxy; /* NULL without a proxy section (SPEC 9) */
+	struct settle_env settle; /* calls of unknown fate (settler.h) */
+	struct proxy *proxy;      /* NULL without a proxy section (SPEC 9) */
 };
 
 /* StartCommandExecution (the IoT Jobs data plane) */
@@ -66,6 +68,10 @@ struct engine {
 /* engine_calls.c */
 /* r is leaving: its target's next may start, its timer and its call go. */
 void engine_release(struct engine *e, struct request *r);
+/* r's settling (settler.h) ends with o (d: the last decision, or NULL); r
+ * is released and freed. */
+void engine_end_settling(struct engine *e, struct request *r, enum settle_outcome o,
+                         const struct attempt_decision *d);
 /* Answer r (taken) with a gateway code or AWS's error. */
 void engine_finish_gateway(struct engine *e, struct request *r, enum gw_code c, const char *msg);
 void engine_finish_aws(struct engine *e, struct request *r, const struct awserr *ae);

@@ -12,6 +12,10 @@
  * answered Unavailable without one (0). */
 static int keep_or_refuse(struct engine *e, struct request *r, const char *why)
 {
+	if (r->settle.active) { /* answered already; the spool keeps it */
+		engine_end_settling(e, r, SETTLE_STOPPED, NULL);
+		return 1;
+	}
 	if (e->spool && r->spool_seq) {
 		log_debug("stopping: token=%s stays in the spool", r->tr.client_token);
 		engine_release(e, r);

@@ -246,13 +246,15 @@ void http_client_run(struct http_client *c, int wake_fd, int timeout_ms)
 		struct http_call *call = NULL;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
 		call->result = classify(m->data.result);
-		/* Refused, unresolvable or never connected: the endpoint cannot have
-		 * seen the request, so waiting and trying again costs nothing. */
-		curl_off_t connect_us = 0;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_CONNECT_TIME_T, &connect_us);
+		/* Refused, unresolvable or timed out before the request went out
+		 * (connecting, TLS): the endpoint cannot have seen it, so waiting and
+		 * trying again costs nothing. A reused connection has no connect
+		 * time: what tells is whether request bytes were written. */
+		long sent = 0;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_REQUEST_SIZE, &sent);
 		call->not_sent = m->data.result == CURLE_COULDNT_CONNECT ||
 		                 m->data.result == CURLE_COULDNT_RESOLVE_HOST ||
-		                 (m->data.result == CURLE_OPERATION_TIMEDOUT && connect_us == 0);
+		                 (m->data.result == CURLE_OPERATION_TIMEDOUT && sent == 0);
 		if (call->result == CG_OK)
 			curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &call->status);
 		else if (!call->errbuf[0])

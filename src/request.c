@@ -308,6 +308,7 @@ struct message *request_message_from_spool(const struct spool_entry *s, int64_t 
 	m->received_ms = now_ms;
 	memset(res, 0, sizeof(*res));
 	res->seq = s->seq;
+	res->answered = s->answered;
 	res->deadline_wall_ms = s->deadline_ms > now_wall_ms ? s->deadline_ms : now_wall_ms;
 	snprintf(res->token, sizeof(res->token), "%.*s", (int)s->token.len, s->token.ptr);
 	return m;

@@ -14,6 +14,7 @@
 #include "fairq.h"
 #include "message.h"
 #include "reply.h"
+#include "settle.h"
 #include "spool_format.h"
 #include "timer.h"
 #include "translate.h"
@@ -27,6 +28,7 @@ struct resume {
 	uint64_t seq;             /* its spool entry */
 	int64_t deadline_wall_ms; /* the original deadline */
 	char token[CLIENT_TOKEN_MAX + 1];
+	int answered; /* its reply was delivered; resumed only to settle its call */
 };
 
 /* fq is the first member: a struct fq_item * from the fair queue is the
@@ -49,7 +51,8 @@ struct request {
 	struct timer_task wake;
 	uint64_t sent_ms; /* when its last call started */
 	struct attempt_state at;
-	struct aws_call *call; /* NULL until its first call; the engine frees it */
+	struct settle_state settle; /* whether its call's fate is unknown (settle.h) */
+	struct aws_call *call;      /* NULL until its first call; the engine frees it */
 };
 
 /* The engine's lists of started requests (flight, held). */

@@ -51,6 +51,14 @@ struct spool {
 	size_t nrecs, cap_recs, ndropped, live_bytes;
 	spool_follow_fn follow_cb;
 	void *follow_ctx;
+	struct settling *settling; /* entries kept to settle their call */
+	size_t n_settling, cap_settling;
+};
+
+/* An entry whose call is being settled: its reply's DONE becomes ANSWERED. */
+struct settling {
+	uint64_t seq;
+	int answered;
 };
 
 /* A STATUS record seen at recovery; sorted by seq, then file order. */
@@ -216,6 +224,7 @@ void spool_close(struct spool *s)
 		close(s->dirfd);
 	sbuf_clean_up(&s->batch);
 	free(s->recs);
+	free(s->settling);
 	free(s->path);
 	free(s->dir);
 	free(s);
@@ -294,8 +303,8 @@ static int cmp_u64(const void *a, const void *b)
 
 /* What pass 1 learns: the DONE set, the STATUS records, where trust ends. */
 struct history {
-	uint64_t *done;
-	size_t ndone, cap_done;
+	uint64_t *done, *answered; /* ANSWERED: kept only to settle a call */
+	size_t ndone, cap_done, nanswered, cap_answered;
 	struct status_rec *stat;
 	size_t nstat, cap_stat;
 	off_t end;
@@ -326,6 +335,13 @@ static void history_scan(struct spool *s, struct history *h)
 				h->done = rt_realloc(h->done, h->cap_done * sizeof(*h->done));
 			}
 			h->done[h->ndone++] = e.seq;
+		} else if (t == SPOOL_ANSWERED) {
+			if (h->nanswered == h->cap_answered) {
+				h->cap_answered = h->cap_answered ? 2 * h->cap_answered : 64;
+				h->answered =
+				    rt_realloc(h->answered, h->cap_answered * sizeof(*h->answered));
+			}
+			h->answered[h->nanswered++] = e.seq;
 		}
 	}
 	h->end = r.offset;
@@ -337,6 +353,8 @@ static void history_scan(struct spool *s, struct history *h)
 	sbuf_clean_up(&r.buf);
 	if (h->ndone)
 		qsort(h->done, h->ndone, sizeof(*h->done), cmp_u64);
+	if (h->nanswered)
+		qsort(h->answered, h->nanswered, sizeof(*h->answered), cmp_u64);
 	if (h->nstat)
 		qsort(h->stat, h->nstat, sizeof(*h->stat), cmp_status);
 }
@@ -389,6 +407,10 @@ static void rewrite_live(struct spool *s, const struct history *h, struct fresh 
 				s->follow_cb(&f, s->follow_ctx);
 		} else {
 			spool_encode_add(&w->buf, &e);
+			e.answered = h->nanswered && bsearch(&e.seq, h->answered, h->nanswered,
+			                                     sizeof(*h->answered), cmp_u64);
+			if (e.answered) /* kept only to settle its call */
+				spool_encode_answered(&w->buf, e.seq);
 			live_note(s, e.seq, w->buf.len - before);
 			(*requests)++;
 			if (cb)
@@ -435,6 +457,7 @@ static enum cg_err compact(struct spool *s, spool_entry_fn cb, void *ctx, char *
 		close(w.fd);
 	sbuf_clean_up(&w.buf);
 	free(h.done);
+	free(h.answered);
 	free(h.stat);
 	if (cb && requests)
 		log_info("spool: %zu request(s) to resume from %s", requests, s->path);
@@ -458,12 +481,55 @@ void spool_add(struct spool *s, struct spool_entry *e)
 	s->live++;
 }
 
-void spool_done(struct spool *s, uint64_t seq)
+static struct settling *settling_find(struct spool *s, uint64_t seq)
+{
+	for (size_t i = 0; i < s->n_settling; i++)
+		if (s->settling[i].seq == seq)
+			return &s->settling[i];
+	return NULL;
+}
+
+static void write_done(struct spool *s, uint64_t seq)
 {
 	spool_encode_done(&s->batch, seq);
 	live_drop(s, seq);
 	if (s->live)
 		s->live--;
+}
+
+void spool_done(struct spool *s, uint64_t seq)
+{
+	struct settling *x = settling_find(s, seq);
+	if (!x) {
+		write_done(s, seq);
+	} else if (!x->answered) { /* the reply is out; the entry stays to settle */
+		x->answered = 1;
+		spool_encode_answered(&s->batch, seq);
+		s->batch_adds = 1;
+	}
+}
+
+void spool_settle_hold(struct spool *s, uint64_t seq, int answered)
+{
+	if (settling_find(s, seq))
+		return;
+	if (s->n_settling == s->cap_settling) {
+		s->cap_settling = s->cap_settling ? 2 * s->cap_settling : 8;
+		s->settling = rt_realloc(s->settling, s->cap_settling * sizeof(*s->settling));
+	}
+	s->settling[s->n_settling].seq = seq;
+	s->settling[s->n_settling++].answered = answered;
+}
+
+void spool_settle_end(struct spool *s, uint64_t seq)
+{
+	struct settling *x = settling_find(s, seq);
+	if (!x)
+		return;
+	int answered = x->answered;
+	*x = s->settling[--s->n_settling];
+	if (answered) /* else the reply's delivery writes the DONE */
+		write_done(s, seq);
 }
 
 enum cg_err spool_flush(struct spool *s, int sync, char *err)

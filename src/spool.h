@@ -45,6 +45,15 @@ void spool_follow_status(struct spool *s, uint64_t seq, uint8_t status);
 /* Queue an ADD (e->seq is assigned) or a DONE record for the next flush. */
 void spool_add(struct spool *s, struct spool_entry *e);
 void spool_done(struct spool *s, uint64_t seq);
+/* Settling (SPEC section 5): the entry seq stays live after its reply until
+ * its call's fate is known. While held, spool_done(seq) (the reply is
+ * delivered) writes an ANSWERED record instead of a DONE, so a restart
+ * resumes the entry only to settle its call (spool_entry.answered) and
+ * answers it no second time. spool_settle_end writes the DONE, or leaves it
+ * to the reply's spool_done when the reply is not delivered yet. answered:
+ * the reply was delivered before (a resumed entry). */
+void spool_settle_hold(struct spool *s, uint64_t seq, int answered);
+void spool_settle_end(struct spool *s, uint64_t seq);
 /* Write what is queued; with sync, make it durable (fdatasync). */
 enum cg_err spool_flush(struct spool *s, int sync, char *err);
 /* Entries added and not yet done. */

@@ -78,13 +78,23 @@ void spool_encode_add(struct sbuf *out, const struct spool_entry *e)
 	seal(out, start);
 }
 
-void spool_encode_done(struct sbuf *out, uint64_t seq)
+static void encode_seq_only(struct sbuf *out, enum spool_type type, uint64_t seq)
 {
 	size_t start = out->len;
 	sbuf_append(out, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
-	sbuf_putc(out, SPOOL_DONE);
+	sbuf_putc(out, (char)type);
 	put_u64(out, seq);
 	seal(out, start);
+}
+
+void spool_encode_done(struct sbuf *out, uint64_t seq)
+{
+	encode_seq_only(out, SPOOL_DONE, seq);
+}
+
+void spool_encode_answered(struct sbuf *out, uint64_t seq)
+{
+	encode_seq_only(out, SPOOL_ANSWERED, seq);
 }
 
 void spool_encode_follow(struct sbuf *out, const struct spool_follow *f)
@@ -210,7 +220,7 @@ int spool_decode_record(const unsigned char *buf, size_t n, size_t *pos, enum sp
 		memset(f, 0, sizeof(*f));
 		f->seq = e->seq;
 		decode_follow(&r, *type, f);
-	} else if (*type != SPOOL_DONE) {
+	} else if (*type != SPOOL_DONE && *type != SPOOL_ANSWERED) {
 		return -1;
 	}
 	if (r.bad || r.at != len)

@@ -14,6 +14,8 @@
  *             topic (expanded), str id as JSON ("" none), u8 has correlation,
  *             bytes correlation
  *   STATUS (4): u64 seq, u8 status   (a FOLLOW published a non-final status)
+ *   ANSWERED (5): u64 seq            (an ADD's reply is delivered, but its call's
+ *             fate is unknown: it is resumed only to settle the call, unanswered)
  * A record that is cut short or whose CRC does not match ends the readable
  * part of a file (a torn tail after a crash); nothing after it is trusted.
  */
@@ -26,7 +28,13 @@
 #include "sbuf.h"
 #include "view.h"
 
-enum spool_type { SPOOL_ADD = 1, SPOOL_DONE = 2, SPOOL_FOLLOW = 3, SPOOL_STATUS = 4 };
+enum spool_type {
+	SPOOL_ADD = 1,
+	SPOOL_DONE = 2,
+	SPOOL_FOLLOW = 3,
+	SPOOL_STATUS = 4,
+	SPOOL_ANSWERED = 5,
+};
 
 /* One request as spooled. Decoded strings/bytes are views into the buffer
  * (not NUL-terminated). */
@@ -40,6 +48,7 @@ struct spool_entry {
 	struct view correlation;    /* valid with has_correlation (it may be empty) */
 	struct view payload;
 	int has_correlation;
+	int answered; /* set by spool_recover: an ANSWERED record follows the ADD */
 };
 
 /* One follow (SPEC section 8) as spooled; views as in spool_entry. For a
@@ -57,6 +66,7 @@ struct spool_follow {
 uint32_t spool_crc32(const void *data, size_t n);
 void spool_encode_add(struct sbuf *out, const struct spool_entry *e);
 void spool_encode_done(struct sbuf *out, uint64_t seq);
+void spool_encode_answered(struct sbuf *out, uint64_t seq);
 void spool_encode_follow(struct sbuf *out, const struct spool_follow *f);
 void spool_encode_status(struct sbuf *out, uint64_t seq, uint8_t status);
 

@@ -112,6 +112,20 @@ static void render_follow_json(const struct stats_follow *f, struct sbuf *out)
 	sbuf_puts(out, "}}");
 }
 
+static void render_settle_json(const struct stats_settle *st, struct sbuf *out)
+{
+	jsonw_key(out, "settle", 0);
+	sbuf_putc(out, '{');
+	num(out, "settling", (double)st->settling, 1);
+	num(out, "calls", (double)st->calls, 0);
+	jsonw_key(out, "settled", 0);
+	sbuf_putc(out, '{');
+	num(out, "accepted", (double)st->accepted, 1);
+	num(out, "refused", (double)st->refused, 0);
+	num(out, "abandoned", (double)st->abandoned, 0);
+	sbuf_puts(out, "}}");
+}
+
 static void render_proxy_json(const struct stats_proxy *p, struct sbuf *out)
 {
 	jsonw_key(out, "proxy", 0);
@@ -152,6 +166,7 @@ void stats_render_json(const struct stats *s, const struct stats_gauges *g, stru
 		num(out, "other", (double)s->rejected_other, s->n_codes == 0);
 	sbuf_puts(out, "}}");
 	num(out, "retries", (double)s->retries, 0);
+	render_settle_json(&s->settle, out);
 	num(out, "queue", (double)g->queue, 0);
 	num(out, "inflight", (double)g->inflight, 0);
 	num(out, "spool", (double)g->spool, 0);
@@ -229,6 +244,23 @@ static void render_follow_prometheus(const struct stats_follow *f, struct sbuf *
 		            (unsigned long long)v[i]);
 }
 
+static void render_settle_prometheus(const struct stats_settle *st, struct sbuf *out)
+{
+	metric_head(out, "cmdgate_settling", "gauge",
+	            "Answered requests holding their target until their call's fate is known.");
+	sbuf_printf(out, "cmdgate_settling %llu\n", (unsigned long long)st->settling);
+	metric_head(out, "cmdgate_settle_calls_total", "counter",
+	            "Calls repeated to settle a call of unknown fate.");
+	sbuf_printf(out, "cmdgate_settle_calls_total %llu\n", (unsigned long long)st->calls);
+	metric_head(out, "cmdgate_settled_total", "counter",
+	            "Settlings ended, by outcome (accepted: the execution exists).");
+	const char *names[] = {"accepted", "refused", "abandoned"};
+	uint64_t v[] = {st->accepted, st->refused, st->abandoned};
+	for (int i = 0; i < 3; i++)
+		sbuf_printf(out, "cmdgate_settled_total{outcome=\"%s\"} %llu\n", names[i],
+		            (unsigned long long)v[i]);
+}
+
 static void render_proxy_prometheus(const struct stats_proxy *p, struct sbuf *out)
 {
 	metric_head(out, "cmdgate_proxy_things_configured", "gauge",
@@ -273,6 +305,7 @@ void stats_render_prometheus(const struct stats *s, const struct stats_gauges *g
 	            "Calls to AWS repeated after a "
 	            "retryable failure.");
 	sbuf_printf(out, "cmdgate_retries_total %llu\n", (unsigned long long)s->retries);
+	render_settle_prometheus(&s->settle, out);
 	metric_head(out, "cmdgate_queue_depth", "gauge", "Requests waiting for a call slot.");
 	sbuf_printf(out, "cmdgate_queue_depth %llu\n", (unsigned long long)g->queue);
 	metric_head(out, "cmdgate_inflight", "gauge", "Calls to AWS in flight.");

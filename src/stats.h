@@ -16,6 +16,13 @@
 #define STATS_CODES_MAX 48
 #define STATS_BUCKETS   64
 
+/* Settling calls of unknown fate (SPEC section 5, settler.h). */
+struct stats_settle {
+	uint64_t settling;                     /* gauge: requests settling now */
+	uint64_t calls;                        /* settling calls made (finished) */
+	uint64_t accepted, refused, abandoned; /* settlings ended, by outcome */
+};
+
 struct stats {
 	uint64_t accepted;
 	struct {
@@ -25,6 +32,7 @@ struct stats {
 	size_t n_codes;
 	uint64_t rejected_other; /* codes past STATS_CODES_MAX */
 	uint64_t retries;
+	struct stats_settle settle;
 	double latency_sum_s; /* since start */
 	uint64_t latency_count;
 	uint32_t window[STATS_BUCKETS]; /* log-scale latency histogram, this interval */

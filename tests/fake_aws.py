@@ -58,6 +58,17 @@ stretches it:
 _control also takes {"poll_rules": [...]} (rules as above, for polls only) and
 {"poll_delay_ms": N}; GET /_polls returns every poll seen, in order.
 
+Frozen endpoint (a call whose fate the caller cannot know): {"freeze":
+{"ms": W, "calls": N, "hold_ms": H}} freezes StartCommandExecution for the
+next W ms (or the next N calls, whichever ends first; either may be left
+out): each call arriving then is read in full and held H ms -- past the
+caller's timeout -- and then carried out as usual (creating the execution if
+its token is new), the answer going to a connection the caller has usually
+given up. {"freeze": null} thaws it for calls arriving from then on. GET
+/_created returns every execution in the order it was created: {"order",
+"time", "thing", "clientToken", "executionId", "frozen"}; each /_log entry of
+a call held so has "frozen_ms".
+
 With --iotcore HOST:PORT (the plain listener of tests/iotcore.py, the local
 AWS IoT Core stand-in) it also plays the Commands service's device side
 (tests/fake_commands.py, SPEC section 9): each execution it starts is
@@ -231,8 +242,31 @@ class State:
         self.quota_accepted = []
         self.quota_throttled = []
         self.reset_follow()
+        self.freeze = None  # {"until", "calls", "hold_ms"}: see "Frozen endpoint"
+        self.created_log = []
         if self.commands:
             self.commands.reset()
+
+    def freeze_take(self):
+        """The ms a call arriving now is held (0: not frozen)."""
+        with self.lock:
+            f = self.freeze
+            if not f:
+                return 0
+            if (f.get("until") is not None and time.monotonic() >= f["until"]) or \
+                    f.get("calls") == 0:
+                self.freeze = None
+                return 0
+            if f.get("calls") is not None:
+                f["calls"] -= 1
+            return f["hold_ms"]
+
+    def set_freeze(self, f):
+        if not f:
+            self.freeze = None
+            return
+        self.freeze = {"until": time.monotonic() + f["ms"] / 1000.0 if "ms" in f else None,
+                       "calls": f.get("calls"), "hold_ms": f.get("hold_ms", 1000)}
 
     def reset_follow(self):
         self.started = {}  # executionId -> execution record (GetCommandExecution)
@@ -308,8 +342,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in headers:
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            if not getattr(self, "frozen", False):
+                raise
+            self.close_connection = True  # a frozen call's caller is gone
 
     def error(self, status, code, message, where="header"):
         st = self.server.state
@@ -350,6 +389,9 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/_polls":
             with st.lock:
                 self.reply(200, st.polls)
+        elif self.path == "/_created":
+            with st.lock:
+                self.reply(200, st.created_log)
         elif self.path == "/_commands" and st.commands:
             self.reply(200, st.commands.dump())
         elif self.path.startswith("/command-executions/"):
@@ -471,6 +513,8 @@ class Handler(BaseHTTPRequestHandler):
                     for k, (sec, tok, _) in list(st.issued.items()):
                         st.issued[k] = (sec, tok, time.time() - 1)
                 st.creds.update(c)
+                if "freeze" in ctl:
+                    st.set_freeze(ctl["freeze"])
                 if "quota" in ctl:
                     q = ctl["quota"] or {}
                     st.set_quota(q.get("rate", 0), q.get("burst"))
@@ -494,6 +538,11 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.log.append(entry)
             delay = st.delay_ms
+        hold_ms = st.freeze_take()
+        if hold_ms:
+            entry["frozen_ms"] = hold_ms
+            self.frozen = True
+            time.sleep(hold_ms / 1000.0)
         rule = st.take_rule(thing)
         delay = (rule or {}).get("delay_ms", delay)
         if st.jitter_ms:  # the network or AWS reorders calls that overlap
@@ -550,6 +599,10 @@ class Handler(BaseHTTPRequestHandler):
                 st.executions += 1
                 entry["created"] = st.executions  # the order AWS created them in
                 exec_id = str(uuid.uuid4())
+                st.created_log.append({"order": st.executions, "time": time.time(),
+                                       "thing": thing, "clientToken": token,
+                                       "executionId": exec_id,
+                                       "frozen": bool(entry.get("frozen_ms"))})
                 if token is not None:
                     st.tokens[token] = (key, exec_id)
                 entry["outcome"] = "started"

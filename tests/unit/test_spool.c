@@ -165,6 +165,86 @@ static void a_directory_others_can_write_is_refused(void **st)
 	spool_close(s);
 }
 
+/* Entries handed back at start, and which of them are answered. */
+struct resumed {
+	size_t n, answered;
+};
+
+static void note_answered(const struct spool_entry *e, void *ctx)
+{
+	struct resumed *r = ctx;
+	r->n++;
+	r->answered += e->answered != 0;
+}
+
+static struct resumed reopen(struct spool **s)
+{
+	char err[ERR_LEN];
+	spool_close(*s);
+	*s = spool_open(dir, err);
+	assert_non_null(*s);
+	struct resumed r = {0};
+	assert_int_equal(spool_recover(*s, note_answered, &r, err), CG_OK);
+	return r;
+}
+
+/* SPEC 5: a request settling its call stays in the spool after its reply;
+ * once the reply is delivered it comes back only to settle (answered), also
+ * through a compaction; settled, it is gone. */
+static void a_settling_entry_outlives_its_reply_until_settled(void **st)
+{
+	(void)st;
+	char err[ERR_LEN];
+	memset(payload, 'p', sizeof(payload));
+	struct spool *s = spool_open(dir, err);
+	assert_non_null(s);
+	struct resumed r = {0};
+	assert_int_equal(spool_recover(s, note_answered, &r, err), CG_OK);
+	struct spool_entry a = entry();
+	spool_add(s, &a);
+	spool_settle_hold(s, a.seq, 0);
+	spool_done(s, a.seq); /* the reply is delivered: ANSWERED, not DONE */
+	assert_int_equal(spool_live(s), 1);
+	assert_int_equal(spool_flush(s, 1, err), CG_OK);
+	r = reopen(&s);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.answered, 1);
+	r = reopen(&s); /* the compaction at start kept the mark */
+	assert_int_equal(r.answered, 1);
+	spool_settle_hold(s, a.seq, 1); /* resumed to settle */
+	spool_settle_end(s, a.seq);
+	assert_int_equal(spool_live(s), 0);
+	assert_int_equal(spool_flush(s, 1, err), CG_OK);
+	r = reopen(&s);
+	assert_int_equal(r.n, 0);
+	spool_close(s);
+}
+
+static void settled_before_its_reply_is_delivered_the_reply_ends_it(void **st)
+{
+	(void)st;
+	char err[ERR_LEN];
+	struct spool *s = spool_open(dir, err);
+	assert_non_null(s);
+	struct resumed r = {0};
+	assert_int_equal(spool_recover(s, note_answered, &r, err), CG_OK);
+	struct spool_entry a = entry();
+	spool_add(s, &a);
+	spool_settle_hold(s, a.seq, 0);
+	spool_settle_end(s, a.seq); /* settled; the reply still waits */
+	assert_int_equal(spool_live(s), 1);
+	assert_int_equal(spool_flush(s, 1, err), CG_OK);
+	r = reopen(&s); /* a crash now: resumed as any request, to be answered */
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.answered, 0);
+	spool_done(s, a.seq); /* the reply delivered after all */
+	assert_int_equal(spool_live(s), 0);
+	assert_int_equal(spool_flush(s, 1, err), CG_OK);
+	r = reopen(&s);
+	assert_int_equal(r.n, 0);
+	spool_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +254,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(planted_symlinks_are_not_followed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_directory_others_can_write_is_refused, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(a_settling_entry_outlives_its_reply_until_settled,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(settled_before_its_reply_is_delivered_the_reply_ends_it,
+	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -212,6 +212,28 @@ static void torn_follow_record_is_detected(void **s)
 	sbuf_clean_up(&b);
 }
 
+static void answered_record_round_trip(void **s)
+{
+	(void)s;
+	struct sbuf b;
+	sbuf_init(&b);
+	spool_encode_answered(&b, 9);
+	spool_encode_done(&b, 9);
+	size_t pos = 0;
+	enum spool_type t;
+	struct spool_entry e;
+	assert_int_equal(spool_decode((unsigned char *)b.data, b.len, &pos, &t, &e), 1);
+	assert_int_equal(t, SPOOL_ANSWERED);
+	assert_int_equal(e.seq, 9);
+	assert_int_equal(spool_decode((unsigned char *)b.data, b.len, &pos, &t, &e), 1);
+	assert_int_equal(t, SPOOL_DONE);
+	for (size_t cut = 1; cut < 12 + 9; cut++) { /* a torn ANSWERED ends the file */
+		pos = 0;
+		assert_int_equal(spool_decode((unsigned char *)b.data, cut, &pos, &t, &e), -1);
+	}
+	sbuf_clean_up(&b);
+}
+
 /* Issue 18 item 9: lengths near 4 GiB are refused on every word size (the
  * 32-bit build runs this too: scripts/cross.sh armhf, scripts/fuzz.sh). */
 static void length_that_wraps_a_32_bit_size_is_refused(void **s)
@@ -229,10 +251,15 @@ static void length_that_wraps_a_32_bit_size_is_refused(void **s)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    TEST(add_and_done_round_trip),        TEST(every_torn_tail_is_detected),
-	    TEST(every_flipped_byte_is_detected), TEST(crc32_known_value),
-	    TEST(follow_and_status_round_trip),   TEST(request_reader_skips_follow_records),
-	    TEST(torn_follow_record_is_detected), TEST(length_that_wraps_a_32_bit_size_is_refused),
+	    TEST(add_and_done_round_trip),
+	    TEST(every_torn_tail_is_detected),
+	    TEST(every_flipped_byte_is_detected),
+	    TEST(crc32_known_value),
+	    TEST(follow_and_status_round_trip),
+	    TEST(request_reader_skips_follow_records),
+	    TEST(torn_follow_record_is_detected),
+	    TEST(answered_record_round_trip),
+	    TEST(length_that_wraps_a_32_bit_size_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,10 @@ static void counters_add_up(void **s)
 	stats_record(&st, "ThrottlingException", 90000);
 	stats_record(&st, "InvalidRequest", 50);
 	st.retries = 4;
+	st.settle.settling = 1;
+	st.settle.calls = 5;
+	st.settle.accepted = 2;
+	st.settle.refused = 1;
 	assert_int_equal(stats_rejected(&st), 3);
 	struct stats_gauges g = gauges();
 	struct sbuf b;
@@ -44,6 +48,13 @@ static void counters_add_up(void **s)
 	assert_int_equal(json_integer_value(json_object_get(rej, "InvalidRequest")), 2);
 	assert_int_equal(json_integer_value(json_object_get(rej, "ThrottlingException")), 1);
 	assert_int_equal(json_integer_value(json_object_get(j, "retries")), 4);
+	json_t *settle = json_object_get(j, "settle");
+	assert_int_equal(json_integer_value(json_object_get(settle, "settling")), 1);
+	assert_int_equal(json_integer_value(json_object_get(settle, "calls")), 5);
+	json_t *settled = json_object_get(settle, "settled");
+	assert_int_equal(json_integer_value(json_object_get(settled, "accepted")), 2);
+	assert_int_equal(json_integer_value(json_object_get(settled, "refused")), 1);
+	assert_int_equal(json_integer_value(json_object_get(settled, "abandoned")), 0);
 	assert_int_equal(json_integer_value(json_object_get(j, "queue")), 3);
 	assert_int_equal(json_integer_value(json_object_get(j, "uptime_s")), 1000);
 	assert_string_equal(
@@ -78,6 +89,7 @@ static void prometheus_text(void **s)
 	stats_init(&st, 0);
 	stats_record(&st, NULL, 2000);
 	stats_record(&st, "Odd\"Code\\", 2000);
+	st.settle.abandoned = 3;
 	struct stats_gauges g = gauges();
 	struct sbuf b;
 	sbuf_init(&b);
@@ -89,6 +101,8 @@ static void prometheus_text(void **s)
 	    b.data, "cmdgate_requests_total{outcome=\"rejected\",code=\"Odd\\\"Code\\\\\"} 1\n"));
 	assert_non_null(strstr(b.data, "cmdgate_request_latency_seconds_count 2\n"));
 	assert_non_null(strstr(b.data, "cmdgate_inflight 2\n"));
+	assert_non_null(strstr(b.data, "cmdgate_settled_total{outcome=\"abandoned\"} 3\n"));
+	assert_non_null(strstr(b.data, "cmdgate_settled_total{outcome=\"accepted\"} 0\n"));
 	assert_non_null(strstr(b.data,
 	                       "cmdgate_credentials_expiry_timestamp_seconds{source=\"iot\"} "
 	                       "1795689916\n"));

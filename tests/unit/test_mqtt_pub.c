@@ -62,6 +62,16 @@ static void mqtt311_has_no_properties(void **s)
 	MQTTProperties_free(&p);
 }
 
+/* Paho's MQTTProperties_add allocates through Paho's own heap tracking,
+ * whose bookkeeping lives until a client is destroyed; this test makes no
+ * client, so LeakSanitizer would report Paho's tracker, not our leak. The
+ * gateway's runs keep the full check (tests/lsan.supp does not name Paho). */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libpaho-mqtt3as.so\n";
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {

@@ -47,6 +47,24 @@ def free_port():
         return s.getsockname()[1]
 
 
+class ClosedPort:
+    """A loopback port that refuses connections until release(): it is bound
+    (so no other test module running at the same time can take it) but not
+    listening. free_port() alone leaves a window in which a parallel module's
+    server may take the port and answer in place of "nothing there"."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def release(self):
+        """Free the port for the server that is about to take it."""
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+
 def listening(port, host="127.0.0.1"):
     """Whether something accepts TCP connections on host:port."""
     try:

@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (AKID, SECRET, Device, FakeAws, Gateway, Mosquitto, config,  # noqa
+from harness import (AKID, ClosedPort, SECRET, Device, FakeAws, Gateway, Mosquitto, config,  # noqa
                      free_port, make_pki, wait_for)
 
 TMP = PKI = BROKER = AWS = None
@@ -205,9 +205,9 @@ class Container(CredCase):
         self.assertIn("not https and not a loopback", g.text())
 
     def test_unreachable_source(self):
-        port = free_port()
+        closed = ClosedPort()
         g, d = self.start('source = "container";', env={
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{port}/creds"})
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{closed.port}/creds"})
         self.unavailable(d)
         self.assertIn("credentials unavailable", g.text())
 

@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Device, FakeAws, Gateway, Mosquitto, config, free_port, wait_for  # noqa
+from harness import ClosedPort, Device, FakeAws, Gateway, Mosquitto, config, free_port, wait_for  # noqa
 
 TMP = BROKER = AWS = None
 
@@ -215,7 +215,8 @@ class SpoolEdges(unittest.TestCase):
 
 class EndpointOutage(unittest.TestCase):
     def test_down_longer_than_retries_but_shorter_than_deadline(self):
-        port = free_port()
+        closed = ClosedPort()
+        port = closed.port
         conf = config(BROKER.port, f"http://127.0.0.1:{port}",
                       aws_extra="max_attempts = 2; connect_timeout_ms = 300;",
                       gateway_extra="deadline_ms = 15000;")
@@ -233,6 +234,7 @@ class EndpointOutage(unittest.TestCase):
             self.assertTrue(wait_for(lambda: gw.text().count("call token=") >= 3 * len(requests),
                                      15), gw.text()[-2000:])
             self.assertEqual([t for t in requests if col.answered(t)], [])
+            closed.release()
             aws = FakeAws(TMP, http_port=port)
             self.assertEqual(col.wait_all(requests, timeout=15), [])
             for rs in col.replies.values():
@@ -244,7 +246,8 @@ class EndpointOutage(unittest.TestCase):
                 aws.stop()
 
     def test_down_past_the_deadline(self):
-        port = free_port()
+        closed = ClosedPort()
+        port = closed.port
         conf = config(BROKER.port, f"http://127.0.0.1:{port}",
                       aws_extra="connect_timeout_ms = 300;", gateway_extra="deadline_ms = 2000;")
         gw = Gateway(TMP, conf)

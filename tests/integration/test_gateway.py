@@ -15,7 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (AKID, CMDGATE, SECRET, TOKEN, Device, FakeAws, Gateway, Mosquitto,  # noqa
+from harness import (AKID, ClosedPort, CMDGATE, SECRET, TOKEN, Device, FakeAws, Gateway, Mosquitto,  # noqa
                      config, free_port, make_pki, wait_for)
 
 TMP = None
@@ -445,7 +445,8 @@ class SlowEndpoint(GatewayCase):
 
 
 class Unreachable(GatewayCase):
-    endpoint = f"http://127.0.0.1:{free_port()}"
+    closed = ClosedPort()  # held for the module's life: nothing ever answers
+    endpoint = f"http://127.0.0.1:{closed.port}"
     aws_extra = "max_attempts = 2; connect_timeout_ms = 500;"
     gateway_extra = "deadline_ms = 2500;"
 

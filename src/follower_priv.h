@@ -45,7 +45,7 @@ struct follow {
 	char *path, *query; /* path without the endpoint's prefix; canonical query */
 	struct follow_state st;
 	uint64_t due_ms, sent_ms;
-	unsigned polls; /* GetCommandExecution calls made and finished, for the log line */
+	unsigned polls;         /* GetCommandExecution calls made and finished, for the log line */
 	struct timer_task wake; /* on the loop's timers while not in flight */
 	int in_flight;
 	struct aws_call *call;   /* its polls */

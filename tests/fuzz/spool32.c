@@ -61,11 +61,11 @@ static int check(const unsigned char *buf, size_t n)
 		if (pos > n)
 			return -1;
 		int ok =
-		    t != SPOOL_ADD ||
-		    (inside(buf, n, e.token.ptr, e.token.len) && inside(buf, n, e.topic.ptr, e.topic.len) &&
-		     inside(buf, n, e.response_topic.ptr, e.response_topic.len) &&
-		     inside(buf, n, e.correlation.ptr, e.correlation.len) &&
-		     inside(buf, n, e.payload.ptr, e.payload.len));
+		    t != SPOOL_ADD || (inside(buf, n, e.token.ptr, e.token.len) &&
+		                       inside(buf, n, e.topic.ptr, e.topic.len) &&
+		                       inside(buf, n, e.response_topic.ptr, e.response_topic.len) &&
+		                       inside(buf, n, e.correlation.ptr, e.correlation.len) &&
+		                       inside(buf, n, e.payload.ptr, e.payload.len));
 		if (t == SPOOL_FOLLOW)
 			ok = inside(buf, n, f.thing.ptr, f.thing.len) &&
 			     inside(buf, n, f.command.ptr, f.command.len) &&

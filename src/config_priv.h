@@ -1,6 +1,6 @@
 /*
- * config_priv: what config.c and config_route.c share (not for other
- * modules): FILE:LINE errors and the parse of the routes list.
+ * config_priv: what config.c, config_route.c and config_proxy.c share (not
+ * for other modules): FILE:LINE errors and the parse of the routes list.
  */
 #ifndef CMDGATE_CONFIG_PRIV_H
 #define CMDGATE_CONFIG_PRIV_H

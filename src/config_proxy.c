@@ -6,12 +6,12 @@
  */
 #include "config_proxy.h"
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_priv.h"
 #include "proxy_topic.h"
 #include "runtime.h"
 
@@ -43,24 +43,6 @@ static const struct proxy_key keys[] = {
     {"update_timeout_ms", PK_INT, P(update_timeout_ms), 100, 3600000, NULL, 10000, 1},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
-
-static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s, const char *fmt,
-                           ...) __attribute__((format(printf, 4, 5)));
-
-static enum cg_err fail_at(char *err, const char *file, const config_setting_t *s, const char *fmt,
-                           ...)
-{
-	unsigned line = s ? (unsigned)config_setting_source_line(s) : 0;
-	const char *f = s && config_setting_source_file(s) ? config_setting_source_file(s) : file;
-	char msg[ERR_LEN];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (line == 0)
-		return cg_fail(err, CG_CONFIG, "%s: %s", f, msg);
-	return cg_fail(err, CG_CONFIG, "%s:%u: %s", f, line, msg);
-}
 
 static const struct proxy_key *find_key(const char *name)
 {

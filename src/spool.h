@@ -27,15 +27,14 @@ struct spool *spool_open_configured(const char *dir, const char *state_directory
                                     int *failed);
 
 /* Read every live entry (in order), call cb for each, then compact the file.
- * The entry's views are valid during the call only. */
-typedef void (*spool_entry_fn)(const struct spool_entry *e, void *ctx);
+ * The entry's views are valid during the call only (spool_entry_fn,
+ * spool_format.h). */
 enum cg_err spool_recover(struct spool *s, spool_entry_fn cb, void *ctx, char *err);
 
 /* Follows (SPEC section 8): set before spool_recover(), cb receives every
  * live FOLLOW record with the last STATUS recorded for it folded into
  * last_status. Without a handler live follows are kept in the file as they
  * are. A follow ends with spool_done(seq), like a request. */
-typedef void (*spool_follow_fn)(const struct spool_follow *f, void *ctx);
 void spool_on_follow(struct spool *s, spool_follow_fn cb, void *ctx);
 /* Queue a FOLLOW (f->seq is assigned; made durable at the next sync flush,
  * like an ADD) or a STATUS record. */

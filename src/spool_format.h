@@ -81,4 +81,9 @@ int spool_decode(const unsigned char *buf, size_t n, size_t *pos, enum spool_typ
 int spool_decode_record(const unsigned char *buf, size_t n, size_t *pos, enum spool_type *type,
                         struct spool_entry *e, struct spool_follow *f);
 
+/* What reading a spool hands back, one record at a time (spool.h). The
+ * record's views are valid during the call only. */
+typedef void (*spool_entry_fn)(const struct spool_entry *e, void *ctx);
+typedef void (*spool_follow_fn)(const struct spool_follow *f, void *ctx);
+
 #endif

@@ -92,13 +92,13 @@ for t in $(bash scripts/fuzz.sh --list); do
 	step "fuzzing $t (libFuzzer, ASan+UBSan, 60 s)" "build (fuzzing)" 600 2 65 count \
 		"${calc[@]}" bash scripts/fuzz.sh --no-build "$t"
 done
-step "valgrind: 1000 requests" build 600 2 120 count "${calc[@]}" \
+step "valgrind: 1000 requests" build 600 2 35 count "${calc[@]}" \
 	$PYTHON -W ignore tests/integration/leak_check.py build/cmdgate 1000
 # Where users run it (tests/deploy/, scripts/cross.sh): roots, images and
 # sysroots are cached under build/, so a second run takes about a minute.
-step "real systemd (nspawn): the .deb as a service" - 900 1 60 count bash tests/deploy/systemd_test.sh
-step "container (podman): the Dockerfile's image" - 1200 2 120 count "${calc[@]}" bash tests/deploy/container_test.sh
-step "ARM: arm64 cross build, tests under qemu, .deb" - 1200 2 150 count "${calc[@]}" bash scripts/cross.sh arm64
-step "ARM: armhf cross build, tests under qemu, .deb" - 1200 2 150 count "${calc[@]}" bash scripts/cross.sh armhf
+step "real systemd (nspawn): the .deb as a service" - 900 2 70 count bash tests/deploy/systemd_test.sh
+step "container (podman): the Dockerfile's image" - 1200 2 30 count "${calc[@]}" bash tests/deploy/container_test.sh
+step "ARM: arm64 cross build, tests under qemu, .deb" - 1200 2 100 count "${calc[@]}" bash scripts/cross.sh arm64
+step "ARM: armhf cross build, tests under qemu, .deb" - 1200 2 95 count "${calc[@]}" bash scripts/cross.sh armhf
 
 $PYTHON scripts/ptest.py "$plan"

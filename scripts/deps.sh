@@ -40,8 +40,11 @@ done
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "installing: ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# steps of the suite that run at once may each call this: the second waits
+# for the first's dpkg lock instead of failing on it
+lock=(-o DPkg::Lock::Timeout=600)
+$SUDO apt-get "${lock[@]}" update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system mosquitto on 1883 where systemd runs; tests use their own.
 # Where systemd runs, Debian starts RabbitMQ and ejabberd listening on every
 # interface; the broker tests start their own on loopback.

@@ -17,8 +17,10 @@
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# without its dependencies nothing below means anything: stop here
-scripts/deps.sh || { echo "scripts/deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
+# without its dependencies nothing below means anything: stop here. The
+# deploy and ARM steps need --deploy's packages too; installed here, once,
+# before the steps that use them start at the same moment.
+scripts/deps.sh --deploy || { echo "scripts/deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export PYTHON=/usr/bin/python3
 mkdir -p build

@@ -64,7 +64,12 @@ static void after_transport_failure(struct attempt_state *st, const struct attem
                                     const struct call_result *res, uint64_t now, uint64_t deadline,
                                     uint32_t rnd, struct attempt_decision *out)
 {
-	if (now >= deadline) {
+	/* A call sent and cut off at the deadline: AWS did not answer in time.
+	 * One refused before anything was sent says the endpoint is
+	 * unreachable, even when the refusal is seen just after the deadline
+	 * (the last try goes LAST_TRY_MARGIN_MS before it; a busy host may
+	 * take longer to report it). */
+	if (now >= deadline && !res->not_sent) {
 		out->kind = AT_ANSWER_GATEWAY;
 		out->code = GW_EXPIRED;
 		out->message = "the deadline passed before AWS answered";

@@ -183,6 +183,8 @@ static void request_due(struct timer_task *k, uint64_t now, void *ctx)
 	reqlist_remove(&e->held, r);
 	if (r->at.last_was_aws) /* e.g. still throttled at the deadline */
 		engine_finish_aws(e, r, &r->at.last_aws);
+	else if (r->at.last_err[0]) /* waiting to retry an unreachable endpoint */
+		engine_finish_gateway(e, r, GW_UNAVAILABLE, r->at.last_err);
 	else
 		engine_finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
 }

@@ -234,6 +234,19 @@ static void transport_failure_past_the_deadline_is_expired(void **s)
 	assert_int_equal(d.code, GW_EXPIRED);
 }
 
+static void refused_connect_seen_past_the_deadline_is_unavailable(void **s)
+{
+	(void)s;
+	struct attempt_state st;
+	attempt_init(&st);
+	struct call_result r = transport(CG_TRANSPORT, 1); /* refused: nothing was sent */
+	struct attempt_decision d;
+	decide(&st, &P, &r, 30010, 30000, 0, &d);
+	assert_int_equal(d.kind, AT_ANSWER_GATEWAY);
+	assert_int_equal(d.code, GW_UNAVAILABLE);
+	assert_non_null(strstr(d.message, "endpoint unreachable"));
+}
+
 static void non_retryable_transport_error_is_answered(void **s)
 {
 	(void)s;
@@ -261,6 +274,7 @@ int main(void)
 	    TEST(unreachable_waits_without_attempts_then_one_last_try),
 	    TEST(timeout_after_sending_uses_an_attempt),
 	    TEST(transport_failure_past_the_deadline_is_expired),
+	    TEST(refused_connect_seen_past_the_deadline_is_unavailable),
 	    TEST(non_retryable_transport_error_is_answered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

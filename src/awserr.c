@@ -112,6 +112,10 @@ int awserr_http_date(const char *s, time_t *out)
 	time_t t = timegm(&tm);
 	if (t == (time_t)-1) /* not representable (a 32-bit time_t past 2038) */
 		return -1;
+	/* timegm normalised tm: a leap second at the end of 31 Dec 2199, or a
+	 * 31 Feb, may have carried it past the last year the signer takes */
+	if (tm.tm_year + 1900 < SIGV4_YEAR_MIN || tm.tm_year + 1900 > SIGV4_YEAR_MAX)
+		return -1;
 	*out = t;
 	return 0;
 }

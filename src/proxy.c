@@ -1,19 +1,9 @@
 /*
  * proxy: requests from AWS to the machines and answers back (SPEC 9), on
- * the engine thread. Executions live in a hash table keyed by thing and
- * executionId; their rules are proxy_exec's, this file carries them out.
- *
- * Spool records (the spool's ADD/DONE, told apart by their token):
- *   "proxy:seen"    an execution is known (dedupe across a restart); ends
- *                   when it is forgotten. topic: AWS's request topic,
- *                   deadline: when to forget it (wall ms).
- *   "proxy:request" a request not yet taken by the local broker; ends on
- *                   delivery (outbox cookie). topic: AWS's request topic,
- *                   response topic: its Content Type, deadline: its Message
- *                   Expiry in s as received (-1 none), payload: its bytes.
- *   "proxy:answer"  an answer not yet accepted or finally rejected. topic:
- *                   AWS's answer topic, qos: its status, payload: the JSON
- *                   for AWS.
+ * the engine thread: the message flow. Executions live in a hash table
+ * keyed by thing and executionId; their rules are proxy_exec's, this file
+ * carries them out. Starting, resuming from the spool and stopping are
+ * proxy_life.c's; the spool records both use are in proxy_priv.h.
  */
 #include "proxy.h"
 
@@ -28,10 +18,6 @@
 #include "proxy_priv.h"
 #include "runtime.h"
 
-#define TOKEN_SEEN    "proxy:seen"
-#define TOKEN_REQUEST "proxy:request"
-#define TOKEN_ANSWER  "proxy:answer"
-
 static void forget(struct proxy *p, struct proxy_exec *ex)
 {
 	proxy_table_remove(p, ex);
@@ -44,7 +30,7 @@ static void forget(struct proxy *p, struct proxy_exec *ex)
 }
 
 /* ex is looked at in this turn's timers (after the spool's sync). */
-static void touch(struct proxy *p, struct proxy_exec *ex, uint64_t now)
+void proxy_touch(struct proxy *p, struct proxy_exec *ex, uint64_t now)
 {
 	timer_arm(p->timers, &ex->task.timer, now);
 }
@@ -83,8 +69,8 @@ static void spool_record(struct proxy *p, const char *token, const char *topic, 
 
 /* ---- requests from AWS -------------------------------------------------- */
 
-static void queue_forward(struct proxy *p, const struct proxy_topic *t, const struct message *m,
-                          long expiry_s, uint64_t received_ms, uint64_t seq)
+void proxy_queue_forward(struct proxy *p, const struct proxy_topic *t, const struct message *m,
+                         long expiry_s, uint64_t received_ms, uint64_t seq)
 {
 	struct proxy_fwd *f = rt_calloc(1, sizeof(*f));
 	struct sbuf topic;
@@ -122,14 +108,14 @@ static void on_request(struct proxy *p, const struct proxy_topic *t, struct mess
 	timer_arm(p->timers, &ex->task.timer, ex->forget_ms);
 	int64_t wall = rt_wall_ms();
 	int64_t forget_wall = wall + (int64_t)(ex->forget_ms - now);
-	spool_record(p, TOKEN_SEEN, m->topic, wall, forget_wall, 0, NULL, "", 0, &ex->spool_seq);
+	spool_record(p, PROXY_TOKEN_SEEN, m->topic, wall, forget_wall, 0, NULL, "", 0, &ex->spool_seq);
 	uint64_t seq;
-	spool_record(p, TOKEN_REQUEST, m->topic, m->received_wall_ms, expiry, 1, m->content_type,
+	spool_record(p, PROXY_TOKEN_REQUEST, m->topic, m->received_wall_ms, expiry, 1, m->content_type,
 	             m->payload, m->len, &seq);
-	queue_forward(p, t, m, expiry, m->received_ms, seq);
+	proxy_queue_forward(p, t, m, expiry, m->received_ms, seq);
 }
 
-static void free_fwd(struct proxy_fwd *f)
+void proxy_free_fwd(struct proxy_fwd *f)
 {
 	free(f->topic);
 	free(f->payload);
@@ -139,7 +125,7 @@ static void free_fwd(struct proxy_fwd *f)
 
 /* The forwarding timer, run after the spool sync: hand the requests to
  * the local broker. */
-static void forward_ready(struct timer_task *k, uint64_t now, void *ctx)
+void proxy_forward_ready(struct timer_task *k, uint64_t now, void *ctx)
 {
 	(void)ctx;
 	struct proxy *p = container_of(k, struct proxy, fwd_wake);
@@ -163,7 +149,7 @@ static void forward_ready(struct timer_task *k, uint64_t now, void *ctx)
 			          f->thing, f->id, f->topic,
 			          (unsigned long long)(now - f->received_ms));
 		}
-		free_fwd(f);
+		proxy_free_fwd(f);
 		f = next;
 	}
 }
@@ -198,13 +184,13 @@ static void take_answer(struct proxy *p, const struct proxy_topic *t, const stru
 	struct sbuf aws;
 	sbuf_init(&aws);
 	proxy_topic_build(&aws, PROXY_AWS_PREFIX, t->thing, t->execution_id, "response/json");
-	spool_record(p, TOKEN_ANSWER, aws.data, rt_wall_ms(), 0, (uint8_t)st, NULL, body.data,
+	spool_record(p, PROXY_TOKEN_ANSWER, aws.data, rt_wall_ms(), 0, (uint8_t)st, NULL, body.data,
 	             body.len, &u->spool_seq);
 	sbuf_clean_up(&aws);
 	sbuf_clean_up(&body);
 	proxy_exec_answer(ex, u, now);
 	p->n.waiting++;
-	touch(p, ex, now);
+	proxy_touch(p, ex, now);
 	log_debug("proxy: %s: execution %s: answer taken", t->thing, t->execution_id);
 }
 
@@ -281,7 +267,7 @@ static void on_verdict(struct proxy *p, const struct proxy_topic *t, const struc
 	if (proxy_exec_forgettable(ex, now) && ex->final_accepted)
 		ended(p, ex, now);
 	else
-		touch(p, ex, now); /* the next update may go */
+		proxy_touch(p, ex, now); /* the next update may go */
 }
 
 static void on_link_message(struct proxy *p, struct message *m, uint64_t now)
@@ -332,7 +318,7 @@ void proxy_link_came_up(struct proxy *p, const char *thing, uint64_t now)
 	for (size_t i = 0; i < p->n_buckets; i++)
 		for (struct proxy_exec *ex = p->buckets[i]; ex; ex = ex->next)
 			if (strcmp(ex->thing, thing) == 0 && ex->head)
-				touch(p, ex, now);
+				proxy_touch(p, ex, now);
 }
 
 static void send_update(struct proxy *p, struct proxy_exec *ex, uint64_t now)
@@ -382,180 +368,4 @@ void proxy_exec_due(struct timer_task *k, uint64_t now, void *ctx)
 	uint64_t t = proxy_exec_next_ms(ex);
 	if (t > now)
 		timer_arm(p->timers, &k->timer, t);
-}
-
-/* ---- start, resume, stop ------------------------------------------------ */
-
-struct proxy *proxy_new(const struct proxy_config *pc, struct inbox *ib, struct spool *spool,
-                        struct timer_heap *timers, proxy_local_fn local, void *local_ctx,
-                        uint64_t now)
-{
-	struct proxy *p = rt_calloc(1, sizeof(*p));
-	p->pc = pc;
-	p->links_pc = config_proxy_link_part(pc);
-	p->timers = timers;
-	timer_task_init(&p->fwd_wake, forward_ready);
-	timer_task_init(&p->links_wake, proxy_links_due);
-	timer_arm(timers, &p->links_wake.timer, now);
-	p->inbox = ib;
-	p->spool = spool;
-	p->local = local;
-	p->local_ctx = local_ctx;
-	p->n_buckets = 64;
-	p->buckets = rt_calloc(p->n_buckets, sizeof(*p->buckets));
-	ratectl_init(&p->connects, pc->connect_rate, now);
-	for (size_t i = 0; i < pc->n_things; i++)
-		proxy_links_add(p, pc->things[i]);
-	p->n.configured = p->n_links;
-	log_info("proxy: standing in for %zu thing(s) on %s", p->n_links, pc->uri);
-	return p;
-}
-
-static void resume_answer(struct proxy *p, const struct proxy_topic *t, const struct spool_entry *e,
-                          uint64_t now)
-{
-	struct proxy_exec *ex = proxy_table_find(p, t->thing, t->execution_id);
-	if (!ex)
-		ex = proxy_table_add(p, t->thing, t->execution_id, now, -1);
-	struct proxy_update *u =
-	    proxy_update_new(e->payload.ptr, e->payload.len, (enum proxy_status)e->qos, now);
-	u->spool_seq = e->seq;
-	u->sent_before = 1; /* it may have left before the restart */
-	proxy_exec_answer(ex, u, now);
-	p->n.waiting++;
-	touch(p, ex, now);
-}
-
-int proxy_resume(struct proxy *p, struct spool *spool, const struct spool_entry *e, uint64_t now,
-                 int64_t wall_now)
-{
-	if (e->token.len < 6 || memcmp(e->token.ptr, "proxy:", 6) != 0)
-		return 0;
-	char token[32], topic[512];
-	snprintf(token, sizeof(token), "%.*s", (int)e->token.len, e->token.ptr);
-	snprintf(topic, sizeof(topic), "%.*s", (int)e->topic.len, e->topic.ptr);
-	struct proxy_topic t;
-	enum proxy_topic_kind k = proxy_topic_parse(PROXY_AWS_PREFIX, topic, &t);
-	if (!p || k == PROXY_T_NONE) {
-		log_warn("proxy: spool record %s for %s dropped (%s)", token, topic,
-		         p ? "not understood" : "no proxy section any more");
-		spool_done(spool, e->seq);
-		return 1;
-	}
-	if (strcmp(token, TOKEN_ANSWER) == 0) {
-		resume_answer(p, &t, e, now);
-		return 1;
-	}
-	struct proxy_exec *ex = proxy_table_find(p, t.thing, t.execution_id);
-	if (!ex)
-		ex = proxy_table_add(p, t.thing, t.execution_id, now, -1);
-	if (strcmp(token, TOKEN_SEEN) == 0) {
-		int64_t left = e->deadline_ms - wall_now;
-		ex->forget_ms = now + (uint64_t)(left > 0 ? left : 0);
-		ex->spool_seq = e->seq;
-		ex->delivered_ms = now;
-		timer_arm(p->timers, &ex->task.timer, ex->forget_ms);
-		return 1;
-	}
-	/* a request the local broker never took: forwarded now */
-	struct message m = {0};
-	m.payload = (char *)e->payload.ptr;
-	m.len = e->payload.len;
-	char ct[256];
-	snprintf(ct, sizeof(ct), "%.*s", (int)e->response_topic.len, e->response_topic.ptr);
-	m.content_type = e->response_topic.len ? ct : NULL;
-	int64_t age = wall_now - e->received_ms;
-	uint64_t received = now - (uint64_t)(age > 0 && (uint64_t)age < now ? age : 0);
-	queue_forward(p, &t, &m, (long)e->deadline_ms, received, e->seq);
-	return 1;
-}
-
-const struct stats_proxy *proxy_stats(struct proxy *p)
-{
-	if (!p)
-		return NULL;
-	p->n.configured = p->n_links;
-	p->n.connected = p->n_up;
-	return &p->n;
-}
-
-struct proxy_filters proxy_filters(const struct config *c)
-{
-	size_t np = c->proxy ? c->proxy->n_things : 0;
-	struct proxy_filters f = {rt_calloc(c->n_routes + np + 1, sizeof(char *)),
-	                          c->n_routes + np};
-	for (size_t i = 0; i < c->n_routes; i++)
-		f.v[i] = rt_strdup(c->routes[i].filter);
-	for (size_t i = 0; i < np; i++)
-		f.v[c->n_routes + i] =
-		    proxy_topic_answer_filter(c->proxy->local_prefix, c->proxy->things[i]);
-	return f;
-}
-
-void proxy_free_filters(struct proxy_filters *f)
-{
-	for (size_t i = 0; i < f->n; i++)
-		free(f->v[i]);
-	free(f->v);
-}
-
-void proxy_free(struct proxy *p, int timeout_ms)
-{
-	if (!p)
-		return;
-	proxy_links_remove_all(p, timeout_ms);
-	timer_disarm(p->timers, &p->fwd_wake.timer);
-	timer_disarm(p->timers, &p->links_wake.timer);
-	for (size_t i = 0; i < p->n_buckets; i++)
-		while (p->buckets[i]) {
-			struct proxy_exec *ex = p->buckets[i];
-			p->buckets[i] = ex->next;
-			timer_disarm(p->timers, &ex->task.timer);
-			proxy_exec_clean_up(ex);
-			free(ex);
-		}
-	free(p->buckets);
-	config_proxy_free(p->links_pc);
-	while (p->fwd_head) {
-		struct proxy_fwd *f = p->fwd_head;
-		p->fwd_head = f->next;
-		free_fwd(f);
-	}
-	free(p);
-}
-
-/* Local publishes go through the engine's outbox: they wait there while
- * the local broker is away, and a forwarded request's spool record ends
- * when the broker has it. */
-static void local_via_outbox(void *ctx, const struct proxy_local_msg *m)
-{
-	struct mqtt_out out = {.topic = m->topic,
-	                       .payload = view_of(m->payload, m->len),
-	                       .qos = 1,
-	                       .content_type = m->content_type,
-	                       .expiry_s = m->expiry_s > 0 ? (uint32_t)m->expiry_s : 0};
-	char err[ERR_LEN];
-	if (outbox_put(ctx, &out, m->cookie, err) < 0)
-		log_error("proxy: %s", err);
-}
-
-void proxy_reload(struct proxy **pp, const struct proxy_config *pc, struct inbox *ib,
-                  struct spool *spool, struct outbox *o, struct timer_heap *timers)
-{
-	if (!pc) {
-		if (*pp)
-			log_info("proxy: closing %zu link(s)", (*pp)->n_links);
-		proxy_free(*pp, 1000);
-		*pp = NULL;
-	} else if (!*pp) {
-		*pp = proxy_new(pc, ib, spool, timers, local_via_outbox, o, rt_now_ms());
-	} else {
-		struct sbuf diff;
-		sbuf_init(&diff);
-		config_proxy_restart_needed((*pp)->links_pc, pc, &diff);
-		if (diff.len)
-			log_warn("reload: changes to %s take effect after a restart", diff.data);
-		sbuf_clean_up(&diff);
-		proxy_reconfigure(*pp, pc);
-	}
 }

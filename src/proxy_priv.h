@@ -1,5 +1,6 @@
 /*
- * proxy_priv: what proxy.c (requests, answers, verdicts, executions) and
+ * proxy_priv: what proxy.c (requests, answers, verdicts, executions),
+ * proxy_life.c (start, resume, stop) and
  * proxy_links.c (the set of links, pacing, reload) share. Nothing else
  * includes it. Engine thread only.
  */
@@ -12,6 +13,7 @@
 #include "proxy_local.h"
 #include "proxy_exec.h"
 #include "proxy_link.h"
+#include "proxy_topic.h"
 #include "ratectl.h"
 #include "spool.h"
 #include "stats.h"
@@ -77,7 +79,33 @@ struct proxy_exec *proxy_table_add(struct proxy *p, const char *thing, const cha
 /* Off the table (not freed). */
 void proxy_table_remove(struct proxy *p, struct proxy_exec *ex);
 
-/* proxy.c */
+/*
+ * Spool records of the proxy (the spool's ADD/DONE, told apart by their token):
+ *   "proxy:seen"    an execution is known (dedupe across a restart); ends
+ *                   when it is forgotten. topic: AWS's request topic,
+ *                   deadline: when to forget it (wall ms).
+ *   "proxy:request" a request not yet taken by the local broker; ends on
+ *                   delivery (outbox cookie). topic: AWS's request topic,
+ *                   response topic: its Content Type, deadline: its Message
+ *                   Expiry in s as received (-1 none), payload: its bytes.
+ *   "proxy:answer"  an answer not yet accepted or finally rejected. topic:
+ *                   AWS's answer topic, qos: its status, payload: the JSON
+ *                   for AWS.
+ */
+#define PROXY_TOKEN_SEEN    "proxy:seen"
+#define PROXY_TOKEN_REQUEST "proxy:request"
+#define PROXY_TOKEN_ANSWER  "proxy:answer"
+
+/* proxy.c: the message flow */
+/* ex is looked at in this turn's timers (after the spool's sync). */
+void proxy_touch(struct proxy *p, struct proxy_exec *ex, uint64_t now);
+/* Queue a request for the local broker; it goes after this turn's spool
+ * sync (proxy_forward_ready). seq: its spool record, or 0. */
+void proxy_queue_forward(struct proxy *p, const struct proxy_topic *t, const struct message *m,
+                         long expiry_s, uint64_t received_ms, uint64_t seq);
+/* The forwarding timer (timer_fn). */
+void proxy_forward_ready(struct timer_task *k, uint64_t now, void *ctx);
+void proxy_free_fwd(struct proxy_fwd *f);
 /* An execution's timer (timer_fn). */
 void proxy_exec_due(struct timer_task *k, uint64_t now, void *ctx);
 /* The link of thing went down (its updates in flight are sent again when

@@ -38,6 +38,18 @@ static void answer_last(const struct attempt_state *st, struct attempt_decision 
 	}
 }
 
+void attempt_at_deadline(const struct attempt_state *st, struct attempt_decision *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (st->last_was_aws || st->last_err[0]) {
+		answer_last(st, out);
+		return;
+	}
+	out->kind = AT_ANSWER_GATEWAY;
+	out->code = GW_EXPIRED;
+	out->message = "the deadline passed before AWS answered";
+}
+
 /* Retry with backoff if attempts, deadline and shutdown allow; else answer
  * with the last failure. */
 static void retry_or_answer(struct attempt_state *st, const struct attempt_policy *p, int not_sent,

@@ -85,5 +85,9 @@ void attempt_begin(struct attempt_state *st);
 void attempt_decide(struct attempt_state *st, const struct attempt_policy *p,
                     const struct call_result *res, uint64_t now_ms, uint64_t deadline_ms,
                     uint32_t rnd, struct attempt_decision *out);
+/* The deadline of a request waiting for its next call passed: answered
+ * with its last answer from AWS (e.g. a 429), Unavailable if the endpoint
+ * was unreachable, Expired if no call has ended yet. */
+void attempt_at_deadline(const struct attempt_state *st, struct attempt_decision *out);
 
 #endif

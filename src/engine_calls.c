@@ -181,12 +181,12 @@ static void request_due(struct timer_task *k, uint64_t now, void *ctx)
 		return;
 	}
 	reqlist_remove(&e->held, r);
-	if (r->at.last_was_aws) /* e.g. still throttled at the deadline */
-		engine_finish_aws(e, r, &r->at.last_aws);
-	else if (r->at.last_err[0]) /* waiting to retry an unreachable endpoint */
-		engine_finish_gateway(e, r, GW_UNAVAILABLE, r->at.last_err);
+	struct attempt_decision d;
+	attempt_at_deadline(&r->at, &d);
+	if (d.kind == AT_ANSWER_AWS) /* e.g. still throttled at the deadline */
+		engine_finish_aws(e, r, d.aws);
 	else
-		engine_finish_gateway(e, r, GW_EXPIRED, "the deadline passed before AWS answered");
+		engine_finish_gateway(e, r, d.code, d.message);
 }
 
 void engine_queue(struct engine *e, struct request *r)

@@ -247,6 +247,34 @@ static void refused_connect_seen_past_the_deadline_is_unavailable(void **s)
 	assert_non_null(strstr(d.message, "endpoint unreachable"));
 }
 
+/* A request waiting for its next call when its deadline passes. */
+static void deadline_while_waiting_answers_what_was_learned(void **s)
+{
+	(void)s;
+	struct attempt_state st;
+	attempt_init(&st);
+	struct attempt_decision d;
+	attempt_at_deadline(&st, &d); /* nothing ended yet */
+	assert_int_equal(d.kind, AT_ANSWER_GATEWAY);
+	assert_int_equal(d.code, GW_EXPIRED);
+
+	struct call_result r = transport(CG_TRANSPORT, 1);
+	decide(&st, &P, &r, 1000, 30000, 0, &d); /* refused: waits to retry */
+	assert_int_equal(d.kind, AT_RETRY);
+	attempt_at_deadline(&st, &d);
+	assert_int_equal(d.kind, AT_ANSWER_GATEWAY);
+	assert_int_equal(d.code, GW_UNAVAILABLE);
+	assert_non_null(strstr(d.message, "endpoint unreachable"));
+
+	struct awserr e = aws(429, 1);
+	e.throttled = 1;
+	r = response(429, &e);
+	decide(&st, &P, &r, 2000, 30000, 0, &d); /* then throttled */
+	attempt_at_deadline(&st, &d);
+	assert_int_equal(d.kind, AT_ANSWER_AWS);
+	assert_int_equal(d.aws->http_status, 429);
+}
+
 static void non_retryable_transport_error_is_answered(void **s)
 {
 	(void)s;
@@ -275,6 +303,7 @@ int main(void)
 	    TEST(timeout_after_sending_uses_an_attempt),
 	    TEST(transport_failure_past_the_deadline_is_expired),
 	    TEST(refused_connect_seen_past_the_deadline_is_unavailable),
+	    TEST(deadline_while_waiting_answers_what_was_learned),
 	    TEST(non_retryable_transport_error_is_answered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -372,7 +372,7 @@ class BrokerRestart(unittest.TestCase):
             # The broker goes between two rounds of replies (AWS answers
             # every 300 ms), not while the gateway writes one: Paho 1.3.12
             # frees a QoS 1 publish whose socket write fails, yet keeps it
-            # for its session's resend (README, "Known issues").
+            # for its session's resend (README, "Delivery guarantees").
             n = len(seen.replies("commands/"))
             self.assertTrue(wait_for(lambda: len(seen.replies("commands/")) > n, 20))
             time.sleep(0.1)
